@@ -1,0 +1,78 @@
+#pragma once
+// The plan: the plain-data hand-over from the front ends (config/ and `tpengine relay`) to
+// engine/. It is the only header engine/ and config/ share, so it holds data and nothing else:
+// no behaviour, no I/O, no YAML and no io_uring.
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace tp::plan {
+
+// A socket address, v4 or v6, already resolved. `len == 0` means "unset".
+struct SockAddr {
+    sockaddr_storage storage{};
+    socklen_t len = 0;
+
+    int family() const { return len == 0 ? AF_UNSPEC : storage.ss_family; }
+    const sockaddr* get() const { return reinterpret_cast<const sockaddr*>(&storage); }
+};
+
+// Where a listener's connections go.
+enum class UpstreamTarget : uint8_t {
+    original,  // the intercepted (original) destination of each connection
+    fixed,     // Listener::upstream_address
+};
+
+// The source address of the upstream connection (tcprdr -T and beyond).
+enum class SourceMode : uint8_t {
+    proxy,        // the proxy's own address, chosen by the kernel
+    client,       // the client's IP, any port (IP_TRANSPARENT + bind(client ip, 0))
+    client_port,  // the client's IP and port (tcprdr -T exactly)
+};
+
+// How the original destination of an accepted connection is found.
+enum class OrigDst : uint8_t {
+    automatic,  // transparent listener: getsockname; otherwise SO_ORIGINAL_DST, then getsockname
+    local_address,  // getsockname only (TPROXY)
+    conntrack,      // SO_ORIGINAL_DST / IP6T_SO_ORIGINAL_DST only (REDIRECT, DNAT to us)
+};
+
+// Timeouts in milliseconds; 0 disables that timeout.
+struct Timeouts {
+    uint32_t connect_ms = 5'000;
+    uint32_t idle_ms = 300'000;
+    uint32_t half_closed_ms = 30'000;
+};
+
+struct Listener {
+    std::string name;  // unique within a plan; reload matches listeners by name
+    SockAddr address;  // bind address; "::" is dual-stack unless v6only
+    bool v6only = false;
+    bool transparent = false;  // IP_TRANSPARENT / IPV6_TRANSPARENT on the listener (tcprdr -t)
+    bool fast_open = false;    // TCP_FASTOPEN on the listener and the upstream (tcprdr -f)
+    int backlog = 4096;
+
+    UpstreamTarget target = UpstreamTarget::original;
+    SockAddr upstream_address;  // for UpstreamTarget::fixed
+    SourceMode source = SourceMode::proxy;
+    OrigDst orig_dst = OrigDst::automatic;
+
+    Timeouts timeouts;
+    uint32_t max_connections = 65'536;  // across all workers; 0 = unlimited
+};
+
+struct Plan {
+    unsigned workers = 0;                 // 0 = one per CPU in the process's affinity mask
+    uint32_t bypass_mark = 0;             // SO_MARK on every upstream socket; 0 = leave unmarked
+    uint32_t buffer_size = 16'384;        // bytes per relay buffer
+    uint32_t buffers_per_worker = 4'096;  // buffers in each worker's provided ring (power of 2)
+    uint32_t drain_timeout_ms = 10'000;   // graceful stop: live connections may finish until then
+    bool log_connections = false;         // one line per connection on stderr (-v)
+    std::vector<Listener> listeners;
+};
+
+}  // namespace tp::plan

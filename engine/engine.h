@@ -1,0 +1,45 @@
+#pragma once
+// The engine's public face: start the per-core workers from a Plan, change their listeners on
+// reload, stop and drain. Front ends (tools/) use only this header, stats.h and result.h.
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "config/plan.h"
+#include "engine/result.h"
+#include "engine/stats.h"
+
+namespace tp::engine {
+
+class Engine {
+  public:
+    // Binds every listener on every worker (SO_REUSEPORT), then starts the worker threads.
+    // Fails, with nothing left open, if any listener cannot be bound (port in use, EPERM...).
+    static Result<std::unique_ptr<Engine>> start(const plan::Plan& plan);
+
+    // Reload: listeners are matched by name; new ones are bound, removed ones stop accepting,
+    // changed ones are replaced. Live connections continue. On failure nothing changes.
+    Result<void> update(const plan::Plan& plan);
+
+    // Stop accepting on every listener at once (first step of a graceful stop).
+    void stop_accepting();
+
+    // Waits until no connection is left or `timeout` passes, then closes what is left and joins
+    // the workers. Returns true if every connection finished on its own.
+    bool drain(std::chrono::milliseconds timeout);
+
+    // Counters summed over workers, plus each worker's own.
+    StatsSnapshot stats() const;
+
+    ~Engine();
+    Engine(const Engine&) = delete;
+    Engine& operator=(const Engine&) = delete;
+
+  private:
+    Engine() = default;
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tp::engine

@@ -1,0 +1,82 @@
+#include "engine/stats.h"
+
+#include <cstdio>
+
+namespace tp::engine {
+
+const char* close_cause_name(CloseCause c) {
+    switch (c) {
+        case CloseCause::normal:
+            return "normal";
+        case CloseCause::client_reset:
+            return "client_reset";
+        case CloseCause::upstream_reset:
+            return "upstream_reset";
+        case CloseCause::connect_failed:
+            return "connect_failed";
+        case CloseCause::connect_timeout:
+            return "connect_timeout";
+        case CloseCause::idle_timeout:
+            return "idle_timeout";
+        case CloseCause::half_closed_timeout:
+            return "half_closed_timeout";
+        case CloseCause::self_connect:
+            return "self_connect";
+        case CloseCause::no_origdst:
+            return "no_origdst";
+        case CloseCause::error:
+            return "error";
+        case CloseCause::shutdown:
+            return "shutdown";
+        case CloseCause::count_:
+            break;
+    }
+    return "?";
+}
+
+uint64_t StatsSnapshot::closed_total() const {
+    uint64_t n = 0;
+    for (uint64_t c : closed)
+        n += c;
+    return n;
+}
+
+namespace {
+void append_block(std::string& out, const char* title, const StatsSnapshot& s) {
+    char line[256];
+    std::snprintf(line, sizeof line,
+                  "%s: accepted=%llu active=%llu closed=%llu bytes_up=%llu bytes_down=%llu "
+                  "accept_paused=%llu\n",
+                  title, static_cast<unsigned long long>(s.accepted),
+                  static_cast<unsigned long long>(s.active),
+                  static_cast<unsigned long long>(s.closed_total()),
+                  static_cast<unsigned long long>(s.bytes_up),
+                  static_cast<unsigned long long>(s.bytes_down),
+                  static_cast<unsigned long long>(s.accept_paused));
+    out += line;
+    bool any = false;
+    for (size_t i = 0; i < s.closed.size(); ++i) {
+        if (s.closed[i] == 0)
+            continue;
+        std::snprintf(line, sizeof line, "%s%s=%llu",
+                      any ? " " : "  closed_by: ", close_cause_name(static_cast<CloseCause>(i)),
+                      static_cast<unsigned long long>(s.closed[i]));
+        out += line;
+        any = true;
+    }
+    if (any)
+        out += '\n';
+}
+}  // namespace
+
+std::string StatsSnapshot::format() const {
+    std::string out;
+    append_block(out, "total", *this);
+    for (size_t i = 0; i < per_worker.size(); ++i) {
+        std::string title = "worker " + std::to_string(i);
+        append_block(out, title.c_str(), per_worker[i]);
+    }
+    return out;
+}
+
+}  // namespace tp::engine

@@ -1,0 +1,43 @@
+#pragma once
+// Relay counters. Each worker owns one WorkerStats on its own cache lines and is its only
+// writer (relaxed atomics so a reader on another thread sees whole values); readers sum them.
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace tp::engine {
+
+enum class CloseCause : uint8_t {
+    normal,  // both sides finished with FIN
+    client_reset,
+    upstream_reset,
+    connect_failed,  // refused, unreachable, ...
+    connect_timeout,
+    idle_timeout,
+    half_closed_timeout,
+    self_connect,  // original destination was one of our own listeners
+    no_origdst,    // original destination could not be found
+    error,         // local failure (socket(), EMFILE, ...)
+    shutdown,      // closed by drain timeout at stop
+    count_,
+};
+
+const char* close_cause_name(CloseCause c);
+
+struct StatsSnapshot {
+    uint64_t accepted = 0;
+    uint64_t active = 0;
+    uint64_t bytes_up = 0;       // client -> upstream
+    uint64_t bytes_down = 0;     // upstream -> client
+    uint64_t accept_paused = 0;  // times accept was paused (max_connections or fd exhaustion)
+    std::array<uint64_t, static_cast<size_t>(CloseCause::count_)> closed{};
+    std::vector<StatsSnapshot> per_worker;  // empty inside per_worker entries
+
+    uint64_t closed_total() const;
+    std::string format() const;  // human-readable, one block, for SIGUSR1 and exit
+};
+
+}  // namespace tp::engine

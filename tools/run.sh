@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# One entry point for people and CI.
+#   tools/run.sh demo   install what is missing, build, run the three-host lab demo
+#   tools/run.sh test   install what is missing, build, run every test (+ ASan/UBSan unit tests)
+#   tools/run.sh build  build only (build/)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+jobs=$(nproc)
+
+build() {  # build DIR [cmake args...]
+    local dir=$1
+    shift
+    cmake -S . -B "$dir" -G Ninja "$@" >/dev/null
+    cmake --build "$dir" -j "$jobs"
+}
+
+case "${1:-}" in
+demo)
+    tools/install-deps.sh
+    build build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+    exec tools/lab/demo.sh build/tools/tpengine/tpengine
+    ;;
+test)
+    tools/install-deps.sh
+    # Sanitizer build first: the unit and golden tests under ASan+UBSan.
+    build build-asan -DCMAKE_BUILD_TYPE=Debug -DTP_SANITIZE=ON -DTP_BUILD_BENCH=OFF
+    (cd build-asan && ctest -L 'unit|golden' --output-on-failure -j "$jobs")
+    # Then everything, in the release build: unit, golden, socket, apply, e2e, bench smoke.
+    build build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+    cd build && exec ctest --output-on-failure
+    ;;
+build)
+    tools/install-deps.sh
+    build build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+    ;;
+*)
+    echo "usage: tools/run.sh demo|test|build" >&2
+    exit 2
+    ;;
+esac
