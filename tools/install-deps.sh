@@ -10,9 +10,9 @@ packages=(
     liburing-dev libmimalloc-dev libyaml-cpp-dev libnftables-dev libmnl-dev
     googletest libgtest-dev libgmock-dev libbenchmark-dev
     # the lab and its real peers
-    iproute2 nftables conntrack procps curl iperf3 socat netcat-openbsd nginx-light
+    iproute2 nftables conntrack procps python3 curl iperf3 socat netcat-openbsd nginx-light
     # peers for the performance comparison
-    haproxy libnginx-mod-stream
+    haproxy libnginx-mod-stream linux-perf valgrind
 )
 
 missing=()
