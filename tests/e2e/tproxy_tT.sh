@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# e2e 5, tcprdr -t -T with TPROXY: Y dials Z:80 itself; X's tproxy rules hand the connection to
+# `tpengine relay -t -T 50080 Z 80`, which connects from Y's address and port. Y sees Z, Z sees Y:
+# neither knows X. Z needs the route back via X.
+source "$(dirname "$0")/lib.sh"
+e2e_init tproxy_tT "$1" --spoof-route
+z_services
+x_nft_lab "$RELAY_MAP"
+relays -t -T
+who tproxy-tT "$Z_ADDR" 8080 "$Z_ADDR" client-port yes
+check_programs tproxy-tT "$Z_ADDR" 80 5201 9000
+show_table
