@@ -1,0 +1,321 @@
+// The tpbench servers: per-thread ring, multishot accept, single-shot receives from a provided
+// buffer ring (an idle connection holds no buffer), one operation in flight per connection.
+
+#include "tools/tpbench/serve.h"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <thread>
+
+#include "tools/tpbench/uring.h"
+
+namespace tp::bench {
+namespace {
+
+constexpr unsigned kBufCount = 512;  // per thread, power of two
+constexpr unsigned kBufSize = 64 * 1024;
+constexpr size_t kSourceChunk = 256 * 1024;
+constexpr char kHttpResponse[] =
+    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nok\n";
+constexpr size_t kHttpLen = sizeof(kHttpResponse) - 1;
+constexpr int kHttpBatch = 64;  // responses per send from the shared response block
+
+const char* mode_name(ServeMode m) {
+    switch (m) {
+        case ServeMode::Echo:
+            return "echo";
+        case ServeMode::Sink:
+            return "sink";
+        case ServeMode::Source:
+            return "source";
+        default:
+            return "http";
+    }
+}
+
+struct Conn {
+    int fd = -1;
+    int bid = -1;            // provided buffer held while echoing it back
+    uint32_t len = 0;        // bytes to send from the held buffer (echo)
+    uint32_t off = 0;        // bytes of it already sent
+    uint64_t http_left = 0;  // response bytes still owed (http)
+    uint8_t http_match = 0;  // how much of "\r\n\r\n" the last bytes matched
+};
+
+class ServeWorker {
+  public:
+    ServeWorker(ServeMode mode, int listen_fd, const char* source, const char* http)
+        : mode_(mode), listen_fd_(listen_fd), source_(source), http_(http) {}
+
+    int run(const std::atomic<bool>& stop) {
+        int rc = ring_.init(4096);
+        if (rc < 0) {
+            std::fprintf(stderr, "tpbench: io_uring setup: %s\n", std::strerror(-rc));
+            return 1;
+        }
+        rc = bufs_.init(ring_.get(), 1, kBufCount, kBufSize);
+        if (rc < 0) {
+            std::fprintf(stderr, "tpbench: provided buffer ring: %s\n", std::strerror(-rc));
+            return 1;
+        }
+        arm_accept();
+        while (!stop.load(std::memory_order_relaxed)) {
+            ring_.submit_and_wait(100'000'000);
+            unsigned seen = 0;
+            unsigned head;
+            io_uring_cqe* cqe;
+            io_uring_for_each_cqe(ring_.get(), head, cqe) {
+                handle(cqe);
+                ++seen;
+            }
+            io_uring_cq_advance(ring_.get(), seen);
+            bufs_.commit();
+            if (!starved_.empty() && recycled_) {
+                std::vector<uint32_t> retry;
+                retry.swap(starved_);
+                for (uint32_t slot : retry) {
+                    arm_recv(slot);
+                }
+            }
+            recycled_ = false;
+        }
+        for (Conn& c : conns_) {
+            if (c.fd >= 0) {
+                ::shutdown(c.fd, SHUT_RDWR);
+                ::close(c.fd);
+            }
+        }
+        return 0;
+    }
+
+  private:
+    void arm_accept() {
+        io_uring_sqe* s = ring_.sqe();
+        io_uring_prep_multishot_accept(s, listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+        io_uring_sqe_set_data64(s, pack(Op::Accept, 0));
+    }
+    void arm_recv(uint32_t slot) {
+        io_uring_sqe* s = ring_.sqe();
+        io_uring_prep_recv(s, conns_[slot].fd, nullptr, kBufSize, 0);
+        s->flags |= IOSQE_BUFFER_SELECT;
+        s->buf_group = bufs_.bgid();
+        io_uring_sqe_set_data64(s, pack(Op::Recv, slot));
+    }
+    void arm_send(uint32_t slot, const void* p, size_t n) {
+        io_uring_sqe* s = ring_.sqe();
+        io_uring_prep_send(s, conns_[slot].fd, p, n, MSG_NOSIGNAL);
+        io_uring_sqe_set_data64(s, pack(Op::Send, slot));
+    }
+    void recycle(int bid) {
+        bufs_.recycle(static_cast<unsigned>(bid));
+        recycled_ = true;
+    }
+
+    void close_conn(uint32_t slot) {
+        Conn& c = conns_[slot];
+        if (c.bid >= 0) {
+            recycle(c.bid);
+        }
+        ::close(c.fd);
+        c = Conn{};
+        free_.push_back(slot);
+    }
+
+    void start(int fd) {
+        uint32_t slot;
+        if (!free_.empty()) {
+            slot = free_.back();
+            free_.pop_back();
+        } else {
+            slot = static_cast<uint32_t>(conns_.size());
+            conns_.emplace_back();
+        }
+        conns_[slot].fd = fd;
+        set_nodelay(fd);
+        if (mode_ == ServeMode::Source) {
+            arm_send(slot, source_, kSourceChunk);
+        } else {
+            arm_recv(slot);
+        }
+    }
+
+    // Counts complete requests ("\r\n\r\n" terminators) across receive boundaries.
+    static int count_requests(Conn& c, const char* p, int n) {
+        static constexpr char kEnd[] = "\r\n\r\n";
+        int found = 0;
+        for (int i = 0; i < n; ++i) {
+            if (p[i] == kEnd[c.http_match]) {
+                if (++c.http_match == 4) {
+                    ++found;
+                    c.http_match = 0;
+                }
+            } else {
+                c.http_match = p[i] == '\r' ? 1 : 0;
+            }
+        }
+        return found;
+    }
+
+    void send_http(uint32_t slot) {
+        Conn& c = conns_[slot];
+        const size_t n = c.http_left < kHttpLen * kHttpBatch ? c.http_left : kHttpLen * kHttpBatch;
+        arm_send(slot, http_, n);
+    }
+
+    void handle(io_uring_cqe* cqe) {
+        const uint64_t ud = io_uring_cqe_get_data64(cqe);
+        const int res = cqe->res;
+        if (op_of(ud) == Op::Accept) {
+            if (res >= 0) {
+                start(res);
+            }
+            if (!(cqe->flags & IORING_CQE_F_MORE)) {
+                arm_accept();
+            }
+            return;
+        }
+        const uint32_t slot = slot_of(ud);
+        Conn& c = conns_[slot];
+        if (op_of(ud) == Op::Recv) {
+            if (res == -ENOBUFS) {
+                starved_.push_back(slot);
+                return;
+            }
+            if (res <= 0) {
+                if (cqe->flags & IORING_CQE_F_BUFFER) {
+                    recycle(static_cast<int>(cqe->flags >> IORING_CQE_BUFFER_SHIFT));
+                }
+                close_conn(slot);
+                return;
+            }
+            const int bid = static_cast<int>(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+            switch (mode_) {
+                case ServeMode::Echo:
+                    c.bid = bid;
+                    c.len = static_cast<uint32_t>(res);
+                    c.off = 0;
+                    arm_send(slot, bufs_.buf(static_cast<unsigned>(bid)), c.len);
+                    return;
+                case ServeMode::Http: {
+                    const int reqs = count_requests(c, bufs_.buf(static_cast<unsigned>(bid)), res);
+                    recycle(bid);
+                    if (reqs == 0) {
+                        arm_recv(slot);
+                        return;
+                    }
+                    c.http_left = static_cast<uint64_t>(reqs) * kHttpLen;
+                    send_http(slot);
+                    return;
+                }
+                default:
+                    recycle(bid);
+                    arm_recv(slot);
+                    return;
+            }
+        }
+        // Send completion.
+        if (res <= 0) {
+            close_conn(slot);
+            return;
+        }
+        switch (mode_) {
+            case ServeMode::Echo:
+                c.off += static_cast<uint32_t>(res);
+                if (c.off < c.len) {
+                    arm_send(slot, bufs_.buf(static_cast<unsigned>(c.bid)) + c.off, c.len - c.off);
+                    return;
+                }
+                recycle(c.bid);
+                c.bid = -1;
+                arm_recv(slot);
+                return;
+            case ServeMode::Http:
+                // A short send restarts at the same phase of the repeating block, so the offset
+                // into it is the bytes sent modulo one response.
+                c.http_left -= static_cast<uint64_t>(res);
+                if (c.http_left > 0) {
+                    const size_t skip = (kHttpLen - c.http_left % kHttpLen) % kHttpLen;
+                    const size_t room = kHttpLen * kHttpBatch - skip;
+                    io_uring_sqe* s = ring_.sqe();
+                    io_uring_prep_send(s, c.fd, http_ + skip,
+                                       c.http_left < room ? c.http_left : room, MSG_NOSIGNAL);
+                    io_uring_sqe_set_data64(s, pack(Op::Send, slot));
+                    return;
+                }
+                arm_recv(slot);
+                return;
+            default:
+                arm_send(slot, source_, kSourceChunk);
+                return;
+        }
+    }
+
+    ServeMode mode_;
+    int listen_fd_;
+    const char* source_;
+    const char* http_;
+    Ring ring_;
+    BufRing bufs_;
+    std::vector<Conn> conns_;
+    std::vector<uint32_t> free_;
+    std::vector<uint32_t> starved_;
+    bool recycled_ = false;
+};
+
+}  // namespace
+
+int run_serve(const ServeOptions& opt, const std::atomic<bool>& stop) {
+    SockAddr addr = opt.listen;
+    std::vector<UniqueFd> listeners;
+    for (int i = 0; i < opt.threads; ++i) {
+        const int fd = listen_socket(addr, 4096);
+        if (fd < 0) {
+            std::fprintf(stderr, "tpbench: cannot listen on %s: %s\n", format_addr(addr).c_str(),
+                         std::strerror(-fd));
+            return 1;
+        }
+        listeners.emplace_back(fd);
+        if (i == 0) {
+            // Port 0: every further listener joins the port the first one got.
+            SockAddr bound;
+            bound.len = sizeof bound.ss;
+            getsockname(fd, reinterpret_cast<sockaddr*>(&bound.ss), &bound.len);
+            addr = bound;
+        }
+    }
+    // Shared read-only payloads: the source stream and a block of back-to-back HTTP responses.
+    std::vector<char> source(kSourceChunk, 'x');
+    std::string http;
+    for (int i = 0; i < kHttpBatch; ++i) {
+        http += kHttpResponse;
+    }
+    std::fprintf(stderr, "tpbench: serve %s listening on %s (%d thread%s)\n", mode_name(opt.mode),
+                 format_addr(addr).c_str(), opt.threads, opt.threads == 1 ? "" : "s");
+    std::vector<std::thread> threads;
+    std::vector<int> rcs(static_cast<size_t>(opt.threads), 0);
+    for (int i = 0; i < opt.threads; ++i) {
+        threads.emplace_back([&, i] {
+            if (!opt.cpus.empty()) {
+                pin_this_thread(opt.cpus[static_cast<size_t>(i) % opt.cpus.size()]);
+            }
+            ServeWorker w(opt.mode, listeners[static_cast<size_t>(i)].get(), source.data(),
+                          http.data());
+            rcs[static_cast<size_t>(i)] = w.run(stop);
+        });
+    }
+    for (auto& t : threads) {
+        t.join();
+    }
+    for (int rc : rcs) {
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
+}  // namespace tp::bench
