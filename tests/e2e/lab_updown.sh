@@ -11,10 +11,10 @@ ip netns del "e2echk$$"
 export LAB_PREFIX=lab$$
 trap '"$LAB" down >/dev/null 2>&1 || true' EXIT
 host_links_before=$(ip -o link show | awk -F': ' '{print $2}' | sort)
-"$LAB" up | grep -qx "LAB_PREFIX=$LAB_PREFIX"
+"$LAB" up | grep -xe "LAB_PREFIX=$LAB_PREFIX" >/dev/null
 [ "$(ip -o link show | awk -F': ' '{print $2}' | sort)" = "$host_links_before" ] ||
     { echo "FAIL: lab.sh up changed the host's links"; exit 1; }
-for ns in y x z; do ip netns list | grep -q "^$LAB_PREFIX-$ns\b" || { echo "FAIL: no $ns"; exit 1; }; done
+for ns in y x z; do ip netns list | grep "^$LAB_PREFIX-$ns\b" >/dev/null || { echo "FAIL: no $ns"; exit 1; }; done
 ! "$LAB" up 2>/dev/null || { echo "FAIL: a second up of the same lab succeeded"; exit 1; }
 [ "$("$LAB" exec x sysctl -n net.ipv4.ip_forward)" = 1 ] || { echo "FAIL: ip_forward off in X"; exit 1; }
 "$LAB" exec z $PEER server --log /dev/null 198.51.100.2:8080 '[2001:db8:2::2]:8080' >/dev/null &
@@ -25,15 +25,15 @@ if "$LAB" exec y $PEER client --timeout 1 198.51.100.2 8080 >/dev/null; then
     echo "FAIL: Z answered Y without a route back"; exit 1
 fi
 "$LAB" route-back on
-"$LAB" exec y $PEER client 198.51.100.2 8080 | grep -qx 'server_peer=192.0.2.2:.*' ||
+"$LAB" exec y $PEER client 198.51.100.2 8080 | grep -xe 'server_peer=192.0.2.2:.*' >/dev/null ||
     { echo "FAIL: Y cannot reach Z over IPv4"; exit 1; }
-"$LAB" exec y $PEER client 2001:db8:2::2 8080 | grep -qx 'server_peer=\[2001:db8:1::2\]:.*' ||
+"$LAB" exec y $PEER client 2001:db8:2::2 8080 | grep -xe 'server_peer=\[2001:db8:1::2\]:.*' >/dev/null ||
     { echo "FAIL: Y cannot reach Z over IPv6"; exit 1; }
 # "Crash": leave the server running in Z, then down must still remove everything.
 disown -a
 "$LAB" down
 "$LAB" down
-if ip netns list | grep -q "^$LAB_PREFIX-"; then echo "FAIL: namespaces left"; exit 1; fi
+if ip netns list | grep "^$LAB_PREFIX-" >/dev/null; then echo "FAIL: namespaces left"; exit 1; fi
 sleep 0.2
 if kill -0 "$server" 2>/dev/null; then
     echo "FAIL: a process of the lab survived down"; exit 1

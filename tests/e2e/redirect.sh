@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# e2e 2, REDIRECT: a `redirect` rule sends Y's connections to Z:PORT to a tpengine listener on X
+# (destination rewritten to X's own address, conntrack). tpengine recovers the original
+# destination (SO_ORIGINAL_DST), logs it and connects there itself: Z sees X; Y sees Z's address
+# (conntrack undoes the rewrite on the replies). Z needs no route back.
+source "$(dirname "$0")/lib.sh"
+e2e_init redirect "$1"
+z_services
+tp_config redirect -v <<YAML
+nftables: {table: tpengine_e2e}
+listeners:
+  - name: redir
+    address: "0.0.0.0"
+    port: 50080
+    transparent: false
+    upstream: {to: original, source: proxy}
+rules:
+  - name: lab-redirect
+    interfaces: [lan0]
+    protocol: tcp
+    destinations: [198.51.100.0/24]
+    ports: [80, 8080, 5201, 9000]
+    action: redirect
+    listener: redir
+YAML
+who redirect "$Z_ADDR" 8080 "$Z_ADDR" "$X_WAN" "yes:$X_LAN:50080"
+cl=$(field client_local "$TMP/who-redirect.txt")
+# The per-connection log line names the client and the recovered original destination.
+for _ in $(seq 20); do grep -qF "$cl" "$TMP/redirect.log" && break; sleep 0.1; done
+if grep -F "$cl" "$TMP/redirect.log" | grep -Fe "$Z_ADDR:8080" >/dev/null; then
+    ok "redirect: original destination $Z_ADDR:8080 recovered and logged: $(grep -F "$cl" "$TMP/redirect.log" | head -1)"
+else
+    fail "redirect: no log line with client $cl and original destination $Z_ADDR:8080: $(tail -5 "$TMP/redirect.log")"
+fi
+check_programs redirect "$Z_ADDR" 80 5201 9000
+tp_stop redirect || fail "tpengine -c exited non-zero at stop"
+in_x nft list tables | grep tpengine_e2e >/dev/null && fail "redirect: table left after stop"
+show_table
