@@ -1,0 +1,65 @@
+#pragma once
+// Applies a KernelSetup to the running kernel and takes it away again: routes, then ip rules,
+// then the nft batch (the step that starts interception comes last), under an undo journal so
+// a failure at any step leaves the namespace as it was. Reload changes only what differs.
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "config/apply_journal.h"
+#include "config/kernel_setup.h"
+#include "config/nft_apply.h"
+#include "config/route_apply.h"
+
+namespace tp::config {
+
+struct SweepResult;
+
+class KernelApplier {
+  public:
+    using Log = std::function<void(const std::string&)>;
+
+    // nullptr (and `err`) if libnftables or rtnetlink cannot be opened.
+    static std::unique_ptr<KernelApplier> open(std::string* err);
+
+    // Verbose progress lines ("added ip -4 rule ..."); none by default.
+    void set_log(Log log) { log_ = std::move(log); }
+
+    // Test hook: make the step with this id fail as if the kernel refused it. Ids: "route4",
+    // "route6", "rule4", "rule6", "nft". Empty = none.
+    void set_fail_at(std::string step) { fail_at_ = std::move(step); }
+
+    // Everything in `setup`, journaled. "" on success; else the error, after undoing every
+    // step already taken (and any undo failure appended).
+    std::string apply(const KernelSetup& setup);
+
+    // Reload from `current` to `next`: new routes and rules first, then the new batch in one
+    // transaction (deleting the old table in it when the name changed), then the routes and
+    // rules no longer wanted. On failure `current` stays in force.
+    std::string replace(const KernelSetup& current, const KernelSetup& next);
+
+    // Removes everything of `setup` (sweep: table, rules, routes).
+    SweepResult remove(const KernelSetup& setup);
+    // Removes the rules and routes of `setup`, and its table when `include_table`.
+    SweepResult sweep_stale(const KernelSetup& setup, bool include_table);
+
+    NftContext& nft() { return *nft_; }
+    Rtnl& rtnl() { return *rtnl_; }
+
+  private:
+    KernelApplier() = default;
+    std::string inject(const std::string& step) const;
+    std::string add_routing(const KernelSetup& setup, const KernelSetup* skip, UndoJournal& j);
+    void log(const std::string& line) const {
+        if (log_) {
+            log_(line);
+        }
+    }
+    std::unique_ptr<NftContext> nft_;
+    std::unique_ptr<Rtnl> rtnl_;
+    Log log_;
+    std::string fail_at_;
+};
+
+}  // namespace tp::config

@@ -1,0 +1,176 @@
+// libnftables wrapper for tpengine's owned table: one context, output and errors captured
+// in memory, the batch run as a single transaction.
+#include "config/nft_apply.h"
+
+#include <nftables/libnftables.h>
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <set>
+#include <sstream>
+#include <vector>
+
+namespace tp::config {
+
+std::unique_ptr<NftContext> NftContext::create(std::string* err) {
+    std::unique_ptr<NftContext> c(new NftContext());
+    c->ctx_ = nft_ctx_new(NFT_CTX_DEFAULT);
+    if (c->ctx_ == nullptr) {
+        *err = "libnftables: cannot create a context";
+        return nullptr;
+    }
+    if (nft_ctx_buffer_output(c->ctx_) != 0 || nft_ctx_buffer_error(c->ctx_) != 0) {
+        *err = "libnftables: cannot buffer output";
+        return nullptr;
+    }
+    return c;
+}
+
+NftContext::~NftContext() {
+    if (ctx_ != nullptr) {
+        nft_ctx_free(ctx_);
+    }
+}
+
+int NftContext::run_raw(const std::string& cmd, std::string* output, std::string* error) {
+    int rc = nft_run_cmd_from_buffer(ctx_, cmd.c_str());
+    // Reading the buffers also resets them for the next command.
+    const char* out = nft_ctx_get_output_buffer(ctx_);
+    const char* err = nft_ctx_get_error_buffer(ctx_);
+    if (output != nullptr) {
+        *output = out != nullptr ? out : "";
+    }
+    if (error != nullptr) {
+        *error = err != nullptr ? err : "";
+    }
+    return rc;
+}
+
+std::string NftContext::run(const std::string& batch, bool check_only) {
+    // The batch goes in through a memfd read as a file: still one transaction, but nft's error
+    // locations then carry true line numbers (for buffers nft 1.0.6 shows the first line).
+    int fd = memfd_create("tpengine-batch", MFD_CLOEXEC);
+    if (fd < 0) {
+        return std::string("memfd_create: ") + std::strerror(errno);
+    }
+    size_t done = 0;
+    while (done < batch.size()) {
+        ssize_t n = write(fd, batch.data() + done, batch.size() - done);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            int e = errno;
+            close(fd);
+            return std::string("writing the batch to a memfd: ") + std::strerror(e);
+        }
+        done += static_cast<size_t>(n);
+    }
+    const std::string path = "/proc/self/fd/" + std::to_string(fd);
+    nft_ctx_set_dry_run(ctx_, check_only);
+    int rc = nft_run_cmd_from_filename(ctx_, path.c_str());
+    nft_ctx_set_dry_run(ctx_, false);
+    close(fd);
+    const char* out = nft_ctx_get_output_buffer(ctx_);  // read to reset it
+    (void)out;
+    const char* err_text = nft_ctx_get_error_buffer(ctx_);
+    std::string error = err_text != nullptr ? err_text : "";
+    // Name the places "batch:LINE:COL" rather than the memfd path.
+    for (size_t p = 0; (p = error.find(path + ":", p)) != std::string::npos;) {
+        error.replace(p, path.size(), "batch");
+    }
+    if (rc == 0) {
+        return {};
+    }
+    if (error.empty()) {
+        error = "nft rejected the batch (no message)\n";
+    }
+    return explain_nft_error(error, batch);
+}
+
+bool NftContext::table_exists(const std::string& name) {
+    std::string out, err;
+    return run_raw("list table inet " + name, &out, &err) == 0;
+}
+
+std::string NftContext::delete_table(const std::string& name, bool* deleted) {
+    bool existed = table_exists(name);
+    if (deleted != nullptr) {
+        *deleted = false;
+    }
+    if (!existed) {
+        return {};
+    }
+    // Declaring it first makes the delete succeed even if it vanished since the check.
+    std::string cmd = "table inet " + name + " {}\ndelete table inet " + name + "\n";
+    std::string err;
+    if (run_raw(cmd, nullptr, &err) != 0) {
+        return "cannot delete table inet " + name + ":\n" + err;
+    }
+    if (deleted != nullptr) {
+        *deleted = true;
+    }
+    return {};
+}
+
+std::string explain_nft_error(const std::string& error, const std::string& batch) {
+    // nft names places as "batch:LINE:COL-COL: Error: ..."; collect the LINE numbers. A
+    // refused transaction repeats its error for every object: show the first few only.
+    constexpr int kMaxErrors = 6;
+    std::set<int> lines;
+    std::string text;
+    std::istringstream in(error);
+    std::string line;
+    int errors = 0;
+    while (std::getline(in, line)) {
+        const std::string tag = "batch:";
+        if (line.find("Error:") != std::string::npos) {
+            ++errors;
+        }
+        if (errors > kMaxErrors) {
+            continue;
+        }
+        if (line.rfind(tag, 0) == 0) {
+            size_t p = tag.size();
+            int n = 0;
+            bool digits = false;
+            while (p < line.size() && std::isdigit(static_cast<unsigned char>(line[p]))) {
+                n = n * 10 + (line[p] - '0');
+                digits = true;
+                ++p;
+            }
+            if (digits && p < line.size() && line[p] == ':') {
+                lines.insert(n);
+            }
+        }
+        text += "  " + line + "\n";
+    }
+    if (errors > kMaxErrors) {
+        text += "  (" + std::to_string(errors - kMaxErrors) + " more errors)\n";
+    }
+    std::string result = "nft rejected the batch:\n" + text;
+    if (lines.empty()) {
+        return result;
+    }
+    std::vector<std::string> batch_lines;
+    std::istringstream bin(batch);
+    while (std::getline(bin, line)) {
+        batch_lines.push_back(line);
+    }
+    result += "batch lines it refers to:\n";
+    for (int n : lines) {
+        if (n >= 1 && static_cast<size_t>(n) <= batch_lines.size()) {
+            char num[16];
+            std::snprintf(num, sizeof num, "%6d | ", n);
+            result += num + batch_lines[static_cast<size_t>(n) - 1] + "\n";
+        }
+    }
+    return result;
+}
+
+}  // namespace tp::config

@@ -1,0 +1,41 @@
+#pragma once
+// nftables through libnftables, in-process: run tpengine's batch as one transaction (or in
+// check mode), delete the owned table, and explain failures with the batch lines nft names.
+
+#include <memory>
+#include <string>
+
+struct nft_ctx;
+
+namespace tp::config {
+
+class NftContext {
+  public:
+    // nullptr (and `err`) when libnftables cannot make a context.
+    static std::unique_ptr<NftContext> create(std::string* err);
+    ~NftContext();
+    NftContext(const NftContext&) = delete;
+    NftContext& operator=(const NftContext&) = delete;
+
+    // Runs `batch` as one transaction; with `check_only` the kernel validates it and throws
+    // it away (nft -c). Returns "" on success, else nft's error followed by the numbered
+    // batch lines it refers to (nft locations "batch:LINE:COL").
+    std::string run(const std::string& batch, bool check_only = false);
+
+    // Deletes `table inet NAME` if it exists (safe when it does not). *deleted tells whether
+    // it was there. Returns "" on success, else the error.
+    std::string delete_table(const std::string& name, bool* deleted = nullptr);
+
+    bool table_exists(const std::string& name);
+
+  private:
+    NftContext() = default;
+    // Runs `cmd`; fills output/error text; returns nft's status (0 = ok).
+    int run_raw(const std::string& cmd, std::string* output, std::string* error);
+    nft_ctx* ctx_ = nullptr;
+};
+
+// nft's error text with the lines of `batch` it points at appended, numbered (pure; tested).
+std::string explain_nft_error(const std::string& error, const std::string& batch);
+
+}  // namespace tp::config

@@ -1,0 +1,246 @@
+// Kernel and privilege preflight: nft check mode, IP_TRANSPARENT and SO_MARK permission,
+// forwarding sysctls, listener addresses, and route table / rule priority collisions.
+#include "config/preflight.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+
+#include "config/nft_apply.h"
+#include "config/route_apply.h"
+
+namespace tp::config {
+namespace {
+
+// RAII for the probe sockets.
+struct Fd {
+    int fd = -1;
+    explicit Fd(int f) : fd(f) {}
+    ~Fd() {
+        if (fd >= 0) {
+            close(fd);
+        }
+    }
+    Fd(const Fd&) = delete;
+    Fd& operator=(const Fd&) = delete;
+};
+
+std::string read_sysctl(const char* path) {
+    std::ifstream in(path);
+    std::string v;
+    in >> v;
+    return v;
+}
+
+std::string address_text(const plan::SockAddr& a) {
+    char host[INET6_ADDRSTRLEN] = "?";
+    unsigned port = 0;
+    if (a.family() == AF_INET) {
+        auto* s = reinterpret_cast<const sockaddr_in*>(&a.storage);
+        inet_ntop(AF_INET, &s->sin_addr, host, sizeof host);
+        port = ntohs(s->sin_port);
+        return std::string(host) + ":" + std::to_string(port);
+    }
+    auto* s = reinterpret_cast<const sockaddr_in6*>(&a.storage);
+    inet_ntop(AF_INET6, &s->sin6_addr, host, sizeof host);
+    port = ntohs(s->sin6_port);
+    return "[" + std::string(host) + "]:" + std::to_string(port);
+}
+
+bool needs_transparent(const plan::Plan& plan) {
+    for (const plan::Listener& l : plan.listeners) {
+        if (l.transparent || l.source != plan::SourceMode::proxy) {
+            return true;
+        }
+    }
+    return false;
+}
+
+void check_nft(const LoadedConfig& config, PreflightReport& r) {
+    std::string err;
+    auto nft = NftContext::create(&err);
+    if (!nft) {
+        r.failures.push_back("nftables: " + err + ": is libnftables installed?");
+        return;
+    }
+    err = nft->run(config.kernel.nft_batch, /*check_only=*/true);
+    if (err.empty()) {
+        return;
+    }
+    if (err.find("Operation not permitted") != std::string::npos) {
+        r.failures.push_back("nftables: no permission to load table inet " +
+                             config.kernel.nft_table + ": run as root or with CAP_NET_ADMIN");
+    } else if (config.uses_tproxy && err.find("No such file or directory") != std::string::npos) {
+        r.failures.push_back(
+            "nftables: the kernel refused the tproxy/socket expressions: load them with "
+            "`modprobe nft_tproxy nft_socket` (kernel options NFT_TPROXY, NFT_SOCKET)\n" +
+            err);
+    } else {
+        r.failures.push_back("nftables: the kernel rejected the generated batch in check mode: " +
+                             err);
+    }
+}
+
+void check_socket_options(const plan::Plan& plan, PreflightReport& r) {
+    if (needs_transparent(plan)) {
+        Fd s(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        int one = 1;
+        if (s.fd >= 0 && setsockopt(s.fd, SOL_IP, IP_TRANSPARENT, &one, sizeof one) != 0) {
+            r.failures.push_back(
+                std::string("IP_TRANSPARENT: ") + std::strerror(errno) +
+                ": transparent listeners and client-source upstreams need it; run as root or "
+                "grant CAP_NET_RAW (e.g. `setcap cap_net_raw,cap_net_admin+ep tpengine`)");
+        }
+    }
+    if (plan.bypass_mark != 0) {
+        Fd s(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        unsigned mark = plan.bypass_mark;
+        if (s.fd >= 0 && setsockopt(s.fd, SOL_SOCKET, SO_MARK, &mark, sizeof mark) != 0) {
+            r.failures.push_back(std::string("SO_MARK (routing.bypass_mark): ") +
+                                 std::strerror(errno) +
+                                 ": marking upstream sockets needs CAP_NET_ADMIN; run as root "
+                                 "or grant it");
+        }
+    }
+}
+
+void check_forwarding(const LoadedConfig& config, PreflightReport& r) {
+    if (!config.intercepts_forwarded) {
+        return;
+    }
+    if (read_sysctl("/proc/sys/net/ipv4/ip_forward") != "1") {
+        r.failures.push_back(
+            "net.ipv4.ip_forward is not 1 but rules intercept forwarded traffic: "
+            "`sysctl -w net.ipv4.ip_forward=1` (and persist it in /etc/sysctl.d/)");
+    }
+    bool v6 = false;
+    for (const PolicyRule& rule : config.kernel.rules) {
+        v6 = v6 || rule.family == AF_INET6;
+    }
+    std::string v6fwd = read_sysctl("/proc/sys/net/ipv6/conf/all/forwarding");
+    if (v6 && !v6fwd.empty() && v6fwd != "1") {
+        r.warnings.push_back(
+            "net.ipv6.conf.all.forwarding is 0: forwarded IPv6 traffic is not routed, so "
+            "it is not intercepted; `sysctl -w net.ipv6.conf.all.forwarding=1` if you route "
+            "IPv6");
+    }
+}
+
+void check_listeners(const plan::Plan& plan, PreflightReport& r) {
+    for (const plan::Listener& l : plan.listeners) {
+        int family = l.address.family();
+        if (family != AF_INET && family != AF_INET6) {
+            continue;
+        }
+        Fd s(socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        if (s.fd < 0) {
+            r.failures.push_back("listener " + l.name + ": socket: " + std::strerror(errno));
+            continue;
+        }
+        int one = 1;
+        setsockopt(s.fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+        if (family == AF_INET6) {
+            int v6only = l.v6only ? 1 : 0;
+            setsockopt(s.fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only);
+        }
+        if (l.transparent) {
+            // Lets a non-local address bind as the engine would; failure is reported above.
+            if (family == AF_INET) {
+                setsockopt(s.fd, SOL_IP, IP_TRANSPARENT, &one, sizeof one);
+            } else {
+                setsockopt(s.fd, SOL_IPV6, IPV6_TRANSPARENT, &one, sizeof one);
+            }
+        }
+        if (bind(s.fd, l.address.get(), l.address.len) != 0) {
+            int e = errno;
+            std::string fix = e == EADDRINUSE      ? "another program holds it; stop it or change "
+                                                     "the listener's port"
+                              : e == EACCES        ? "ports below 1024 need root or "
+                                                     "CAP_NET_BIND_SERVICE"
+                              : e == EADDRNOTAVAIL ? "the address is not on this host; use a "
+                                                     "local or wildcard address"
+                                                   : "check the listener's address";
+            r.failures.push_back("listener " + l.name + ": cannot bind " + address_text(l.address) +
+                                 ": " + std::strerror(e) + ": " + fix);
+        }
+    }
+}
+
+void check_routing_collisions(const KernelSetup& setup, PreflightReport& r) {
+    std::string err;
+    auto rtnl = Rtnl::open(&err);
+    if (!rtnl) {
+        r.failures.push_back("policy routing: " + err);
+        return;
+    }
+    for (int family : {AF_INET, AF_INET6}) {
+        bool wanted = false;
+        uint32_t priority = 0;
+        uint32_t table = 0;
+        for (const PolicyRule& rule : setup.rules) {
+            if (rule.family == family) {
+                wanted = true;
+                priority = rule.priority;
+                table = rule.table;
+            }
+        }
+        if (!wanted) {
+            continue;
+        }
+        std::vector<RuleEntry> rules;
+        NlError e = rtnl->list_rules(family, &rules);
+        if (!e.ok()) {
+            r.failures.push_back("policy routing: " + e.message);
+            continue;
+        }
+        for (const RuleEntry& rule : rules) {
+            if (is_our_rule(rule, setup)) {
+                continue;  // a leftover of ours: the start-up sweep removes it
+            }
+            if (rule.priority == priority) {
+                r.failures.push_back("routing.priority " + std::to_string(priority) +
+                                     " is already used by `" + rule.describe() +
+                                     "`: choose another routing.priority");
+                break;
+            }
+        }
+        std::vector<RouteEntry> routes;
+        e = rtnl->list_routes(family, &routes);
+        if (!e.ok()) {
+            r.failures.push_back("policy routing: " + e.message);
+            continue;
+        }
+        for (const RouteEntry& route : routes) {
+            if (route.table == table && !is_our_route(route, setup, rtnl->loopback_index())) {
+                r.failures.push_back("routing.table " + std::to_string(table) + " already holds `" +
+                                     route.describe() + "`: choose another routing.table");
+                break;
+            }
+        }
+    }
+}
+
+}  // namespace
+
+PreflightReport preflight(const LoadedConfig& config, bool with_rules) {
+    PreflightReport r;
+    if (with_rules) {
+        check_nft(config, r);
+    }
+    check_socket_options(config.plan, r);
+    if (with_rules) {
+        check_forwarding(config, r);
+    }
+    check_listeners(config.plan, r);
+    if (with_rules) {
+        check_routing_collisions(config.kernel, r);
+    }
+    return r;
+}
+
+}  // namespace tp::config
