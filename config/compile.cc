@@ -1,0 +1,110 @@
+// load_config_file/text: raw checks -> YAML tree -> validated model -> plan + kernel set-up.
+
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "config/load.h"
+#include "config/nft_gen.h"
+#include "config/route_gen.h"
+#include "config/schema.h"
+#include "config/yaml_tree.h"
+
+namespace tp::config {
+
+namespace {
+
+std::string dir_of(const std::string& path) {
+    auto slash = path.rfind('/');
+    if (slash == std::string::npos) {
+        return "";
+    }
+    return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+plan::Plan to_plan(const Model& m) {
+    plan::Plan p;
+    p.workers = m.workers;
+    p.bypass_mark = m.routing.bypass_mark;
+    p.drain_timeout_ms = m.drain_timeout_ms;
+    p.log_connections = m.log_connections;
+    p.listeners = m.listeners;
+    // How each listener finds the original destination follows from the rules that feed it.
+    std::vector<int> seen(m.listeners.size(), 0);  // bit 1 = tproxy, bit 2 = redirect
+    for (const Rule& r : m.rules) {
+        if (r.listener >= 0) {
+            seen[r.listener] |= r.action == Action::tproxy ? 1 : 2;
+        }
+    }
+    for (size_t i = 0; i < p.listeners.size(); ++i) {
+        p.listeners[i].orig_dst = seen[i] == 1   ? plan::OrigDst::local_address
+                                  : seen[i] == 2 ? plan::OrigDst::conntrack
+                                                 : plan::OrigDst::automatic;
+    }
+    return p;
+}
+
+LoadResult load(const std::string& text, const std::string& name, const std::string& base_dir) {
+    Diags diags(name);
+    if (!check_text(text, name, diags)) {
+        return diags.take();
+    }
+    auto root = parse_yaml(text, diags);
+    if (!root) {
+        return diags.take();
+    }
+    auto model = read_model(*root, base_dir, diags);
+    if (!model) {
+        return diags.take();
+    }
+    LoadedConfig out;
+    out.plan = to_plan(*model);
+    out.kernel.nft_table = model->nft_table;
+    out.kernel.nft_batch = generate_nft(*model);
+    generate_routes(*model, out.kernel);
+    out.capture_local = model->capture_local;
+    for (const Rule& r : model->rules) {
+        if (r.action == Action::bypass) {
+            continue;
+        }
+        out.uses_tproxy = out.uses_tproxy || r.action == Action::tproxy;
+        bool only_lo = !r.interfaces.empty();
+        for (const std::string& i : r.interfaces) {
+            only_lo = only_lo && i == "lo";
+        }
+        out.intercepts_forwarded = out.intercepts_forwarded || !only_lo;
+    }
+    return out;
+}
+
+}  // namespace
+
+LoadResult load_config_text(const std::string& text, const std::string& name) {
+    return load(text, name, dir_of(name));
+}
+
+LoadResult load_config_file(const std::string& path) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) {
+        return std::vector<Diagnostic>{
+            {path, 0, 0, "", std::string("cannot read: ") + std::strerror(errno)}};
+    }
+    if (!S_ISREG(st.st_mode)) {
+        return std::vector<Diagnostic>{{path, 0, 0, "", "not a regular file"}};
+    }
+    if (static_cast<uint64_t>(st.st_size) > kMaxFileBytes) {
+        return std::vector<Diagnostic>{{path, 0, 0, "", "file is larger than 16 MiB"}};
+    }
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+        return std::vector<Diagnostic>{{path, 0, 0, "", "cannot open"}};
+    }
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    return load(ss.str(), path, dir_of(path));
+}
+
+}  // namespace tp::config

@@ -1,0 +1,340 @@
+// Writes the nft batch. Chains:
+//   divert   (filter, prerouting, mangle)      packets of existing transparent sockets -> local
+//   pre      (filter, prerouting, mangle + 1)  rules in order: tproxy, bypass; fail-closed drops
+//   nat_pre  (nat, prerouting, dstnat)         rules in order: redirect, dnat
+//   out      (route, output, mangle)           capture_local: mark local traffic for tproxy
+//   nat_out  (nat, output, -100)               capture_local: redirect, dnat of local traffic
+// nft's tproxy is non-terminal, does not set the mark and finds no socket = NFT_BREAK (the
+// packet goes on unproxied), hence the explicit `meta mark set`, `accept` and fail-closed drop.
+// A rule acts in one chain; in the others an earlier rule that matches stops evaluation, so
+// "first match wins" holds across chains.
+
+#include "config/nft_gen.h"
+
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+
+#include "config/schema.h"
+
+namespace tp::config {
+
+namespace {
+
+std::string hex(uint32_t v) {
+    char buf[16];
+    std::snprintf(buf, sizeof buf, "0x%x", v);
+    return buf;
+}
+
+bool has_family(const std::vector<Cidr>& list, int family) {
+    for (const Cidr& c : list) {
+        if (c.addr.family == family) {
+            return true;
+        }
+    }
+    return false;
+}
+
+bool is_nat(const Rule& r) {
+    return r.action == Action::redirect || r.action == Action::dnat;
+}
+
+class Writer {
+  public:
+    explicit Writer(const Model& m) : m_(m) { out_.reserve(4096); }
+
+    std::string run();
+
+  private:
+    // 4, 6, or 0 for "either family, no family match needed".
+    std::vector<int> families(const Rule& r) const {
+        std::string why;
+        RuleFamilies f = rule_families(m_, r, &why);
+        bool addressed = !r.sources.empty() || !r.destinations.empty();
+        bool family_free = r.action == Action::bypass || r.action == Action::redirect;
+        if (f.v4 && f.v6 && !addressed && family_free) {
+            return {0};
+        }
+        std::vector<int> out;
+        if (f.v4) {
+            out.push_back(4);
+        }
+        if (f.v6) {
+            out.push_back(6);
+        }
+        return out;
+    }
+
+    // The match part of a rule's line for family `fam`.
+    std::string match(const Rule& r, int fam) const {
+        std::string s;
+        if (r.interfaces.size() == 1) {
+            s += "iifname \"" + r.interfaces[0] + "\" ";
+        } else if (!r.interfaces.empty()) {
+            s += "iifname { ";
+            for (size_t i = 0; i < r.interfaces.size(); ++i) {
+                s += (i ? ", \"" : "\"") + r.interfaces[i] + "\"";
+            }
+            s += " } ";
+        }
+        int af = fam == 4 ? AF_INET : AF_INET6;
+        bool src = fam != 0 && has_family(r.sources, af);
+        bool dst = fam != 0 && has_family(r.destinations, af);
+        if (fam != 0 && !src && !dst) {
+            s += fam == 4 ? "meta nfproto ipv4 " : "meta nfproto ipv6 ";
+        }
+        s += "meta l4proto tcp ";
+        const char* ip = fam == 4 ? "ip" : "ip6";
+        if (src) {
+            s += std::string(ip) + " saddr @src" + std::to_string(fam) + "-" + r.name + " ";
+        }
+        if (dst) {
+            s += std::string(ip) + " daddr @dst" + std::to_string(fam) + "-" + r.name + " ";
+        }
+        if (r.ports.size() == 1) {
+            s += "tcp dport " + port_text(r.ports[0]) + " ";
+        } else if (!r.ports.empty()) {
+            s += "tcp dport { ";
+            for (size_t i = 0; i < r.ports.size(); ++i) {
+                s += (i ? ", " : "") + port_text(r.ports[i]);
+            }
+            s += " } ";
+        }
+        return s;
+    }
+
+    static std::string port_text(const PortRange& p) {
+        return p.low == p.high ? std::to_string(p.low)
+                               : std::to_string(p.low) + "-" + std::to_string(p.high);
+    }
+    static std::string counter(const std::string& name) { return "counter name \"" + name + "\" "; }
+
+    std::string tproxy_target(const Rule& r, int fam) const {
+        const plan::Listener& l = m_.listeners[r.listener];
+        const sockaddr* sa = l.address.get();
+        uint16_t port;
+        std::string addr;
+        char buf[INET6_ADDRSTRLEN];
+        if (sa->sa_family == AF_INET) {
+            auto* sin = reinterpret_cast<const sockaddr_in*>(sa);
+            port = ntohs(sin->sin_port);
+            if (sin->sin_addr.s_addr != INADDR_ANY) {
+                addr = inet_ntop(AF_INET, &sin->sin_addr, buf, sizeof buf);
+            }
+        } else {
+            auto* sin6 = reinterpret_cast<const sockaddr_in6*>(sa);
+            port = ntohs(sin6->sin6_port);
+            if (!IN6_IS_ADDR_UNSPECIFIED(&sin6->sin6_addr)) {
+                addr =
+                    "[" + std::string(inet_ntop(AF_INET6, &sin6->sin6_addr, buf, sizeof buf)) + "]";
+            }
+        }
+        return std::string(fam == 4 ? "tproxy ip to " : "tproxy ip6 to ") + addr + ":" +
+               std::to_string(port);
+    }
+
+    static uint16_t listener_port(const plan::Listener& l) {
+        const sockaddr* sa = l.address.get();
+        return ntohs(sa->sa_family == AF_INET
+                         ? reinterpret_cast<const sockaddr_in*>(sa)->sin_port
+                         : reinterpret_cast<const sockaddr_in6*>(sa)->sin6_port);
+    }
+
+    std::string nat_action(const Rule& r) const {
+        if (r.action == Action::redirect) {
+            return "redirect to :" + std::to_string(listener_port(m_.listeners[r.listener]));
+        }
+        std::string a = format_ip(r.to.addr);
+        if (r.to.addr.family == AF_INET) {
+            return "dnat ip to " + a + (r.to.port ? ":" + std::to_string(r.to.port) : "");
+        }
+        return r.to.port ? "dnat ip6 to [" + a + "]:" + std::to_string(r.to.port)
+                         : "dnat ip6 to " + a;
+    }
+
+    void line(const std::string& text) {
+        out_ += "\t\t";
+        out_ += text;
+        out_ += '\n';
+    }
+    void lines(const Rule& r, const std::string& prefix, const std::string& tail) {
+        for (int fam : families(r)) {
+            line(prefix + match(r, fam) + tail);
+        }
+    }
+
+    // Sets only for the families the rule acts on (an IPv6 source list is of no use when
+    // the destinations are all IPv4).
+    void write_set(const Rule& r, const char* dir, const std::vector<Cidr>& list) {
+        std::vector<int> fams = families(r);
+        for (int fam : {4, 6}) {
+            int af = fam == 4 ? AF_INET : AF_INET6;
+            if (!has_family(list, af) || std::find(fams.begin(), fams.end(), fam) == fams.end()) {
+                continue;
+            }
+            out_ += "\tset ";
+            out_ += dir;
+            out_ += std::to_string(fam) + "-" + r.name + " {\n\t\ttype ";
+            out_ += fam == 4 ? "ipv4_addr" : "ipv6_addr";
+            out_ += "\n\t\tflags interval\n\t\tauto-merge\n\t\telements = {";
+            bool first = true;
+            for (const Cidr& c : list) {
+                if (c.addr.family != af) {
+                    continue;
+                }
+                out_ += first ? "\n\t\t\t" : ",\n\t\t\t";
+                out_ += format_cidr(c);
+                first = false;
+            }
+            out_ += "\n\t\t}\n\t}\n";
+        }
+    }
+
+    void chain_head(const char* name, const char* spec) {
+        out_ += "\tchain ";
+        out_ += name;
+        out_ += " {\n\t\t";
+        out_ += spec;
+        out_ += "\n";
+    }
+    void chain_end() { out_ += "\t}\n"; }
+
+    const Model& m_;
+    std::string out_;
+};
+
+std::string Writer::run() {
+    const std::string& t = m_.nft_table;
+    std::string mark = hex(m_.routing.mark);
+    std::string bypass = "meta mark " + hex(m_.routing.bypass_mark) + " return";
+    bool closed = m_.fail == FailMode::closed;
+
+    size_t last_tproxy = SIZE_MAX, last_nat = SIZE_MAX;
+    size_t last_local_tproxy = SIZE_MAX, last_local_nat = SIZE_MAX;
+    for (size_t i = 0; i < m_.rules.size(); ++i) {
+        const Rule& r = m_.rules[i];
+        bool local = m_.capture_local && r.interfaces.empty();
+        if (r.action == Action::tproxy) {
+            last_tproxy = i;
+            if (local) {
+                last_local_tproxy = i;
+            }
+        } else if (is_nat(r)) {
+            last_nat = i;
+            if (local) {
+                last_local_nat = i;
+            }
+        }
+    }
+    auto after = [](size_t i, size_t last) { return last != SIZE_MAX && last > i; };
+
+    out_ += "add table inet " + t + "\ndelete table inet " + t + "\ntable inet " + t + " {\n";
+    for (const Rule& r : m_.rules) {
+        out_ += "\tcounter rule-" + r.name + " {\n\t}\n";
+        if (closed && r.action == Action::tproxy) {
+            out_ += "\tcounter drop-" + r.name + " {\n\t}\n";
+        }
+    }
+    for (const Rule& r : m_.rules) {
+        write_set(r, "src", r.sources);
+        write_set(r, "dst", r.destinations);
+    }
+
+    if (last_tproxy != SIZE_MAX) {
+        chain_head("divert", "type filter hook prerouting priority mangle; policy accept;");
+        line("meta l4proto tcp socket transparent 1 meta mark set " + mark + " accept");
+        chain_end();
+
+        chain_head("pre", "type filter hook prerouting priority mangle + 1; policy accept;");
+        line("fib daddr type local return");
+        line(bypass);
+        for (size_t i = 0; i < m_.rules.size(); ++i) {
+            const Rule& r = m_.rules[i];
+            if (r.action == Action::bypass) {
+                lines(r, "", counter("rule-" + r.name) + "return");
+            } else if (r.action == Action::tproxy) {
+                for (int fam : families(r)) {
+                    std::string m = match(r, fam);
+                    line(m + counter("rule-" + r.name) + tproxy_target(r, fam) + " meta mark set " +
+                         mark + " accept");
+                    if (closed) {
+                        line(m + counter("drop-" + r.name) + "drop");
+                    }
+                }
+            } else if (after(i, last_tproxy)) {
+                lines(r, "", "accept");  // handled in nat_pre; stops later tproxy rules
+            }
+        }
+        chain_end();
+    }
+
+    if (last_nat != SIZE_MAX) {
+        chain_head("nat_pre", "type nat hook prerouting priority dstnat; policy accept;");
+        line(bypass);
+        for (size_t i = 0; i <= last_nat; ++i) {
+            const Rule& r = m_.rules[i];
+            if (r.action == Action::bypass) {
+                lines(r, "", (last_tproxy == SIZE_MAX ? counter("rule-" + r.name) : "") + "return");
+            } else if (r.action == Action::tproxy) {
+                lines(r, "fib daddr type != local ", "return");  // taken by pre
+            } else {
+                lines(r, "", counter("rule-" + r.name) + nat_action(r));
+            }
+        }
+        chain_end();
+    }
+
+    if (last_local_tproxy != SIZE_MAX) {
+        // Output has no tproxy: mark, so the policy rule routes it via lo into prerouting,
+        // where `pre` takes it (and counts it).
+        chain_head("out", "type route hook output priority mangle; policy accept;");
+        line(bypass);
+        line("fib daddr type local return");
+        for (size_t i = 0; i <= last_local_tproxy; ++i) {
+            const Rule& r = m_.rules[i];
+            if (!r.interfaces.empty()) {
+                continue;
+            }
+            if (r.action == Action::bypass) {
+                lines(r, "", "return");
+            } else if (r.action == Action::tproxy) {
+                lines(r, "", "meta mark set " + mark + " accept");
+            } else {
+                lines(r, "", "accept");  // handled in nat_out
+            }
+        }
+        chain_end();
+    }
+
+    if (last_local_nat != SIZE_MAX) {
+        chain_head("nat_out", "type nat hook output priority -100; policy accept;");
+        line(bypass);
+        for (size_t i = 0; i <= last_local_nat; ++i) {
+            const Rule& r = m_.rules[i];
+            if (!r.interfaces.empty()) {
+                continue;
+            }
+            if (r.action == Action::bypass) {
+                lines(r, "", "return");
+            } else if (r.action == Action::tproxy) {
+                lines(r, "fib daddr type != local ", "return");  // taken by out
+            } else {
+                lines(r, "", counter("rule-" + r.name) + nat_action(r));
+            }
+        }
+        chain_end();
+    }
+    out_ += "}\n";
+    return std::move(out_);
+}
+
+}  // namespace
+
+std::string generate_nft(const Model& model) {
+    return Writer(model).run();
+}
+
+}  // namespace tp::config

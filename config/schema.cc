@@ -1,0 +1,876 @@
+// The schema: allowed keys, value types and value ranges for every part of the rule set.
+// Each reader reports what is wrong and keeps going, so one run shows many errors.
+
+#include "config/schema.h"
+
+#include <netdb.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <fstream>
+#include <initializer_list>
+#include <sstream>
+#include <string_view>
+
+namespace tp::config {
+
+namespace {
+
+using Kind = YamlNode::Kind;
+
+std::string join(const std::string& path, std::string_view key) {
+    return path.empty() ? std::string(key) : path + "." + std::string(key);
+}
+std::string index(const std::string& path, size_t i) {
+    return path + "[" + std::to_string(i) + "]";
+}
+bool all_of(std::string_view s, bool (*pred)(char)) {
+    return std::all_of(s.begin(), s.end(), pred);
+}
+bool is_digit(char c) {
+    return c >= '0' && c <= '9';
+}
+bool is_hex(char c) {
+    return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+bool is_name_char(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c) || c == '_' ||
+           c == '.' || c == '-';
+}
+// Plain scalars YAML 1.1 reads as booleans or null (the "Norway problem").
+bool is_ambiguous_plain(std::string_view v) {
+    static constexpr std::array<std::string_view, 26> words = {
+        "y",  "Y",    "yes",  "Yes",  "YES",   "n",     "N",     "no", "No",
+        "NO", "true", "True", "TRUE", "false", "False", "FALSE", "on", "On",
+        "ON", "off",  "Off",  "OFF",  "null",  "Null",  "NULL",  "~"};
+    return std::find(words.begin(), words.end(), v) != words.end();
+}
+const char* kind_name(const YamlNode& n) {
+    switch (n.kind) {
+        case Kind::null:
+            return "nothing";
+        case Kind::scalar:
+            return "a single value";
+        case Kind::sequence:
+            return "a list";
+        case Kind::map:
+            return "a map";
+    }
+    return "?";
+}
+
+class Reader {
+  public:
+    Reader(std::string base_dir, Diags& diags) : base_dir_(std::move(base_dir)), d_(diags) {}
+
+    std::optional<Model> read(const YamlNode& root);
+
+  private:
+    void err(const YamlNode& n, const std::string& path, std::string msg) {
+        d_.error(n.pos, path, std::move(msg));
+    }
+
+    // Reports unknown and duplicate keys; returns false if `n` is not a map.
+    bool check_map(const YamlNode& n, const std::string& path,
+                   std::initializer_list<std::string_view> allowed) {
+        if (!n.is_map()) {
+            err(n, path, std::string("expected a map of keys, got ") + kind_name(n));
+            return false;
+        }
+        for (size_t i = 0; i < n.entries.size(); ++i) {
+            const YamlNode& k = *n.entries[i].first;
+            if (!k.is_scalar()) {
+                err(k, path, "map keys must be plain names");
+                continue;
+            }
+            std::string key_path = join(path, k.value);
+            if (std::find(allowed.begin(), allowed.end(), k.value) == allowed.end()) {
+                std::string list;
+                for (auto a : allowed) {
+                    list += (list.empty() ? "" : ", ") + std::string(a);
+                }
+                err(k, key_path, "unknown key \"" + k.value + "\" (allowed here: " + list + ")");
+                continue;
+            }
+            for (size_t j = 0; j < i; ++j) {
+                const YamlNode& prev = *n.entries[j].first;
+                if (prev.is_scalar() && prev.value == k.value) {
+                    err(k, key_path,
+                        "duplicate key \"" + k.value + "\" (first given at line " +
+                            std::to_string(prev.pos.line) + ")");
+                    break;
+                }
+            }
+        }
+        return true;
+    }
+
+    std::optional<uint64_t> integer(const YamlNode& n, const std::string& path, uint64_t min,
+                                    uint64_t max, bool hex_ok, const char* what) {
+        std::string range = std::to_string(min) + "-" + std::to_string(max);
+        if (!n.is_scalar()) {
+            err(n, path, std::string("expected ") + what + ", got " + kind_name(n));
+            return std::nullopt;
+        }
+        const std::string& v = n.value;
+        if (n.quoted) {
+            err(n, path,
+                "expected " + std::string(what) + ", not a quoted string; write " + v +
+                    " without quotes");
+            return std::nullopt;
+        }
+        uint64_t value = 0;
+        if (hex_ok && v.size() > 2 && v[0] == '0' && (v[1] == 'x' || v[1] == 'X')) {
+            std::string_view digits(v.data() + 2, v.size() - 2);
+            if (digits.size() > 8 || !all_of(digits, is_hex)) {
+                err(n, path, "\"" + v + "\" is not a 32-bit hexadecimal number");
+                return std::nullopt;
+            }
+            value = std::stoull(std::string(digits), nullptr, 16);
+        } else {
+            if (v.empty() || v.size() > 10 || !all_of(v, is_digit)) {
+                err(n, path,
+                    "\"" + v + "\" is not a " + (hex_ok ? "decimal or 0x-hex" : "decimal") +
+                        " number (" + what + ")");
+                return std::nullopt;
+            }
+            if (v.size() > 1 && v[0] == '0') {
+                err(n, path,
+                    "\"" + v + "\" has a leading zero (YAML 1.1 would read it as octal); write " +
+                        "it without");
+                return std::nullopt;
+            }
+            value = std::stoull(v);
+        }
+        if (value < min || value > max) {
+            err(n, path, v + " is out of range for " + what + " (" + range + ")");
+            return std::nullopt;
+        }
+        return value;
+    }
+
+    std::optional<bool> boolean(const YamlNode& n, const std::string& path) {
+        if (n.is_scalar() && !n.quoted && (n.value == "true" || n.value == "false")) {
+            return n.value == "true";
+        }
+        if (n.is_scalar() && n.quoted) {
+            err(n, path, "expected true or false, not a quoted string");
+        } else if (n.is_scalar()) {
+            err(n, path, "\"" + n.value + "\" is not a boolean here; write true or false");
+        } else {
+            err(n, path, std::string("expected true or false, got ") + kind_name(n));
+        }
+        return std::nullopt;
+    }
+
+    std::optional<std::string> string(const YamlNode& n, const std::string& path) {
+        if (!n.is_scalar()) {
+            err(n, path, std::string("expected a string, got ") + kind_name(n));
+            return std::nullopt;
+        }
+        if (!n.quoted && is_ambiguous_plain(n.value)) {
+            err(n, path,
+                "plain " + n.value + " reads as a boolean or null in YAML; quote it (\"" + n.value +
+                    "\") if you mean the text");
+            return std::nullopt;
+        }
+        if (n.value.empty()) {
+            err(n, path, "empty string");
+            return std::nullopt;
+        }
+        return n.value;
+    }
+
+    // One of `choices`.
+    std::optional<std::string> choice(const YamlNode& n, const std::string& path,
+                                      std::initializer_list<std::string_view> choices) {
+        auto s = string(n, path);
+        if (!s) {
+            return std::nullopt;
+        }
+        std::string list;
+        for (auto c : choices) {
+            if (c == *s) {
+                return s;
+            }
+            list += (list.empty() ? "" : " | ") + std::string(c);
+        }
+        err(n, path, "\"" + *s + "\" is not one of: " + list);
+        return std::nullopt;
+    }
+
+    std::optional<std::string> name(const YamlNode& n, const std::string& path, size_t max) {
+        auto s = string(n, path);
+        if (!s) {
+            return std::nullopt;
+        }
+        if (s->size() > max || !all_of(*s, is_name_char)) {
+            err(n, path,
+                "name \"" + *s + "\" may use only A-Z a-z 0-9 _ . - and at most " +
+                    std::to_string(max) + " characters");
+            return std::nullopt;
+        }
+        return s;
+    }
+
+    // 5s, 500ms, 5m, 1h; more than 0 and at most 24h.
+    std::optional<uint32_t> duration(const YamlNode& n, const std::string& path) {
+        if (!n.is_scalar()) {
+            err(n, path, std::string("expected a duration such as 5s, got ") + kind_name(n));
+            return std::nullopt;
+        }
+        const std::string& v = n.value;
+        size_t digits = 0;
+        while (digits < v.size() && is_digit(v[digits])) {
+            ++digits;
+        }
+        std::string unit = v.substr(digits);
+        uint64_t scale = unit == "ms"  ? 1
+                         : unit == "s" ? 1000
+                         : unit == "m" ? 60'000
+                         : unit == "h" ? 3'600'000
+                                       : 0;
+        if (digits == 0 || digits > 9 || scale == 0) {
+            err(n, path,
+                "\"" + v + "\" is not a duration: write a whole number with a unit, e.g. 500ms, " +
+                    "5s, 5m, 1h");
+            return std::nullopt;
+        }
+        uint64_t ms = std::stoull(v.substr(0, digits)) * scale;
+        if (ms == 0) {
+            err(n, path, "duration must be more than 0");
+            return std::nullopt;
+        }
+        if (ms > 24ull * 3'600'000) {
+            err(n, path, "duration " + v + " is longer than 24h");
+            return std::nullopt;
+        }
+        return static_cast<uint32_t>(ms);
+    }
+
+    // A list, or a single scalar taken as a one-item list.
+    std::vector<const YamlNode*> list(const YamlNode& n, const std::string& path) {
+        std::vector<const YamlNode*> out;
+        if (n.is_sequence()) {
+            for (const auto& item : n.items) {
+                out.push_back(item.get());
+            }
+        } else if (n.is_scalar()) {
+            out.push_back(&n);
+        } else {
+            err(n, path, std::string("expected a list, got ") + kind_name(n));
+        }
+        return out;
+    }
+    std::string item_path(const YamlNode& n, const std::string& path, size_t i) {
+        return n.is_sequence() ? index(path, i) : path;
+    }
+
+    void read_routing(const YamlNode& n, Model& m, ModelWhere& w);
+    void read_nftables(const YamlNode& n, Model& m);
+    void read_listener(const YamlNode& n, const std::string& path, Model& m, ModelWhere& w);
+    void read_upstream(const YamlNode& n, const std::string& path, plan::Listener& l);
+    void read_rule(const YamlNode& n, const std::string& path, Model& m, ModelWhere& w);
+    std::vector<Cidr> read_addresses(const YamlNode& n, const std::string& path);
+    void read_address_file(const YamlNode& n, const std::string& path, const std::string& file,
+                           std::vector<Cidr>& out);
+    std::vector<PortRange> read_ports(const YamlNode& n, const std::string& path);
+    std::optional<plan::SockAddr> host_port(const YamlNode& n, const std::string& path,
+                                            bool resolve);
+
+    std::string base_dir_;
+    Diags& d_;
+};
+
+// Fills a SockAddr from an address and port.
+plan::SockAddr sockaddr_of(const IpAddr& a, uint16_t port) {
+    plan::SockAddr s;
+    if (a.family == AF_INET) {
+        auto* sin = reinterpret_cast<sockaddr_in*>(&s.storage);
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons(port);
+        std::memcpy(&sin->sin_addr, a.bytes.data(), 4);
+        s.len = sizeof(sockaddr_in);
+    } else {
+        auto* sin6 = reinterpret_cast<sockaddr_in6*>(&s.storage);
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons(port);
+        std::memcpy(&sin6->sin6_addr, a.bytes.data(), 16);
+        s.len = sizeof(sockaddr_in6);
+    }
+    return s;
+}
+
+std::optional<Model> Reader::read(const YamlNode& root) {
+    Model m;
+    ModelWhere w;
+    w.root = root.pos;
+    if (root.is_null()) {
+        d_.error({}, "", "the file is empty");
+        return std::nullopt;
+    }
+    if (!check_map(root, "",
+                   {"workers", "routing", "nftables", "capture_local", "allow_all", "listeners",
+                    "rules", "drain_timeout", "log_connections"})) {
+        return std::nullopt;
+    }
+    if (const YamlNode* n = root.find("workers")) {
+        if (n->is_scalar() && !n->quoted && n->value == "auto") {
+            m.workers = 0;
+        } else if (auto v = integer(*n, "workers", 1, 1024, false, "a worker count or auto")) {
+            m.workers = static_cast<unsigned>(*v);
+        }
+    }
+    if (const YamlNode* n = root.find("routing")) {
+        read_routing(*n, m, w);
+    }
+    if (const YamlNode* n = root.find("nftables")) {
+        read_nftables(*n, m);
+    }
+    if (const YamlNode* n = root.find("capture_local")) {
+        m.capture_local = boolean(*n, "capture_local").value_or(false);
+    }
+    if (const YamlNode* n = root.find("allow_all")) {
+        m.allow_all = boolean(*n, "allow_all").value_or(false);
+    }
+    if (const YamlNode* n = root.find("log_connections")) {
+        m.log_connections = boolean(*n, "log_connections").value_or(false);
+    }
+    if (const YamlNode* n = root.find("drain_timeout")) {
+        m.drain_timeout_ms = duration(*n, "drain_timeout").value_or(m.drain_timeout_ms);
+    }
+    if (const YamlNode* n = root.find("listeners")) {
+        if (!n->is_sequence()) {
+            err(*n, "listeners", std::string("expected a list of listeners, got ") + kind_name(*n));
+        } else {
+            for (size_t i = 0; i < n->items.size() && !d_.full(); ++i) {
+                read_listener(*n->items[i], index("listeners", i), m, w);
+            }
+        }
+    }
+    if (const YamlNode* n = root.find("rules")) {
+        if (!n->is_sequence()) {
+            err(*n, "rules", std::string("expected a list of rules, got ") + kind_name(*n));
+        } else {
+            for (size_t i = 0; i < n->items.size() && !d_.full(); ++i) {
+                read_rule(*n->items[i], index("rules", i), m, w);
+            }
+        }
+    }
+    if (!d_.empty()) {
+        return std::nullopt;
+    }
+    validate_model(m, w, d_);
+    if (!d_.empty()) {
+        return std::nullopt;
+    }
+    return m;
+}
+
+void Reader::read_routing(const YamlNode& n, Model& m, ModelWhere& w) {
+    if (!check_map(n, "routing", {"mark", "mask", "table", "priority", "bypass_mark"})) {
+        return;
+    }
+    Routing& r = m.routing;
+    if (const YamlNode* v = n.find("mark")) {
+        w.mark = v->pos;
+        w.mark_set = true;
+        r.mark = static_cast<uint32_t>(
+            integer(*v, "routing.mark", 1, 0xffffffff, true, "a mark").value_or(r.mark));
+    }
+    if (const YamlNode* v = n.find("mask")) {
+        w.mask = v->pos;
+        w.mask_set = true;
+        r.mask = static_cast<uint32_t>(
+            integer(*v, "routing.mask", 1, 0xffffffff, true, "a mask").value_or(r.mask));
+    }
+    if (const YamlNode* v = n.find("bypass_mark")) {
+        w.bypass_mark = v->pos;
+        w.bypass_set = true;
+        r.bypass_mark =
+            static_cast<uint32_t>(integer(*v, "routing.bypass_mark", 1, 0xffffffff, true, "a mark")
+                                      .value_or(r.bypass_mark));
+    }
+    if (const YamlNode* v = n.find("table")) {
+        if (v->is_scalar() && !v->quoted &&
+            (v->value == "253" || v->value == "254" || v->value == "255" || v->value == "0")) {
+            static const char* names[] = {"unspecified", "default", "main", "local"};
+            int t = std::stoi(v->value);
+            err(*v, "routing.table",
+                "route table " + v->value + " is the kernel's " + names[t == 0 ? 0 : t - 252] +
+                    " table; pick one from 1-252");
+        } else if (auto t = integer(*v, "routing.table", 1, 252, false, "a route table")) {
+            r.table = static_cast<uint32_t>(*t);
+        }
+    }
+    if (const YamlNode* v = n.find("priority")) {
+        if (v->is_scalar() && !v->quoted &&
+            (v->value == "0" || v->value == "32766" || v->value == "32767")) {
+            const char* what = v->value == "0" ? "local" : v->value == "32766" ? "main" : "default";
+            err(*v, "routing.priority",
+                "priority " + v->value + " collides with the kernel's rule for the " + what +
+                    " table; pick one from 1-32765");
+        } else if (auto p =
+                       integer(*v, "routing.priority", 1, 32765, false, "an ip rule priority")) {
+            r.priority = static_cast<uint32_t>(*p);
+        }
+    }
+}
+
+void Reader::read_nftables(const YamlNode& n, Model& m) {
+    if (!check_map(n, "nftables", {"table", "fail"})) {
+        return;
+    }
+    if (const YamlNode* v = n.find("table")) {
+        if (auto s = string(*v, "nftables.table")) {
+            bool ok =
+                s->size() <= 32 && std::isalpha(static_cast<unsigned char>((*s)[0])) &&
+                std::all_of(s->begin(), s->end(), [](char c) {
+                    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
+                });
+            if (!ok) {
+                err(*v, "nftables.table",
+                    "table name \"" + *s +
+                        "\" must start with a letter and use only A-Z a-z 0-9 _ - (at most 32)");
+            } else {
+                m.nft_table = *s;
+            }
+        }
+    }
+    if (const YamlNode* v = n.find("fail")) {
+        if (auto s = choice(*v, "nftables.fail", {"open", "closed"})) {
+            m.fail = *s == "closed" ? FailMode::closed : FailMode::open;
+        }
+    }
+}
+
+void Reader::read_listener(const YamlNode& n, const std::string& path, Model& m, ModelWhere& w) {
+    ListenerWhere lw;
+    lw.path = path;
+    lw.self = n.pos;
+    if (!check_map(n, path,
+                   {"name", "address", "port", "transparent", "v6only", "fast_open", "backlog",
+                    "upstream", "timeouts", "max_connections"})) {
+        return;
+    }
+    plan::Listener l;
+    l.transparent = true;
+    if (const YamlNode* v = n.find("name")) {
+        lw.name = v->pos;
+        l.name = name(*v, join(path, "name"), 64).value_or("");
+    } else {
+        err(n, path, "a listener needs a name");
+    }
+    IpAddr addr;
+    addr.family = AF_INET6;  // "::"
+    if (const YamlNode* v = n.find("address")) {
+        lw.address = v->pos;
+        if (auto s = string(*v, join(path, "address"))) {
+            if (auto a = parse_ip(*s)) {
+                addr = *a;
+            } else {
+                err(*v, join(path, "address"),
+                    "\"" + *s + "\" is not an IPv4 or IPv6 address (use \"::\" for any)");
+            }
+        }
+    }
+    uint16_t port = 0;
+    if (const YamlNode* v = n.find("port")) {
+        lw.port = v->pos;
+        port = static_cast<uint16_t>(
+            integer(*v, join(path, "port"), 1, 65535, false, "a port").value_or(0));
+    } else {
+        err(n, path, "a listener needs a port");
+    }
+    l.address = sockaddr_of(addr, port);
+    if (const YamlNode* v = n.find("transparent")) {
+        lw.transparent = v->pos;
+        l.transparent = boolean(*v, join(path, "transparent")).value_or(true);
+    }
+    if (const YamlNode* v = n.find("v6only")) {
+        l.v6only = boolean(*v, join(path, "v6only")).value_or(false);
+        if (l.v6only && addr.family == AF_INET) {
+            err(*v, join(path, "v6only"), "v6only applies to an IPv6 address only");
+        }
+    }
+    if (const YamlNode* v = n.find("fast_open")) {
+        l.fast_open = boolean(*v, join(path, "fast_open")).value_or(false);
+    }
+    if (const YamlNode* v = n.find("backlog")) {
+        l.backlog = static_cast<int>(
+            integer(*v, join(path, "backlog"), 1, 65535, false, "a backlog").value_or(4096));
+    }
+    if (const YamlNode* v = n.find("upstream")) {
+        read_upstream(*v, join(path, "upstream"), l);
+    }
+    if (const YamlNode* v = n.find("timeouts")) {
+        std::string tp = join(path, "timeouts");
+        if (check_map(*v, tp, {"connect", "idle", "half_closed"})) {
+            if (const YamlNode* t = v->find("connect")) {
+                l.timeouts.connect_ms =
+                    duration(*t, join(tp, "connect")).value_or(l.timeouts.connect_ms);
+            }
+            if (const YamlNode* t = v->find("idle")) {
+                l.timeouts.idle_ms = duration(*t, join(tp, "idle")).value_or(l.timeouts.idle_ms);
+            }
+            if (const YamlNode* t = v->find("half_closed")) {
+                l.timeouts.half_closed_ms =
+                    duration(*t, join(tp, "half_closed")).value_or(l.timeouts.half_closed_ms);
+            }
+        }
+    }
+    if (const YamlNode* v = n.find("max_connections")) {
+        l.max_connections = static_cast<uint32_t>(
+            integer(*v, join(path, "max_connections"), 0, 16'777'216, false, "a connection limit")
+                .value_or(l.max_connections));
+    }
+    m.listeners.push_back(std::move(l));
+    w.listeners.push_back(std::move(lw));
+}
+
+void Reader::read_upstream(const YamlNode& n, const std::string& path, plan::Listener& l) {
+    if (!check_map(n, path, {"to", "source"})) {
+        return;
+    }
+    if (const YamlNode* v = n.find("to")) {
+        if (v->is_scalar() && v->value == "original") {
+            l.target = plan::UpstreamTarget::original;
+        } else if (auto a = host_port(*v, join(path, "to"), true)) {
+            l.target = plan::UpstreamTarget::fixed;
+            l.upstream_address = *a;
+        }
+    }
+    if (const YamlNode* v = n.find("source")) {
+        if (auto s = choice(*v, join(path, "source"), {"proxy", "client", "client-port"})) {
+            l.source = *s == "proxy"    ? plan::SourceMode::proxy
+                       : *s == "client" ? plan::SourceMode::client
+                                        : plan::SourceMode::client_port;
+        }
+    }
+}
+
+// HOST:PORT, [V6]:PORT, or (for `port_optional`) the same without :PORT. Hostnames only when
+// `resolve`; they are resolved once, here.
+std::optional<plan::SockAddr> Reader::host_port(const YamlNode& n, const std::string& path,
+                                                bool resolve) {
+    auto s = string(n, path);
+    if (!s) {
+        return std::nullopt;
+    }
+    std::string host, port_text;
+    if ((*s)[0] == '[') {
+        auto close = s->find(']');
+        if (close == std::string::npos || close + 1 >= s->size() || (*s)[close + 1] != ':') {
+            err(n, path, "\"" + *s + "\" is not [IPV6]:PORT");
+            return std::nullopt;
+        }
+        host = s->substr(1, close - 1);
+        port_text = s->substr(close + 2);
+        if (host.find(':') == std::string::npos) {
+            err(n, path, "brackets are for IPv6 addresses only: \"" + *s + "\"");
+            return std::nullopt;
+        }
+    } else {
+        auto colon = s->rfind(':');
+        if (colon == std::string::npos) {
+            err(n, path, "\"" + *s + "\" needs a port: HOST:PORT or [IPV6]:PORT");
+            return std::nullopt;
+        }
+        host = s->substr(0, colon);
+        port_text = s->substr(colon + 1);
+        if (host.find(':') != std::string::npos) {
+            err(n, path, "write an IPv6 address in brackets: [" + host + "]:" + port_text);
+            return std::nullopt;
+        }
+    }
+    if (port_text.empty() || port_text.size() > 5 || !all_of(port_text, is_digit) ||
+        port_text[0] == '0' || std::stoul(port_text) > 65535) {
+        err(n, path, "port \"" + port_text + "\" in \"" + *s + "\" is not a number from 1-65535");
+        return std::nullopt;
+    }
+    auto port = static_cast<uint16_t>(std::stoul(port_text));
+    if (auto a = parse_ip(host)) {
+        return sockaddr_of(*a, port);
+    }
+    bool hostname = !host.empty() && host.size() <= 253 && all_of(host, [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-';
+    });
+    if (!resolve || !hostname) {
+        err(n, path, "\"" + host + "\" is not an IPv4 or IPv6 address");
+        return std::nullopt;
+    }
+    addrinfo hints{};
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    addrinfo* res = nullptr;
+    int rc = getaddrinfo(host.c_str(), port_text.c_str(), &hints, &res);
+    if (rc != 0 || res == nullptr) {
+        err(n, path, "cannot resolve \"" + host + "\": " + gai_strerror(rc));
+        return std::nullopt;
+    }
+    plan::SockAddr out;
+    std::memcpy(&out.storage, res->ai_addr, res->ai_addrlen);
+    out.len = res->ai_addrlen;
+    freeaddrinfo(res);
+    return out;
+}
+
+void Reader::read_rule(const YamlNode& n, const std::string& path, Model& m, ModelWhere& w) {
+    RuleWhere rw;
+    rw.path = path;
+    rw.self = n.pos;
+    if (!check_map(n, path,
+                   {"name", "interfaces", "protocol", "sources", "destinations", "ports", "action",
+                    "listener", "to"})) {
+        return;
+    }
+    Rule r;
+    if (const YamlNode* v = n.find("name")) {
+        rw.name = v->pos;
+        r.name = name(*v, join(path, "name"), 32).value_or("");
+    } else {
+        err(n, path, "a rule needs a name (it names the rule's counter)");
+    }
+    if (const YamlNode* v = n.find("interfaces")) {
+        std::string ip = join(path, "interfaces");
+        auto items = list(*v, ip);
+        for (size_t i = 0; i < items.size(); ++i) {
+            std::string p = item_path(*v, ip, i);
+            auto s = string(*items[i], p);
+            if (!s) {
+                continue;
+            }
+            if (s->size() > 15 || !all_of(*s, is_name_char) || *s == "." || *s == "..") {
+                err(*items[i], p,
+                    "interface name \"" + *s +
+                        "\" may use only A-Z a-z 0-9 _ . - and at most 15 characters");
+                continue;
+            }
+            if (std::find(r.interfaces.begin(), r.interfaces.end(), *s) == r.interfaces.end()) {
+                r.interfaces.push_back(*s);
+            }
+        }
+        if (v->is_sequence() && v->items.empty()) {
+            err(*v, ip, "empty list; leave the key out to match any interface");
+        }
+    }
+    if (const YamlNode* v = n.find("protocol")) {
+        if (auto s = choice(*v, join(path, "protocol"), {"tcp", "udp"})) {
+            if (*s == "udp") {
+                err(*v, join(path, "protocol"), "udp is not supported yet; only tcp");
+            }
+        }
+    }
+    if (const YamlNode* v = n.find("sources")) {
+        rw.sources = v->pos;
+        r.sources = read_addresses(*v, join(path, "sources"));
+    }
+    if (const YamlNode* v = n.find("destinations")) {
+        rw.destinations = v->pos;
+        r.destinations = read_addresses(*v, join(path, "destinations"));
+    }
+    if (const YamlNode* v = n.find("ports")) {
+        r.ports = read_ports(*v, join(path, "ports"));
+    }
+    bool action_ok = false;
+    if (const YamlNode* v = n.find("action")) {
+        rw.action = v->pos;
+        if (auto s = choice(*v, join(path, "action"), {"tproxy", "redirect", "dnat", "bypass"})) {
+            action_ok = true;
+            r.action = *s == "tproxy"     ? Action::tproxy
+                       : *s == "redirect" ? Action::redirect
+                       : *s == "dnat"     ? Action::dnat
+                                          : Action::bypass;
+        }
+    } else {
+        err(n, path, "a rule needs an action: tproxy | redirect | dnat | bypass");
+    }
+    const YamlNode* listener = n.find("listener");
+    const YamlNode* to = n.find("to");
+    if (action_ok) {
+        bool wants_listener = r.action == Action::tproxy || r.action == Action::redirect;
+        if (wants_listener && !listener) {
+            err(n, path,
+                "action " + std::string(r.action == Action::tproxy ? "tproxy" : "redirect") +
+                    " needs a listener");
+        }
+        if (!wants_listener && listener) {
+            err(*listener, join(path, "listener"),
+                "listener is only for tproxy and redirect rules");
+        }
+        if (r.action == Action::dnat && !to) {
+            err(n, path, "action dnat needs to: HOST:PORT");
+        }
+        if (r.action != Action::dnat && to) {
+            err(*to, join(path, "to"), "to is only for dnat rules");
+        }
+    }
+    if (listener) {
+        rw.listener = listener->pos;
+        rw.listener_name = name(*listener, join(path, "listener"), 64).value_or("");
+    }
+    if (to && action_ok && r.action == Action::dnat) {
+        rw.to = to->pos;
+        if (auto a = host_port(*to, join(path, "to"), false)) {
+            const sockaddr* sa = a->get();
+            if (sa->sa_family == AF_INET) {
+                auto* sin = reinterpret_cast<const sockaddr_in*>(sa);
+                r.to.addr.family = AF_INET;
+                std::memcpy(r.to.addr.bytes.data(), &sin->sin_addr, 4);
+                r.to.port = ntohs(sin->sin_port);
+            } else {
+                auto* sin6 = reinterpret_cast<const sockaddr_in6*>(sa);
+                r.to.addr.family = AF_INET6;
+                std::memcpy(r.to.addr.bytes.data(), &sin6->sin6_addr, 16);
+                r.to.port = ntohs(sin6->sin6_port);
+            }
+        }
+    }
+    m.rules.push_back(std::move(r));
+    w.rules.push_back(std::move(rw));
+}
+
+std::vector<Cidr> Reader::read_addresses(const YamlNode& n, const std::string& path) {
+    std::vector<Cidr> v4, v6;
+    auto items = list(n, path);
+    if (n.is_sequence() && n.items.empty()) {
+        err(n, path, "empty list; leave the key out to match any address");
+    }
+    std::vector<Cidr> all;
+    for (size_t i = 0; i < items.size() && !d_.full(); ++i) {
+        const YamlNode& item = *items[i];
+        std::string p = item_path(n, path, i);
+        if (!item.is_scalar()) {
+            err(item, p,
+                std::string("expected an address, CIDR or \"@file\", got ") + kind_name(item));
+            continue;
+        }
+        if (!item.value.empty() && item.value[0] == '@') {
+            read_address_file(item, p, item.value.substr(1), all);
+            continue;
+        }
+        std::string why;
+        if (auto c = parse_cidr(item.value, why)) {
+            all.push_back(*c);
+        } else {
+            err(item, p, why);
+        }
+    }
+    for (const Cidr& c : all) {
+        (c.addr.family == AF_INET ? v4 : v6).push_back(c);
+    }
+    v4 = merge_cidrs(std::move(v4));
+    v6 = merge_cidrs(std::move(v6));
+    v4.insert(v4.end(), v6.begin(), v6.end());
+    return v4;
+}
+
+void Reader::read_address_file(const YamlNode& n, const std::string& path, const std::string& file,
+                               std::vector<Cidr>& out) {
+    if (file.empty()) {
+        err(n, path, "\"@\" needs a file name: \"@lan.txt\"");
+        return;
+    }
+    std::string full = file[0] == '/' || base_dir_.empty() ? file : base_dir_ + "/" + file;
+    struct stat st {};
+    if (::stat(full.c_str(), &st) != 0) {
+        err(n, path, "cannot read address list " + full + ": " + std::strerror(errno));
+        return;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        err(n, path, "address list " + full + " is not a regular file");
+        return;
+    }
+    if (static_cast<uint64_t>(st.st_size) > kMaxFileBytes) {
+        err(n, path, "address list " + full + " is larger than 16 MiB");
+        return;
+    }
+    std::ifstream in(full, std::ios::binary);
+    if (!in) {
+        err(n, path, "cannot open address list " + full);
+        return;
+    }
+    std::string line;
+    int line_no = 0;
+    while (std::getline(in, line) && !d_.full()) {
+        ++line_no;
+        auto hash = line.find('#');
+        std::string_view body(line.data(), hash == std::string::npos ? line.size() : hash);
+        size_t b = body.find_first_not_of(" \t\r");
+        if (b == std::string_view::npos) {
+            continue;
+        }
+        size_t e = body.find_last_not_of(" \t\r");
+        std::string_view token = body.substr(b, e - b + 1);
+        std::string why;
+        if (token.find_first_of(" \t") != std::string_view::npos) {
+            d_.error_in(full, {line_no, static_cast<int>(b) + 1}, path,
+                        "one address or CIDR a line");
+            continue;
+        }
+        if (auto c = parse_cidr(token, why)) {
+            out.push_back(*c);
+        } else {
+            d_.error_in(full, {line_no, static_cast<int>(b) + 1}, path, why);
+        }
+    }
+}
+
+std::vector<PortRange> Reader::read_ports(const YamlNode& n, const std::string& path) {
+    std::vector<PortRange> ports;
+    auto items = list(n, path);
+    if (n.is_sequence() && n.items.empty()) {
+        err(n, path, "empty list; leave the key out to match any port");
+    }
+    for (size_t i = 0; i < items.size(); ++i) {
+        const YamlNode& item = *items[i];
+        std::string p = item_path(n, path, i);
+        auto dash = item.is_scalar() ? item.value.find('-') : std::string::npos;
+        if (dash == std::string::npos || dash == 0) {
+            if (auto v = integer(item, p, 1, 65535, false, "a port")) {
+                ports.push_back({static_cast<uint16_t>(*v), static_cast<uint16_t>(*v)});
+            }
+            continue;
+        }
+        std::string lo = item.value.substr(0, dash), hi = item.value.substr(dash + 1);
+        auto num = [](const std::string& s) -> long {
+            if (s.empty() || s.size() > 5 || !all_of(s, is_digit) ||
+                (s.size() > 1 && s[0] == '0')) {
+                return -1;
+            }
+            return std::stol(s);
+        };
+        long l = num(lo), h = num(hi);
+        if (l < 0 || h < 0) {
+            err(item, p, "\"" + item.value + "\" is not a port range LOW-HIGH of decimal numbers");
+        } else if (l < 1 || h > 65535 || l > 65535) {
+            err(item, p, "port range " + item.value + " is outside 1-65535");
+        } else if (l > h) {
+            err(item, p, "port range " + item.value + " has its low end above its high end");
+        } else {
+            ports.push_back({static_cast<uint16_t>(l), static_cast<uint16_t>(h)});
+        }
+    }
+    // Sort and merge overlapping or adjacent ranges: nft interval sets reject overlaps.
+    std::sort(ports.begin(), ports.end(),
+              [](const PortRange& a, const PortRange& b) { return a.low < b.low; });
+    std::vector<PortRange> merged;
+    for (const PortRange& r : ports) {
+        if (!merged.empty() && r.low <= static_cast<uint32_t>(merged.back().high) + 1) {
+            merged.back().high = std::max(merged.back().high, r.high);
+        } else {
+            merged.push_back(r);
+        }
+    }
+    return merged;
+}
+
+}  // namespace
+
+std::optional<Model> read_model(const YamlNode& root, const std::string& base_dir, Diags& diags) {
+    return Reader(base_dir, diags).read(root);
+}
+
+}  // namespace tp::config
