@@ -266,9 +266,9 @@ class Relay:
         rport = pos[2] if len(pos) > 2 else lport
         lhost = self.args[self.args.index("-L") + 1] if "-L" in self.args else self.host
         if ":" in lhost:
-            listen = f"TCP6-LISTEN:{lport},bind=[{lhost}],reuseaddr,fork"
+            listen = f"TCP6-LISTEN:{lport},bind=[{lhost}],reuseaddr,fork,backlog=4096"
         else:
-            listen = f"TCP4-LISTEN:{lport},bind={lhost},reuseaddr,fork"
+            listen = f"TCP4-LISTEN:{lport},bind={lhost},reuseaddr,fork,backlog=4096"
         target = f"TCP6:[{host}]:{rport}" if ":" in host else f"TCP4:{host}:{rport}"
         return ["socat", listen, target]
 

@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""Graceful stop. SIGTERM with a live connection: new connections are refused at once, the
+live one can still finish within the drain timeout, exit code 0, counters balance in the
+exit dump. Then a connection that never finishes is cut at the drain timeout (exit 0,
+closed_by shutdown=1)."""
+import os
+import signal
+import socket
+import time
+
+import relayharness as h
+
+
+def echo(c, idx):
+    while True:
+        d = c.recv(65536)
+        if not d:
+            return "eof"
+        c.sendall(d)
+
+
+def sigterm(r):
+    os.kill(r.pid(), signal.SIGTERM)
+
+
+def new_connection_refused(r):
+    def refused():
+        s = socket.socket(r.family, socket.SOCK_STREAM)
+        s.settimeout(2)
+        try:
+            s.connect(r.addr())
+        except ConnectionRefusedError:
+            return True
+        except OSError:
+            return False
+        finally:
+            s.close()
+        return False
+    # the listener must be gone, not just idle: a connect that the kernel still completes fails
+    h.wait_until(refused, 5, "a new connection to be refused after SIGTERM", interval=0.05)
+
+
+def exit_dump(r):
+    st = h.parse_stats(r.output())
+    h.check(st is not None, "no counter dump at exit:\n" + r.output()[-1500:])
+    r.check_balance(st)
+    return st
+
+
+def live_connection_finishes(ctx, family, host):
+    srv = h.ThreadServer(ctx, echo, family=family)
+    r = ctx.relay(["--drain-timeout", "20s", "-L", host, h.free_port(family, host), host, srv.port],
+                  family=family, upstream_ports=[srv.port]).start()
+    s = r.connect()
+    s.sendall(b"before")
+    h.check(h.recv_exact(s, 6) == b"before", "echo before SIGTERM")
+    sigterm(r)
+    if r.standin:
+        return
+    new_connection_refused(r)
+    h.check(r.alive(), "tpengine exited while a connection was still live (drain timeout 20s)")
+    data = os.urandom(256 << 10)
+    t = h.send_in_thread(s, data)
+    back = h.recv_exact(s, len(data))
+    t.join(10)
+    h.check(back == data, "the live connection's bytes after SIGTERM differ")
+    s.shutdown(socket.SHUT_WR)
+    rest, how = h.recv_to_end(s)
+    s.close()
+    h.check((rest, how) == (b"", "eof"), f"live connection ended with {how}")
+    try:
+        rc = r.proc.wait(15)
+    except Exception:  # noqa: BLE001
+        raise h.TestFailure("tpengine did not exit after its last connection finished during the drain")
+    h.check(rc == 0, f"exit code {rc} after a graceful stop, expected 0")
+    st = exit_dump(r)
+    h.check(st["total"]["accepted"] == 1 and st["total"]["closed_by"].get("normal") == 1,
+            f"exit counters: {st['total']}")
+    h.wait_until(lambda: not r.relay_sockets(), 10, "no relay socket left")
+    srv.join()
+    srv.check()
+    h.log(f"{host}: refused new connections, drained the live one, exit 0")
+
+
+def drain_timeout_cuts(ctx, family, host):
+    srv = h.ThreadServer(ctx, echo, family=family)
+    r = ctx.relay(["--drain-timeout", "1s", "-L", host, h.free_port(family, host), host, srv.port],
+                  family=family, upstream_ports=[srv.port]).start()
+    s = r.connect()
+    s.sendall(b"x")
+    h.check(h.recv_exact(s, 1) == b"x", "echo before SIGTERM")
+    t0 = time.monotonic()
+    sigterm(r)
+    if r.standin:
+        return
+    s.settimeout(20)
+    data, how = h.recv_to_end(s)  # the client keeps its connection open: the drain timeout cuts it
+    s.close()
+    h.check(how in ("eof", "reset"), f"a connection left open past the drain timeout ended with {how}")
+    try:
+        rc = r.proc.wait(15)
+    except Exception:  # noqa: BLE001
+        raise h.TestFailure("tpengine did not exit after the drain timeout")
+    h.check(rc == 0, f"exit code {rc} after the drain timeout, expected 0")
+    st = exit_dump(r)
+    h.check(st["total"]["closed_by"].get("shutdown") == 1, f"closed_by shutdown should be 1: {st['total']}")
+    h.wait_until(lambda: not r.relay_sockets(), 10, "no relay socket left")
+    srv.join()
+    srv.check()
+    h.log(f"{host}: open connection cut by the 1s drain timeout ({how}, {time.monotonic() - t0:.1f}s), exit 0")
+
+
+def test(ctx):
+    live_connection_finishes(ctx, *h.V4)
+    drain_timeout_cuts(ctx, *h.V4)
+
+
+if __name__ == "__main__":
+    h.main(test)

@@ -1,0 +1,34 @@
+#!/usr/bin/env python3
+"""HOST `original` without NAT: the original destination of a direct connection is tpengine's
+own listening address. It must be refused with a reset and counted self_connect, with zero
+upstream connections (accepted stays at the number of clients: no loop)."""
+import relayharness as h
+
+N = 10
+
+
+def run(ctx, family, host):
+    port = h.free_port(family, host)
+    r = ctx.relay(["-L", host, port, "original"], family=family, upstream_ports=[port]).start()
+    hows = {}
+    for _ in range(N):
+        s = r.connect(timeout=10)
+        data, how = h.recv_to_end(s)
+        s.close()
+        hows[how] = hows.get(how, 0) + 1
+    h.check(hows == {"reset": N}, f"{host}: direct connections to the listener with HOST original ended "
+            f"with {hows}, expected {N} resets")
+    st = r.finish(expect_accepted=N)  # exactly N: the relay never connected to itself
+    if st:
+        sc = st["total"]["closed_by"].get("self_connect", 0)
+        h.check(sc == N, f"{host}: self_connect={sc}, expected {N}: {st['total']['closed_by']}")
+    h.log(f"{host}: {N}/{N} self-connects reset, no loop")
+
+
+def test(ctx):
+    run(ctx, *h.V4)
+    run(ctx, *h.V6)
+
+
+if __name__ == "__main__":
+    h.main(test)
