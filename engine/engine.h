@@ -5,6 +5,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "config/plan.h"
 #include "engine/result.h"
@@ -31,6 +32,12 @@ class Engine {
 
     // Counters summed over workers, plus each worker's own.
     StatsSnapshot stats() const;
+
+    // Each listener's bound address, in plan order (port 0 in the plan resolved to the port
+    // the kernel chose, shared by every worker).
+    std::vector<plan::SockAddr> listening_addresses() const;
+    unsigned worker_count() const;
+    const char* ring_mode() const;  // io_uring set-up mode the workers got (for logs)
 
     ~Engine();
     Engine(const Engine&) = delete;

@@ -12,6 +12,7 @@ namespace tp {
 struct Error {
     int code = 0;           // errno value (positive)
     const char* what = "";  // e.g. "bind listener"; static storage only
+    int listener = -1;      // index of the plan listener concerned, -1 if none
 };
 
 template <typename T>

@@ -1,13 +1,334 @@
-#include <cstdio>
+// `tpengine relay`: the tcprdr-compatible front end. Parses the command line into a one-
+// listener plan, starts the engine and serves until SIGTERM/SIGINT.
+#include <arpa/inet.h>
+#include <netdb.h>
 
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "engine/engine.h"
 #include "tools/tpengine/commands.h"
+#include "tools/tpengine/serve.h"
 
 namespace tp::tools {
 
-// Placeholder: replaced by the real front end.
-int relay_main(int, char**) {
-    std::fprintf(stderr, "tpengine: not built yet\n");
+namespace {
+
+const char* kUsage =
+    "usage: tpengine relay [-4|-6] [-f] [-l] [-t [-T]] [-L ADDR] [options] LOCALPORT HOST "
+    "[REMOTEPORT]\n"
+    "  Relays every TCP connection accepted on LOCALPORT to HOST:REMOTEPORT (REMOTEPORT\n"
+    "  defaults to LOCALPORT). HOST `original` means each connection's original destination.\n"
+    "  -4, -6        IPv4 only / IPv6 only (listener and HOST resolution)\n"
+    "  -L ADDR       listen address (default :: dual-stack; 0.0.0.0 with -4)\n"
+    "  -t            transparent listener (IP_TRANSPARENT, for TPROXY)\n"
+    "  -T            upstream bound to the client's address and port (IP_TRANSPARENT)\n"
+    "  -f            TCP Fast Open on the listener and upstream connections\n"
+    "  -l            accepted for tcprdr compatibility (connections are always concurrent)\n"
+    "  -v            one line per connection on stderr\n"
+    "  --workers N             worker threads (default: one per CPU)\n"
+    "  --connect-timeout DUR   upstream connect timeout (default 5s; 0 = none)\n"
+    "  --idle-timeout DUR      close after no bytes either way (default 300s; 0 = none)\n"
+    "  --half-closed-timeout DUR  inactivity limit once one direction ended (default 30s)\n"
+    "  --max-connections N     concurrent connections (default 65536; 0 = unlimited)\n"
+    "  --mark N                SO_MARK on upstream sockets (default 0 = none)\n"
+    "  --drain-timeout DUR     graceful stop limit (default 10s)\n"
+    "  DUR: a number with ms, s, m or h (plain number = seconds), e.g. 500ms, 5s, 2m\n";
+
+int bad(const char* fmt, const char* arg) {
+    std::fprintf(stderr, "tpengine relay: ");
+    std::fprintf(stderr, fmt, arg);
+    std::fprintf(stderr, "\n(see tpengine relay -h)\n");
     return 2;
+}
+
+bool parse_u64(const char* s, uint64_t max, uint64_t& out) {
+    if (s == nullptr || *s == '\0') {
+        return false;
+    }
+    char* end = nullptr;
+    errno = 0;
+    unsigned long long v = std::strtoull(s, &end, 0);
+    if (errno != 0 || *end != '\0' || v > max || s[0] == '-') {
+        return false;
+    }
+    out = v;
+    return true;
+}
+
+bool parse_duration_ms(const char* s, uint32_t& out) {
+    if (s == nullptr || *s == '\0' || s[0] == '-') {
+        return false;
+    }
+    char* end = nullptr;
+    errno = 0;
+    double v = std::strtod(s, &end);
+    if (errno != 0 || end == s || v < 0) {
+        return false;
+    }
+    std::string unit(end);
+    double mult;
+    if (unit.empty() || unit == "s") {
+        mult = 1000;
+    } else if (unit == "ms") {
+        mult = 1;
+    } else if (unit == "m") {
+        mult = 60'000;
+    } else if (unit == "h") {
+        mult = 3'600'000;
+    } else {
+        return false;
+    }
+    double ms = v * mult;
+    if (ms > 4'000'000'000.0) {
+        return false;
+    }
+    out = static_cast<uint32_t>(ms);
+    return true;
+}
+
+bool parse_port(const char* s, uint16_t& port) {
+    uint64_t v;
+    if (!parse_u64(s, 65535, v) || v == 0) {
+        return false;
+    }
+    port = static_cast<uint16_t>(v);
+    return true;
+}
+
+// Numeric listen address (brackets allowed around IPv6).
+bool parse_listen(std::string a, uint16_t port, plan::SockAddr& out) {
+    if (a.size() >= 2 && a.front() == '[' && a.back() == ']') {
+        a = a.substr(1, a.size() - 2);
+    }
+    out = plan::SockAddr{};
+    auto* s4 = reinterpret_cast<sockaddr_in*>(&out.storage);
+    if (inet_pton(AF_INET, a.c_str(), &s4->sin_addr) == 1) {
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons(port);
+        out.len = sizeof(sockaddr_in);
+        return true;
+    }
+    out = plan::SockAddr{};
+    auto* s6 = reinterpret_cast<sockaddr_in6*>(&out.storage);
+    if (inet_pton(AF_INET6, a.c_str(), &s6->sin6_addr) == 1) {
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons(port);
+        out.len = sizeof(sockaddr_in6);
+        return true;
+    }
+    return false;
+}
+
+std::string addr_text(const plan::SockAddr& a) {
+    char host[INET6_ADDRSTRLEN] = "?";
+    if (a.family() == AF_INET) {
+        const auto* s = reinterpret_cast<const sockaddr_in*>(&a.storage);
+        inet_ntop(AF_INET, &s->sin_addr, host, sizeof host);
+        return std::string(host) + ":" + std::to_string(ntohs(s->sin_port));
+    }
+    const auto* s = reinterpret_cast<const sockaddr_in6*>(&a.storage);
+    inet_ntop(AF_INET6, &s->sin6_addr, host, sizeof host);
+    return "[" + std::string(host) + "]:" + std::to_string(ntohs(s->sin6_port));
+}
+
+}  // namespace
+
+int relay_main(int argc, char** argv) {
+    int family = AF_UNSPEC;
+    bool fast_open = false;
+    bool transparent = false;
+    bool client_port = false;
+    bool verbose = false;
+    const char* listen_addr = nullptr;
+    plan::Plan p;
+    plan::Listener l;
+    l.name = "relay";
+    std::vector<const char*> pos;
+
+    for (int i = 1; i < argc; ++i) {
+        const char* a = argv[i];
+        if (std::strcmp(a, "--") == 0) {
+            for (++i; i < argc; ++i) {
+                pos.push_back(argv[i]);
+            }
+            break;
+        }
+        if (a[0] != '-' || a[1] == '\0') {
+            pos.push_back(a);
+            continue;
+        }
+        if (a[1] == '-') {
+            std::string name(a + 2);
+            const char* val = nullptr;
+            size_t eq = name.find('=');
+            if (eq != std::string::npos) {
+                val = a + 2 + eq + 1;
+                name = name.substr(0, eq);
+            }
+            if (name == "help") {
+                std::fputs(kUsage, stdout);
+                return 0;
+            }
+            if (val == nullptr) {
+                if (i + 1 >= argc) {
+                    return bad("option --%s needs a value", name.c_str());
+                }
+                val = argv[++i];
+            }
+            uint64_t n;
+            if (name == "workers") {
+                if (!parse_u64(val, 1024, n) || n == 0) {
+                    return bad("--workers: expected a number from 1 to 1024, got '%s'", val);
+                }
+                p.workers = static_cast<unsigned>(n);
+            } else if (name == "connect-timeout") {
+                if (!parse_duration_ms(val, l.timeouts.connect_ms)) {
+                    return bad("--connect-timeout: bad duration '%s' (e.g. 5s, 500ms, 2m)", val);
+                }
+            } else if (name == "idle-timeout") {
+                if (!parse_duration_ms(val, l.timeouts.idle_ms)) {
+                    return bad("--idle-timeout: bad duration '%s' (e.g. 5s, 500ms, 2m)", val);
+                }
+            } else if (name == "half-closed-timeout") {
+                if (!parse_duration_ms(val, l.timeouts.half_closed_ms)) {
+                    return bad("--half-closed-timeout: bad duration '%s' (e.g. 30s)", val);
+                }
+            } else if (name == "drain-timeout") {
+                if (!parse_duration_ms(val, p.drain_timeout_ms)) {
+                    return bad("--drain-timeout: bad duration '%s' (e.g. 10s)", val);
+                }
+            } else if (name == "max-connections") {
+                if (!parse_u64(val, 0xFFFFFFFFull, n)) {
+                    return bad("--max-connections: expected a number, got '%s'", val);
+                }
+                l.max_connections = static_cast<uint32_t>(n);
+            } else if (name == "mark") {
+                if (!parse_u64(val, 0xFFFFFFFFull, n)) {
+                    return bad("--mark: expected a number (decimal or 0x hex), got '%s'", val);
+                }
+                p.bypass_mark = static_cast<uint32_t>(n);
+            } else {
+                return bad("unknown option --%s", name.c_str());
+            }
+            continue;
+        }
+        for (const char* f = a + 1; *f != '\0'; ++f) {
+            switch (*f) {
+                case '4':
+                    family = AF_INET;
+                    break;
+                case '6':
+                    family = AF_INET6;
+                    break;
+                case 'f':
+                    fast_open = true;
+                    break;
+                case 'l':
+                    break;
+                case 't':
+                    transparent = true;
+                    break;
+                case 'T':
+                    client_port = true;
+                    break;
+                case 'v':
+                    verbose = true;
+                    break;
+                case 'h':
+                    std::fputs(kUsage, stdout);
+                    return 0;
+                case 'L':
+                    if (f[1] != '\0') {
+                        listen_addr = f + 1;
+                    } else if (i + 1 < argc) {
+                        listen_addr = argv[++i];
+                    } else {
+                        return bad("option -L needs an address%s", "");
+                    }
+                    f = " ";  // the rest of this argument was the address
+                    while (f[1] != '\0') {
+                        ++f;
+                    }
+                    break;
+                default: {
+                    char opt[2] = {*f, '\0'};
+                    return bad("unknown option -%s", opt);
+                }
+            }
+        }
+    }
+    if (pos.size() < 2 || pos.size() > 3) {
+        return bad("expected LOCALPORT HOST [REMOTEPORT]%s", "");
+    }
+    uint16_t lport;
+    if (!parse_port(pos[0], lport)) {
+        return bad("LOCALPORT: expected a port from 1 to 65535, got '%s'", pos[0]);
+    }
+    uint16_t rport = lport;
+    if (pos.size() == 3 && !parse_port(pos[2], rport)) {
+        return bad("REMOTEPORT: expected a port from 1 to 65535, got '%s'", pos[2]);
+    }
+
+    std::string laddr = listen_addr ? listen_addr : (family == AF_INET ? "0.0.0.0" : "::");
+    if (!parse_listen(laddr, lport, l.address)) {
+        return bad("-L: '%s' is not a numeric IPv4 or IPv6 address", laddr.c_str());
+    }
+    if (family != AF_UNSPEC && l.address.family() != family) {
+        return bad("-L %s does not match -4/-6", laddr.c_str());
+    }
+    l.v6only = family == AF_INET6;
+    l.transparent = transparent;
+    l.fast_open = fast_open;
+    l.source = client_port ? plan::SourceMode::client_port : plan::SourceMode::proxy;
+    l.orig_dst = transparent ? plan::OrigDst::local_address : plan::OrigDst::automatic;
+
+    std::string host = pos[1];
+    if (host == "original") {
+        l.target = plan::UpstreamTarget::original;
+    } else {
+        l.target = plan::UpstreamTarget::fixed;
+        if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+            host = host.substr(1, host.size() - 2);
+        }
+        addrinfo hints{};
+        hints.ai_family = family;
+        hints.ai_socktype = SOCK_STREAM;
+        addrinfo* res = nullptr;
+        std::string port = std::to_string(rport);
+        int rc = getaddrinfo(host.c_str(), port.c_str(), &hints, &res);
+        if (rc != 0 || res == nullptr) {
+            std::fprintf(stderr, "tpengine relay: cannot resolve HOST '%s': %s\n", host.c_str(),
+                         gai_strerror(rc));
+            return 2;
+        }
+        std::memcpy(&l.upstream_address.storage, res->ai_addr, res->ai_addrlen);
+        l.upstream_address.len = res->ai_addrlen;
+        freeaddrinfo(res);
+    }
+    p.log_connections = verbose;
+    p.listeners.push_back(l);
+
+    auto started = engine::Engine::start(p);
+    if (!started) {
+        const Error& e = started.error();
+        std::fprintf(stderr, "tpengine relay: cannot listen on %s: %s (%s)\n",
+                     addr_text(l.address).c_str(), std::strerror(e.code), e.what);
+        return 1;
+    }
+    engine::Engine& eng = *started.value();
+    auto bound = eng.listening_addresses();
+    std::fprintf(stderr, "tpengine: relay listening on %s (%u workers)\n",
+                 addr_text(bound.empty() ? l.address : bound[0]).c_str(), eng.worker_count());
+    if (verbose) {
+        std::fprintf(stderr, "tpengine: io_uring mode %s\n", eng.ring_mode());
+    }
+    std::fflush(stderr);
+    return serve_until_signal(eng, p.drain_timeout_ms, ServeHooks{});
 }
 
 }  // namespace tp::tools

@@ -1,0 +1,314 @@
+// Engine: binds every listener once per worker (SO_REUSEPORT), starts one pinned worker per
+// CPU, and forwards reloads and stop requests to the workers as commands.
+#include "engine/engine.h"
+
+#include <sched.h>
+#include <sys/resource.h>
+
+#include <cstring>
+#include <thread>
+
+#include "engine/sock.h"
+#include "engine/worker.h"
+
+namespace tp::engine {
+
+struct Engine::Impl {
+    plan::Plan plan;
+    std::vector<std::unique_ptr<Worker>> workers;
+    std::vector<std::shared_ptr<ListenerShared>> listeners;  // index-aligned with plan.listeners
+    bool joined = false;
+};
+
+namespace {
+
+std::vector<int> allowed_cpus() {
+    std::vector<int> cpus;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof set, &set) == 0) {
+        for (int i = 0; i < CPU_SETSIZE; ++i) {
+            if (CPU_ISSET(i, &set)) {
+                cpus.push_back(i);
+            }
+        }
+    }
+    return cpus;
+}
+
+void raise_fd_limit() {
+    rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+uint16_t port_of(const plan::SockAddr& a) {
+    if (a.family() == AF_INET) {
+        return reinterpret_cast<const sockaddr_in*>(&a.storage)->sin_port;
+    }
+    if (a.family() == AF_INET6) {
+        return reinterpret_cast<const sockaddr_in6*>(&a.storage)->sin6_port;
+    }
+    return 0;
+}
+
+void set_port(plan::SockAddr& a, uint16_t port) {
+    if (a.family() == AF_INET) {
+        reinterpret_cast<sockaddr_in*>(&a.storage)->sin_port = port;
+    } else if (a.family() == AF_INET6) {
+        reinterpret_cast<sockaddr_in6*>(&a.storage)->sin6_port = port;
+    }
+}
+
+bool same_addr(const plan::SockAddr& a, const plan::SockAddr& b) {
+    return a.len == b.len && std::memcmp(&a.storage, &b.storage, a.len) == 0;
+}
+
+bool same_listener(const plan::Listener& a, const plan::Listener& b) {
+    return same_addr(a.address, b.address) && a.v6only == b.v6only &&
+           a.transparent == b.transparent && a.fast_open == b.fast_open && a.backlog == b.backlog &&
+           a.target == b.target && same_addr(a.upstream_address, b.upstream_address) &&
+           a.source == b.source && a.orig_dst == b.orig_dst &&
+           a.timeouts.connect_ms == b.timeouts.connect_ms &&
+           a.timeouts.idle_ms == b.timeouts.idle_ms &&
+           a.timeouts.half_closed_ms == b.timeouts.half_closed_ms &&
+           a.max_connections == b.max_connections;
+}
+
+// Binds `l` once per worker. Port 0 is resolved by the first bind and reused by the others,
+// so every worker shares one port. On success l.address carries the bound port.
+Result<std::vector<UniqueFd>> bind_all(plan::Listener& l, size_t workers, int index) {
+    std::vector<UniqueFd> fds;
+    for (size_t w = 0; w < workers; ++w) {
+        auto fd = make_listener(l);
+        if (!fd) {
+            Error e = fd.error();
+            e.listener = index;
+            return e;
+        }
+        if (w == 0 && port_of(l.address) == 0) {
+            set_port(l.address, port_of(local_addr(fd.value().get())));
+        }
+        fds.push_back(std::move(fd.value()));
+    }
+    return fds;
+}
+
+std::shared_ptr<const SelfSet> build_self_set(
+    const std::vector<std::shared_ptr<ListenerShared>>& ls) {
+    auto set = std::make_shared<SelfSet>();
+    set->load_local_addresses();
+    for (const auto& l : ls) {
+        set->add_listener(l->cfg.address);
+    }
+    for (const auto& l : ls) {
+        l->fixed_is_self = l->cfg.target == plan::UpstreamTarget::fixed &&
+                           set->contains(unmap_v4(l->cfg.upstream_address));
+    }
+    return set;
+}
+
+Result<void> validate(const plan::Plan& p) {
+    for (size_t i = 0; i < p.listeners.size(); ++i) {
+        const plan::Listener& l = p.listeners[i];
+        int fam = l.address.family();
+        if (fam != AF_INET && fam != AF_INET6) {
+            return Error{EINVAL, "listener address missing", static_cast<int>(i)};
+        }
+        if (l.target == plan::UpstreamTarget::fixed && l.upstream_address.len == 0) {
+            return Error{EINVAL, "fixed upstream address missing", static_cast<int>(i)};
+        }
+        for (size_t j = 0; j < i; ++j) {
+            if (p.listeners[j].name == l.name) {
+                return Error{EINVAL, "duplicate listener name", static_cast<int>(i)};
+            }
+        }
+    }
+    return {};
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Engine>> Engine::start(const plan::Plan& plan) {
+    if (auto v = validate(plan); !v) {
+        return v.error();
+    }
+    raise_fd_limit();
+    std::unique_ptr<Engine> e(new Engine());
+    e->impl_ = std::make_unique<Impl>();
+    Impl& im = *e->impl_;
+    im.plan = plan;
+    std::vector<int> cpus = allowed_cpus();
+    size_t n = plan.workers ? plan.workers : (cpus.empty() ? 1 : cpus.size());
+
+    std::vector<std::vector<UniqueFd>> fds;  // [listener][worker]
+    for (size_t i = 0; i < im.plan.listeners.size(); ++i) {
+        auto r = bind_all(im.plan.listeners[i], n, static_cast<int>(i));
+        if (!r) {
+            return r.error();
+        }
+        fds.push_back(std::move(r.value()));
+        auto shared = std::make_shared<ListenerShared>();
+        shared->cfg = im.plan.listeners[i];
+        im.listeners.push_back(std::move(shared));
+    }
+    auto self = build_self_set(im.listeners);
+
+    for (size_t w = 0; w < n; ++w) {
+        WorkerConfig wc;
+        wc.index = static_cast<unsigned>(w);
+        wc.cpu = cpus.empty() ? -1 : cpus[w % cpus.size()];
+        wc.bypass_mark = plan.bypass_mark;
+        wc.buffer_size = plan.buffer_size ? plan.buffer_size : 16384;
+        wc.buffers = plan.buffers_per_worker ? plan.buffers_per_worker : 4096;
+        wc.log_connections = plan.log_connections;
+        auto worker = std::make_unique<Worker>(wc);
+        std::vector<WorkerListener> wl;
+        for (size_t i = 0; i < im.listeners.size(); ++i) {
+            wl.push_back(WorkerListener{im.listeners[i], std::move(fds[i][w])});
+        }
+        if (auto r = worker->start(std::move(wl), self); !r) {
+            for (auto& started : im.workers) {
+                started->post(Worker::Command{Worker::CommandType::exit, {}, nullptr});
+                started->join();
+            }
+            im.joined = true;
+            return r.error();
+        }
+        im.workers.push_back(std::move(worker));
+    }
+    return e;
+}
+
+Result<void> Engine::update(const plan::Plan& plan) {
+    Impl& im = *impl_;
+    if (im.joined) {
+        return Error{ESHUTDOWN, "engine stopped"};
+    }
+    if (auto v = validate(plan); !v) {
+        return v.error();
+    }
+    size_t n = im.workers.size();
+    std::vector<std::shared_ptr<ListenerShared>> next;
+    std::vector<std::vector<UniqueFd>> fds;
+    plan::Plan resolved = plan;
+    for (size_t i = 0; i < resolved.listeners.size(); ++i) {
+        plan::Listener& l = resolved.listeners[i];
+        std::shared_ptr<ListenerShared> keep;
+        for (size_t j = 0; j < im.plan.listeners.size(); ++j) {
+            const plan::Listener& old = im.plan.listeners[j];
+            plan::Listener probe = l;
+            if (port_of(probe.address) == 0) {  // port 0 means "whatever it got last time"
+                set_port(probe.address, port_of(old.address));
+            }
+            if (old.name == l.name && same_listener(old, probe)) {
+                keep = im.listeners[j];
+                l = old;
+            }
+        }
+        if (keep) {
+            next.push_back(keep);
+            fds.emplace_back();
+            continue;
+        }
+        auto r = bind_all(l, n, static_cast<int>(i));
+        if (!r) {
+            return r.error();
+        }
+        auto shared = std::make_shared<ListenerShared>();
+        shared->cfg = l;
+        next.push_back(std::move(shared));
+        fds.push_back(std::move(r.value()));
+    }
+    auto self = build_self_set(next);
+    for (size_t w = 0; w < n; ++w) {
+        Worker::Command cmd{Worker::CommandType::set_listeners, {}, self};
+        for (size_t i = 0; i < next.size(); ++i) {
+            UniqueFd fd = fds[i].empty() ? UniqueFd() : std::move(fds[i][w]);
+            cmd.listeners.push_back(WorkerListener{next[i], std::move(fd)});
+        }
+        im.workers[w]->post(std::move(cmd));
+    }
+    uint32_t keep_workers = im.plan.workers;
+    im.plan = resolved;
+    im.plan.workers = keep_workers;
+    im.listeners = std::move(next);
+    return {};
+}
+
+void Engine::stop_accepting() {
+    if (impl_->joined) {
+        return;
+    }
+    for (auto& w : impl_->workers) {
+        w->post(Worker::Command{Worker::CommandType::stop_accepting, {}, nullptr});
+    }
+}
+
+bool Engine::drain(std::chrono::milliseconds timeout) {
+    Impl& im = *impl_;
+    if (im.joined) {
+        return stats().active == 0;
+    }
+    stop_accepting();
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    bool clean = false;
+    for (;;) {
+        clean = stats().active == 0;
+        if (clean || std::chrono::steady_clock::now() >= deadline) {
+            break;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    for (auto& w : im.workers) {
+        w->post(Worker::Command{Worker::CommandType::exit, {}, nullptr});
+    }
+    for (auto& w : im.workers) {
+        w->join();
+    }
+    im.joined = true;
+    return clean;
+}
+
+std::vector<plan::SockAddr> Engine::listening_addresses() const {
+    std::vector<plan::SockAddr> out;
+    for (const auto& l : impl_->plan.listeners) {
+        out.push_back(l.address);
+    }
+    return out;
+}
+
+unsigned Engine::worker_count() const {
+    return static_cast<unsigned>(impl_->workers.size());
+}
+
+const char* Engine::ring_mode() const {
+    return impl_->workers.empty() ? "" : impl_->workers[0]->ring_mode();
+}
+
+StatsSnapshot Engine::stats() const {
+    StatsSnapshot total;
+    for (const auto& w : impl_->workers) {
+        StatsSnapshot s = w->stats().snapshot();
+        total.accepted += s.accepted;
+        total.active += s.active;
+        total.bytes_up += s.bytes_up;
+        total.bytes_down += s.bytes_down;
+        total.accept_paused += s.accept_paused;
+        for (size_t i = 0; i < s.closed.size(); ++i) {
+            total.closed[i] += s.closed[i];
+        }
+        total.per_worker.push_back(std::move(s));
+    }
+    return total;
+}
+
+Engine::~Engine() {
+    if (impl_ && !impl_->joined) {
+        drain(std::chrono::milliseconds(0));
+    }
+}
+
+}  // namespace tp::engine

@@ -1,0 +1,376 @@
+// The relay state machine's transitions (see relay.h). Every operation issued is counted in
+// ops_ on the socket it targets and uncounted by its completion, so teardown knows when the
+// kernel has let go of the connection's buffers and sockets.
+#include "engine/relay.h"
+
+#include <cerrno>
+
+namespace tp::engine {
+
+namespace {
+constexpr int C = 0;
+constexpr int U = 1;
+
+Action act(ActionType t, Side s) {
+    Action a{};
+    a.type = t;
+    a.side = s;
+    return a;
+}
+
+CloseCause reset_cause(Side s) {
+    return s == Side::client ? CloseCause::client_reset : CloseCause::upstream_reset;
+}
+}  // namespace
+
+void Relay::arm(uint64_t deadline, Actions& out) {
+    Action a = act(ActionType::arm_timer, Side::client);
+    a.deadline_ms = deadline;
+    out.push(a);
+}
+
+void Relay::drop_buf(Dir& d, Actions& out) {
+    if (d.has_buf) {
+        Action a = act(ActionType::release_buf, Side::client);
+        a.buf = d.buf;
+        out.push(a);
+        d.has_buf = false;
+        d.len = 0;
+        d.off = 0;
+    }
+}
+
+void Relay::issue_recv(Side from, Actions& out) {
+    Dir& d = dir_[idx(from)];
+    if (d.recv_inflight || d.eof || d.has_buf || dead_[idx(from)]) {
+        return;
+    }
+    d.recv_inflight = true;
+    ++ops_[idx(from)];
+    out.push(act(ActionType::recv, from));
+}
+
+void Relay::issue_send(Side to, Actions& out) {
+    Dir& d = dir_[idx(other(to))];
+    d.send_inflight = true;
+    ++ops_[idx(to)];
+    Action a = act(ActionType::send, to);
+    a.buf = d.buf;
+    a.off = d.off;
+    a.len = d.len - d.off;
+    out.push(a);
+}
+
+void Relay::issue_shutdown(Side to, Actions& out) {
+    Dir& d = dir_[idx(other(to))];
+    if (d.shut || dead_[idx(to)]) {
+        return;
+    }
+    d.shut = true;
+    ++ops_[idx(to)];
+    out.push(act(ActionType::shutdown, to));
+    // Half-closed from now on: its own (usually shorter) inactivity timeout applies.
+    if (timeouts_.half_closed_ms > 0) {
+        arm(last_activity_ + timeouts_.half_closed_ms, out);
+    }
+}
+
+void Relay::on_start(uint64_t now_ms, StartOutcome outcome, Actions& out) {
+    open_[C] = true;
+    last_activity_ = now_ms;
+    switch (outcome) {
+        case StartOutcome::ok:
+            break;
+        case StartOutcome::self_connect:
+            teardown(CloseCause::self_connect, true, false, out);
+            return;
+        case StartOutcome::no_origdst:
+            teardown(CloseCause::no_origdst, true, false, out);
+            return;
+        case StartOutcome::error:
+            teardown(CloseCause::error, true, false, out);
+            return;
+    }
+    open_[U] = true;
+    phase_ = Phase::connecting;
+    ++ops_[U];
+    out.push(act(ActionType::connect, Side::upstream));
+    // Receive from the client while connecting: early data waits in one buffer, and a client
+    // that goes away during the connect is noticed at once.
+    issue_recv(Side::client, out);
+    if (timeouts_.connect_ms > 0) {
+        connect_deadline_ = now_ms + timeouts_.connect_ms;
+        arm(connect_deadline_, out);
+    }
+}
+
+void Relay::on_connect(uint64_t now_ms, int res, Actions& out) {
+    --ops_[U];
+    if (phase_ != Phase::connecting) {
+        maybe_finish(out);
+        return;
+    }
+    if (res < 0) {
+        teardown(CloseCause::connect_failed, true, false, out);
+        return;
+    }
+    phase_ = Phase::relaying;
+    last_activity_ = now_ms;
+    if (timeouts_.idle_ms > 0) {
+        arm(now_ms + timeouts_.idle_ms, out);
+    } else {
+        out.push(act(ActionType::disarm_timer, Side::client));
+    }
+    Dir& up = dir_[C];
+    if (up.has_buf) {
+        issue_send(Side::upstream, out);
+    } else if (up.eof) {
+        issue_shutdown(Side::upstream, out);
+    } else {
+        issue_recv(Side::client, out);
+    }
+    issue_recv(Side::upstream, out);
+}
+
+void Relay::on_recv(uint64_t now_ms, Side from, int res, bool has_buf, uint16_t buf, Actions& out) {
+    Dir& d = dir_[idx(from)];
+    Side to = other(from);
+    --ops_[idx(from)];
+    d.recv_inflight = false;
+    if (phase_ == Phase::closing || phase_ == Phase::done) {
+        if (has_buf) {
+            Action a = act(ActionType::release_buf, from);
+            a.buf = buf;
+            out.push(a);
+        }
+        maybe_finish(out);
+        return;
+    }
+    if (res > 0 && has_buf) {
+        if (dead_[idx(to)] || dead_[idx(from)]) {
+            Action a = act(ActionType::release_buf, from);
+            a.buf = buf;
+            out.push(a);
+            return;
+        }
+        d.buf = buf;
+        d.len = static_cast<uint32_t>(res);
+        d.off = 0;
+        d.has_buf = true;
+        last_activity_ = now_ms;
+        if (phase_ == Phase::relaying) {
+            issue_send(to, out);
+        }
+        return;
+    }
+    if (has_buf) {  // no data in it: give it straight back
+        Action a = act(ActionType::release_buf, from);
+        a.buf = buf;
+        out.push(a);
+    }
+    if (res > 0) {  // data without a buffer: cannot happen with buffer select
+        teardown(CloseCause::error, true, true, out);
+        return;
+    }
+    if (res == 0) {
+        d.eof = true;
+        last_activity_ = now_ms;
+        if (phase_ == Phase::relaying && !d.send_inflight) {
+            issue_shutdown(to, out);
+        }
+        return;
+    }
+    switch (-res) {
+        case ENOBUFS:  // provided ring empty: retry once buffers come back
+            d.recv_inflight = true;
+            ++ops_[idx(from)];
+            out.push(act(ActionType::recv_later, from));
+            return;
+        case EINTR:
+        case EAGAIN:
+            issue_recv(from, out);
+            return;
+        case ECANCELED:  // we cancelled it (the other side failed)
+            return;
+        default:
+            side_failed(from, out);
+            return;
+    }
+}
+
+void Relay::on_send(uint64_t now_ms, Side to, int res, Actions& out) {
+    Side from = other(to);
+    Dir& d = dir_[idx(from)];
+    --ops_[idx(to)];
+    d.send_inflight = false;
+    if (phase_ == Phase::closing || phase_ == Phase::done) {
+        drop_buf(d, out);
+        maybe_finish(out);
+        return;
+    }
+    if (res > 0 && !dead_[idx(to)]) {
+        last_activity_ = now_ms;
+        d.off += static_cast<uint32_t>(res);
+        if (d.off < d.len) {  // partial send: continue from the offset
+            issue_send(to, out);
+            return;
+        }
+        drop_buf(d, out);
+        after_dir_drained(from, out);
+        return;
+    }
+    drop_buf(d, out);
+    if (dead_[idx(to)]) {  // cancelled because `to` already failed
+        return;
+    }
+    if (reset_after_drain_) {  // delivering the last bytes before a reset failed too
+        teardown(pending_cause_, true, true, out);
+        return;
+    }
+    side_failed(to, out);
+}
+
+void Relay::after_dir_drained(Side from, Actions& out) {
+    Dir& d = dir_[idx(from)];
+    Side to = other(from);
+    if (reset_after_drain_ && dead_[idx(from)]) {
+        teardown(pending_cause_, true, true, out);
+    } else if (d.eof) {
+        issue_shutdown(to, out);
+    } else {
+        issue_recv(from, out);
+    }
+}
+
+void Relay::side_failed(Side s, Actions& out) {
+    if (phase_ == Phase::closing || phase_ == Phase::done || dead_[idx(s)]) {
+        return;
+    }
+    dead_[idx(s)] = true;
+    CloseCause cause = reset_cause(s);
+    if (phase_ != Phase::relaying) {
+        teardown(cause, s != Side::client, s != Side::upstream, out);
+        return;
+    }
+    Side t = other(s);
+    // Nothing more goes to or comes from s.
+    if (ops_[idx(s)] > 0 && !cancel_issued_[idx(s)]) {
+        cancel_issued_[idx(s)] = true;
+        ++ops_[idx(s)];
+        out.push(act(ActionType::cancel_all, s));
+    }
+    // The direction t -> s is pointless now.
+    Dir& back = dir_[idx(t)];
+    if (back.recv_inflight) {
+        ++ops_[idx(t)];
+        out.push(act(ActionType::cancel_recv, t));
+    }
+    if (back.has_buf && !back.send_inflight) {
+        drop_buf(back, out);
+    }
+    // The direction s -> t delivers what it already received, then t gets the reset.
+    Dir& fwd = dir_[idx(s)];
+    if (fwd.has_buf) {
+        reset_after_drain_ = true;
+        pending_cause_ = cause;
+        return;
+    }
+    teardown(cause, true, true, out);
+}
+
+void Relay::on_shutdown(Side side, int, Actions& out) {
+    --ops_[idx(side)];
+    dir_[idx(other(side))].shut_done = true;
+    if (phase_ == Phase::closing || phase_ == Phase::done) {
+        maybe_finish(out);
+        return;
+    }
+    check_done(out);
+}
+
+void Relay::on_cancel_done(Side side, Actions& out) {
+    --ops_[idx(side)];
+    maybe_finish(out);
+}
+
+void Relay::check_done(Actions& out) {
+    if (dir_[C].shut_done && dir_[U].shut_done) {
+        teardown(CloseCause::normal, false, false, out);
+    }
+}
+
+void Relay::on_timer(uint64_t now_ms, Actions& out) {
+    if (phase_ == Phase::connecting) {
+        if (timeouts_.connect_ms == 0) {
+            return;
+        }
+        if (now_ms >= connect_deadline_) {
+            teardown(CloseCause::connect_timeout, true, false, out);
+        } else {
+            arm(connect_deadline_, out);
+        }
+        return;
+    }
+    if (phase_ != Phase::relaying) {
+        return;
+    }
+    bool half = dir_[C].shut || dir_[U].shut;
+    uint32_t timeout =
+        (half && timeouts_.half_closed_ms > 0) ? timeouts_.half_closed_ms : timeouts_.idle_ms;
+    if (timeout == 0) {
+        return;
+    }
+    uint64_t deadline = last_activity_ + timeout;
+    if (now_ms >= deadline) {
+        bool by_half = half && timeouts_.half_closed_ms > 0;
+        teardown(by_half ? CloseCause::half_closed_timeout : CloseCause::idle_timeout, true, true,
+                 out);
+    } else {
+        arm(deadline, out);
+    }
+}
+
+void Relay::on_stop(Actions& out) {
+    teardown(CloseCause::shutdown, true, true, out);
+}
+
+void Relay::teardown(CloseCause cause, bool rst_client, bool rst_upstream, Actions& out) {
+    if (phase_ == Phase::closing || phase_ == Phase::done) {
+        return;
+    }
+    phase_ = Phase::closing;
+    cause_ = cause;
+    rst_[C] = rst_client;
+    rst_[U] = rst_upstream;
+    out.push(act(ActionType::disarm_timer, Side::client));
+    for (int s = 0; s < 2; ++s) {
+        if (open_[s] && ops_[s] > 0 && !cancel_issued_[s]) {
+            cancel_issued_[s] = true;
+            ++ops_[s];
+            out.push(act(ActionType::cancel_all, static_cast<Side>(s)));
+        }
+    }
+    maybe_finish(out);
+}
+
+void Relay::maybe_finish(Actions& out) {
+    if (phase_ != Phase::closing || ops_[C] != 0 || ops_[U] != 0) {
+        return;
+    }
+    drop_buf(dir_[C], out);
+    drop_buf(dir_[U], out);
+    for (int s = 0; s < 2; ++s) {
+        if (open_[s]) {
+            Action a = act(ActionType::close, static_cast<Side>(s));
+            a.reset = rst_[s];
+            out.push(a);
+            open_[s] = false;
+        }
+    }
+    Action f = act(ActionType::finish, Side::client);
+    f.cause = cause_;
+    out.push(f);
+    phase_ = Phase::done;
+}
+
+}  // namespace tp::engine

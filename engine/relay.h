@@ -1,0 +1,134 @@
+#pragma once
+// The per-connection relay state machine: pure logic, no sockets and no io_uring. The worker
+// feeds it completion events and executes the actions it returns; unit tests do the same with
+// synthetic events. It tracks every operation in flight, so a slot is only freed (Finish) when
+// the kernel holds nothing of it any more.
+
+#include <cstdint>
+
+#include "config/plan.h"
+#include "engine/stats.h"
+
+namespace tp::engine {
+
+enum class Side : uint8_t { client = 0, upstream = 1 };
+constexpr Side other(Side s) {
+    return s == Side::client ? Side::upstream : Side::client;
+}
+constexpr int idx(Side s) {
+    return static_cast<int>(s);
+}
+
+enum class ActionType : uint8_t {
+    connect,       // start the upstream connect
+    recv,          // receive on `side` with a buffer from the provided ring
+    recv_later,    // like recv, but the ring was empty: retry once buffers come back
+    send,          // send buf[off, off+len) to `side`
+    shutdown,      // shutdown(SHUT_WR) on `side`
+    cancel_all,    // cancel every operation on `side`'s socket
+    cancel_recv,   // cancel only the receive pending on `side`
+    release_buf,   // give `buf` back to the provided ring
+    close,         // close `side`'s socket; `reset` = SO_LINGER 0 first (RST)
+    arm_timer,     // (re)arm the connection's one timer for `deadline_ms`
+    disarm_timer,  // the connection no longer needs a timer
+    finish,        // the connection is over: count `cause`, free the slot
+};
+
+struct Action {
+    ActionType type;
+    Side side = Side::client;
+    bool reset = false;
+    uint16_t buf = 0;
+    uint32_t off = 0;
+    uint32_t len = 0;
+    uint64_t deadline_ms = 0;
+    CloseCause cause = CloseCause::normal;
+};
+
+// A fixed-capacity action list: an event never produces more than a handful of actions.
+struct Actions {
+    static constexpr int capacity = 16;
+    Action items[capacity];
+    int count = 0;
+
+    void clear() { count = 0; }
+    void push(const Action& a) {
+        if (count < capacity) {
+            items[count++] = a;
+        }
+    }
+    const Action* begin() const { return items; }
+    const Action* end() const { return items + count; }
+    int size() const { return count; }
+    const Action& operator[](int i) const { return items[i]; }
+};
+
+// Why a connection could not start relaying (decided by the worker before connect).
+enum class StartOutcome : uint8_t { ok, self_connect, no_origdst, error };
+
+class Relay {
+  public:
+    enum class Phase : uint8_t { idle, connecting, relaying, closing, done };
+
+    void init(const plan::Timeouts& t) {
+        *this = Relay{};
+        timeouts_ = t;
+    }
+
+    // Events. `now_ms` is a monotonic clock in milliseconds.
+    void on_start(uint64_t now_ms, StartOutcome outcome, Actions& out);
+    void on_connect(uint64_t now_ms, int res, Actions& out);
+    // `res` is the recv result; `buf` is valid when `has_buf` (IORING_CQE_F_BUFFER).
+    void on_recv(uint64_t now_ms, Side from, int res, bool has_buf, uint16_t buf, Actions& out);
+    void on_send(uint64_t now_ms, Side to, int res, Actions& out);
+    void on_shutdown(Side side, int res, Actions& out);
+    void on_cancel_done(Side side, Actions& out);  // the completion of a cancel request
+    void on_timer(uint64_t now_ms, Actions& out);
+    void on_stop(Actions& out);  // drain timeout: close now, cause `shutdown`
+
+    Phase phase() const { return phase_; }
+    bool half_closed() const { return dir_[0].shut != dir_[1].shut; }
+    int ops_in_flight(Side s) const { return ops_[idx(s)]; }
+    CloseCause cause() const { return cause_; }
+
+  private:
+    // Bytes flowing from side `from` to other(from); indexed by idx(from).
+    struct Dir {
+        uint32_t len = 0;  // bytes in the held buffer
+        uint32_t off = 0;  // bytes of it already sent
+        uint16_t buf = 0;
+        bool has_buf = false;
+        bool recv_inflight = false;
+        bool send_inflight = false;
+        bool eof = false;        // the source sent FIN
+        bool shut = false;       // shutdown(SHUT_WR) issued on the destination
+        bool shut_done = false;  // ... and completed
+    };
+
+    void issue_recv(Side from, Actions& out);
+    void issue_send(Side to, Actions& out);
+    void issue_shutdown(Side to, Actions& out);
+    void after_dir_drained(Side from, Actions& out);  // dir `from` has no bytes held
+    void side_failed(Side s, Actions& out);           // s was reset or errored
+    void teardown(CloseCause cause, bool rst_client, bool rst_upstream, Actions& out);
+    void maybe_finish(Actions& out);
+    void check_done(Actions& out);
+    void arm(uint64_t deadline, Actions& out);
+    void drop_buf(Dir& d, Actions& out);
+
+    plan::Timeouts timeouts_{};
+    Dir dir_[2];
+    uint16_t ops_[2] = {0, 0};  // operations in flight on each side's socket
+    bool open_[2] = {false, false};
+    bool dead_[2] = {false, false};  // reset or errored: no more I/O on it
+    bool rst_[2] = {false, false};   // close with RST
+    bool cancel_issued_[2] = {false, false};
+    bool reset_after_drain_ = false;  // a side failed; reset the other once bytes are out
+    Phase phase_ = Phase::idle;
+    CloseCause cause_ = CloseCause::normal;
+    CloseCause pending_cause_ = CloseCause::normal;
+    uint64_t last_activity_ = 0;
+    uint64_t connect_deadline_ = 0;
+};
+
+}  // namespace tp::engine

@@ -1,0 +1,659 @@
+// The worker's event loop: completions in batches, each routed by user_data to a listener,
+// the tick, the command eventfd, or a connection's relay state machine, whose actions are
+// turned back into io_uring requests here.
+#include "engine/worker.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+namespace tp::engine {
+
+namespace {
+constexpr uint32_t kTickMs = 100;
+constexpr uint64_t kFdPauseMs = 100;
+
+uint64_t mono_ns() {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+uint64_t ud(Op op, uint32_t gen, uint32_t slot) {
+    return UserData{op, gen, slot}.pack();
+}
+
+Op recv_op(Side s) {
+    return s == Side::client ? Op::recv_client : Op::recv_upstream;
+}
+Op send_op(Side s) {
+    return s == Side::client ? Op::send_client : Op::send_upstream;
+}
+Op shutdown_op(Side s) {
+    return s == Side::client ? Op::shutdown_client : Op::shutdown_upstream;
+}
+Op cancel_op(Side s) {
+    return s == Side::client ? Op::cancel_client : Op::cancel_upstream;
+}
+}  // namespace
+
+Worker::Worker(const WorkerConfig& cfg) : cfg_(cfg), wheel_(kTickMs) {
+    wake_fd_.reset(eventfd(0, EFD_CLOEXEC));
+    tick_ts_.tv_sec = 0;
+    tick_ts_.tv_nsec = static_cast<long long>(kTickMs) * 1'000'000;
+}
+
+Worker::~Worker() {
+    join();
+    for (auto& l : listeners_) {
+        for (int fd : l->held) {
+            ::close(fd);
+        }
+    }
+}
+
+Result<void> Worker::start(std::vector<WorkerListener> listeners,
+                           std::shared_ptr<const SelfSet> self_set) {
+    if (!wake_fd_.valid()) {
+        return errno_error("eventfd");
+    }
+    initial_ = std::move(listeners);
+    self_set_ = std::move(self_set);
+    thread_ = std::thread([this] { run(); });
+    start_state_.wait(0);
+    int st = start_state_.load();
+    if (st < 0) {
+        thread_.join();
+        return Error{-st, start_what_};
+    }
+    return {};
+}
+
+void Worker::post(Command cmd) {
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        commands_.push_back(std::move(cmd));
+    }
+    uint64_t one = 1;
+    [[maybe_unused]] ssize_t n = ::write(wake_fd_.get(), &one, sizeof one);
+}
+
+void Worker::join() {
+    if (thread_.joinable()) {
+        thread_.join();
+    }
+}
+
+uint64_t Worker::now_ms() const {
+    return (mono_ns() - epoch_ns_) / 1'000'000;
+}
+
+void Worker::log_limited(const char* msg, int err) {
+    if (log_ever_ && now_ - last_log_ms_ < 1000) {
+        return;
+    }
+    log_ever_ = true;
+    last_log_ms_ = now_;
+    std::fprintf(stderr, "tpengine: worker %u: %s: %s\n", cfg_.index, msg, std::strerror(err));
+}
+
+Result<void> Worker::setup() {
+    if (cfg_.cpu >= 0) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(cfg_.cpu, &set);
+        pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+    }
+    if (auto r = ring_.init(4096, 65536); !r) {
+        return r;
+    }
+    ring_mode_ = ring_.mode_name();
+    if (auto r = bufs_.init(ring_.get(), 0, cfg_.buffers, cfg_.buffer_size); !r) {
+        return r;
+    }
+    epoch_ns_ = mono_ns();
+    now_ = 0;
+    io_uring_sqe* sqe = ring_.get_sqe();
+    io_uring_prep_read(sqe, wake_fd_.get(), &wake_buf_, sizeof wake_buf_, 0);
+    io_uring_sqe_set_data64(sqe, ud(Op::wake, 0, 0));
+    sqe = ring_.get_sqe();
+    io_uring_prep_timeout(sqe, &tick_ts_, 0, 0);
+    io_uring_sqe_set_data64(sqe, ud(Op::tick, 0, 0));
+    Command c{CommandType::set_listeners, std::move(initial_), self_set_};
+    apply(c);
+    return {};
+}
+
+void Worker::run() {
+    auto r = setup();
+    if (!r) {
+        start_what_ = r.error().what;
+        start_state_.store(-(r.error().code ? r.error().code : EINVAL));
+        start_state_.notify_all();
+        return;
+    }
+    start_state_.store(1);
+    start_state_.notify_all();
+    loop();
+    listeners_.clear();
+}
+
+void Worker::loop() {
+    io_uring* ring = ring_.get();
+    for (;;) {
+        if (exit_requested_ && pool_.used() == 0) {
+            break;
+        }
+        int rc = io_uring_submit_and_wait(ring, 1);
+        if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
+            log_limited("io_uring_submit_and_wait", -rc);
+        }
+        now_ = now_ms();
+        unsigned head;
+        unsigned n = 0;
+        io_uring_cqe* cqe;
+        io_uring_for_each_cqe(ring, head, cqe) {
+            handle(cqe);
+            ++n;
+        }
+        io_uring_cq_advance(ring, n);
+        if (bufs_.flush() > 0 && !starved_.empty()) {
+            retry_starved();
+        }
+    }
+}
+
+void Worker::handle(const io_uring_cqe* cqe) {
+    UserData u = UserData::unpack(cqe->user_data);
+    switch (u.op) {
+        case Op::accept:
+            handle_accept(u.slot, cqe);
+            if (u.gen == listeners_[u.slot]->arm_gen && !(cqe->flags & IORING_CQE_F_MORE)) {
+                ListenerState& l = *listeners_[u.slot];
+                l.armed = false;
+                if (l.retired) {
+                    l.fd.reset();
+                } else {
+                    maybe_arm_accept(u.slot);
+                }
+            }
+            return;
+        case Op::tick: {
+            on_tick();
+            io_uring_sqe* sqe = ring_.get_sqe();
+            io_uring_prep_timeout(sqe, &tick_ts_, 0, 0);
+            io_uring_sqe_set_data64(sqe, ud(Op::tick, 0, 0));
+            return;
+        }
+        case Op::wake: {
+            on_wake();
+            io_uring_sqe* sqe = ring_.get_sqe();
+            io_uring_prep_read(sqe, wake_fd_.get(), &wake_buf_, sizeof wake_buf_, 0);
+            io_uring_sqe_set_data64(sqe, ud(Op::wake, 0, 0));
+            return;
+        }
+        case Op::ignore:
+        case Op::none:
+            return;
+        default:
+            handle_conn(u, cqe);
+            return;
+    }
+}
+
+void Worker::handle_accept(uint32_t li, const io_uring_cqe* cqe) {
+    ListenerState& l = *listeners_[li];
+    int res = cqe->res;
+    if (res >= 0) {
+        if (l.retired || !accepting_) {
+            set_linger_reset(res);
+            ::close(res);
+            return;
+        }
+        if (!take_place(*l.shared)) {
+            l.held.push_back(res);
+            pause_for_limit(li);
+            return;
+        }
+        start_conn(li, res);
+        uint32_t max = l.shared->cfg.max_connections;
+        if (max > 0 && l.shared->active.load(std::memory_order_relaxed) >= max) {
+            pause_for_limit(li);
+        }
+        return;
+    }
+    switch (-res) {
+        case EMFILE:
+        case ENFILE:
+        case ENOBUFS:
+        case ENOMEM:
+            // Pause briefly instead of spinning on a listener the kernel keeps reporting.
+            l.resume_at_ms = now_ + kFdPauseMs;
+            WorkerStats::add(stats_.accept_paused, 1);
+            log_limited("accept paused (out of file descriptors or memory)", -res);
+            if (cqe->flags & IORING_CQE_F_MORE) {
+                cancel_accept(li);
+            }
+            return;
+        default:  // ECANCELED (ours), ECONNABORTED...: nothing to do
+            return;
+    }
+}
+
+bool Worker::take_place(ListenerShared& l) {
+    uint32_t max = l.cfg.max_connections;
+    if (max == 0) {
+        l.active.fetch_add(1, std::memory_order_relaxed);
+        return true;
+    }
+    uint32_t cur = l.active.load(std::memory_order_relaxed);
+    while (cur < max) {
+        if (l.active.compare_exchange_weak(cur, cur + 1, std::memory_order_relaxed)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+void Worker::arm_accept(uint32_t li) {
+    ListenerState& l = *listeners_[li];
+    l.arm_gen = (l.arm_gen + 1) & UserData::gen_mask;
+    io_uring_sqe* sqe = ring_.get_sqe();
+    io_uring_prep_multishot_accept(sqe, l.fd.get(), nullptr, nullptr, SOCK_CLOEXEC);
+    io_uring_sqe_set_data64(sqe, ud(Op::accept, l.arm_gen, li));
+    l.armed = true;
+}
+
+void Worker::cancel_accept(uint32_t li) {
+    ListenerState& l = *listeners_[li];
+    io_uring_sqe* sqe = ring_.get_sqe();
+    io_uring_prep_cancel64(sqe, ud(Op::accept, l.arm_gen, li), 0);
+    io_uring_sqe_set_data64(sqe, ud(Op::ignore, 0, 0));
+}
+
+void Worker::maybe_arm_accept(uint32_t li) {
+    ListenerState& l = *listeners_[li];
+    if (!l.armed && !l.retired && accepting_ && !l.limit_paused && now_ >= l.resume_at_ms &&
+        l.fd.valid()) {
+        arm_accept(li);
+    }
+}
+
+void Worker::pause_for_limit(uint32_t li) {
+    ListenerState& l = *listeners_[li];
+    if (l.limit_paused) {
+        return;
+    }
+    l.limit_paused = true;
+    WorkerStats::add(stats_.accept_paused, 1);
+    if (l.armed) {
+        cancel_accept(li);
+    }
+}
+
+void Worker::try_resume(uint32_t li) {
+    ListenerState& l = *listeners_[li];
+    if (!l.limit_paused) {
+        return;
+    }
+    while (!l.held.empty() && accepting_ && !l.retired) {
+        if (!take_place(*l.shared)) {
+            return;
+        }
+        int fd = l.held.front();
+        l.held.erase(l.held.begin());
+        start_conn(li, fd);
+    }
+    uint32_t max = l.shared->cfg.max_connections;
+    if (max == 0 || l.shared->active.load(std::memory_order_relaxed) < max) {
+        l.limit_paused = false;
+        maybe_arm_accept(li);
+    }
+}
+
+void Worker::start_conn(uint32_t li, int fd) {
+    ListenerState& l = *listeners_[li];
+    const plan::Listener& lc = l.shared->cfg;
+    WorkerStats::add(stats_.accepted, 1);
+    WorkerStats::add(stats_.active, 1);
+    int64_t slot = pool_.acquire();
+    if (slot < 0) {
+        set_linger_reset(fd);
+        ::close(fd);
+        WorkerStats::add(stats_.closed[static_cast<size_t>(CloseCause::error)], 1);
+        WorkerStats::sub(stats_.active, 1);
+        l.shared->active.fetch_sub(1, std::memory_order_relaxed);
+        return;
+    }
+    wheel_.reserve_ids(pool_.capacity());
+    uint32_t s = static_cast<uint32_t>(slot);
+    Conn& c = pool_.slot(s).value;
+    c.relay.init(lc.timeouts);
+    c.fd[0] = fd;
+    c.fd[1] = -1;
+    c.listener = li;
+    c.target = plan::SockAddr{};
+
+    plan::SockAddr client;
+    if (lc.source != plan::SourceMode::proxy || cfg_.log_connections) {
+        client = peer_addr(fd);
+    }
+    plan::SockAddr orig;
+    StartOutcome outcome = StartOutcome::ok;
+    if (lc.target == plan::UpstreamTarget::original) {
+        if (!original_destination(fd, lc, orig)) {
+            outcome = StartOutcome::no_origdst;
+        } else if (self_set_ && self_set_->contains(orig)) {
+            outcome = StartOutcome::self_connect;
+        } else {
+            c.target = orig;
+        }
+    } else if (l.shared->fixed_is_self) {
+        outcome = StartOutcome::self_connect;
+    } else {
+        c.target = unmap_v4(lc.upstream_address);
+        if (cfg_.log_connections) {
+            original_destination(fd, lc, orig);
+        }
+    }
+    if (outcome == StartOutcome::ok) {
+        auto up = make_upstream(c.target, lc.source, client, cfg_.bypass_mark, lc.fast_open);
+        if (!up) {
+            outcome = StartOutcome::error;
+            log_limited(up.error().what, up.error().code);
+        } else {
+            c.fd[1] = up.value().release();
+        }
+    }
+    if (cfg_.log_connections) {
+        const char* why = outcome == StartOutcome::ok             ? ""
+                          : outcome == StartOutcome::self_connect ? " refused (own listener)"
+                          : outcome == StartOutcome::no_origdst   ? " refused (no original dst)"
+                                                                  : " refused (upstream socket)";
+        std::fprintf(stderr, "tpengine: worker %u: client %s original %s upstream %s%s\n",
+                     cfg_.index, format_addr(client).c_str(), format_addr(orig).c_str(),
+                     format_addr(c.target).c_str(), why);
+    }
+    Actions acts;
+    c.relay.on_start(now_, outcome, acts);
+    execute(s, acts);
+}
+
+void Worker::handle_conn(const UserData& u, const io_uring_cqe* cqe) {
+    Pool::Slot* slot = pool_.find(u.slot, u.gen);
+    if (slot == nullptr) {  // stale: its connection is gone; keep the buffer, though
+        if (cqe->flags & IORING_CQE_F_BUFFER) {
+            bufs_.release(static_cast<uint16_t>(cqe->flags >> IORING_CQE_BUFFER_SHIFT));
+        }
+        return;
+    }
+    Conn& c = slot->value;
+    Actions acts;
+    int res = cqe->res;
+    switch (u.op) {
+        case Op::connect:
+            c.relay.on_connect(now_, res, acts);
+            break;
+        case Op::recv_client:
+        case Op::recv_upstream: {
+            Side side = u.op == Op::recv_client ? Side::client : Side::upstream;
+            bool has_buf = cqe->flags & IORING_CQE_F_BUFFER;
+            uint16_t bid = static_cast<uint16_t>(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+            c.relay.on_recv(now_, side, res, has_buf, bid, acts);
+            break;
+        }
+        case Op::send_client:
+        case Op::send_upstream: {
+            Side side = u.op == Op::send_client ? Side::client : Side::upstream;
+            if (res > 0) {
+                WorkerStats::add(side == Side::upstream ? stats_.bytes_up : stats_.bytes_down,
+                                 static_cast<uint64_t>(res));
+            }
+            c.relay.on_send(now_, side, res, acts);
+            break;
+        }
+        case Op::shutdown_client:
+        case Op::shutdown_upstream:
+            c.relay.on_shutdown(u.op == Op::shutdown_client ? Side::client : Side::upstream, res,
+                                acts);
+            break;
+        case Op::cancel_client:
+        case Op::cancel_upstream:
+            c.relay.on_cancel_done(u.op == Op::cancel_client ? Side::client : Side::upstream, acts);
+            break;
+        default:
+            return;
+    }
+    execute(u.slot, acts);
+}
+
+void Worker::execute(uint32_t s, const Actions& acts) {
+    Pool::Slot& slot = pool_.slot(s);
+    Conn& c = slot.value;
+    const uint32_t gen = slot.gen;
+    for (const Action& a : acts) {
+        int fd = c.fd[idx(a.side)];
+        switch (a.type) {
+            case ActionType::connect: {
+                io_uring_sqe* sqe = ring_.get_sqe();
+                io_uring_prep_connect(sqe, c.fd[1], c.target.get(), c.target.len);
+                io_uring_sqe_set_data64(sqe, ud(Op::connect, gen, s));
+                break;
+            }
+            case ActionType::recv: {
+                io_uring_sqe* sqe = ring_.get_sqe();
+                io_uring_prep_recv(sqe, fd, nullptr, bufs_.buffer_size(), 0);
+                sqe->flags |= IOSQE_BUFFER_SELECT;
+                sqe->buf_group = bufs_.group();
+                io_uring_sqe_set_data64(sqe, ud(recv_op(a.side), gen, s));
+                break;
+            }
+            case ActionType::recv_later:
+                starved_.push_back(Starved{s, gen, a.side});
+                break;
+            case ActionType::send: {
+                io_uring_sqe* sqe = ring_.get_sqe();
+                io_uring_prep_send(sqe, fd, bufs_.addr(a.buf) + a.off, a.len, MSG_NOSIGNAL);
+                io_uring_sqe_set_data64(sqe, ud(send_op(a.side), gen, s));
+                break;
+            }
+            case ActionType::shutdown: {
+                io_uring_sqe* sqe = ring_.get_sqe();
+                io_uring_prep_shutdown(sqe, fd, SHUT_WR);
+                io_uring_sqe_set_data64(sqe, ud(shutdown_op(a.side), gen, s));
+                break;
+            }
+            case ActionType::cancel_all: {
+                io_uring_sqe* sqe = ring_.get_sqe();
+                io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);
+                io_uring_sqe_set_data64(sqe, ud(cancel_op(a.side), gen, s));
+                break;
+            }
+            case ActionType::cancel_recv: {
+                io_uring_sqe* sqe = ring_.get_sqe();
+                io_uring_prep_cancel64(sqe, ud(recv_op(a.side), gen, s), 0);
+                io_uring_sqe_set_data64(sqe, ud(cancel_op(a.side), gen, s));
+                break;
+            }
+            case ActionType::release_buf:
+                bufs_.release(a.buf);
+                break;
+            case ActionType::close:
+                if (fd >= 0) {
+                    if (a.reset) {
+                        set_linger_reset(fd);
+                    }
+                    ::close(fd);
+                    c.fd[idx(a.side)] = -1;
+                }
+                break;
+            case ActionType::arm_timer:
+                wheel_.arm(s, a.deadline_ms);
+                break;
+            case ActionType::disarm_timer:
+                wheel_.disarm(s);
+                break;
+            case ActionType::finish: {
+                uint32_t li = c.listener;
+                WorkerStats::add(stats_.closed[static_cast<size_t>(a.cause)], 1);
+                WorkerStats::sub(stats_.active, 1);
+                listeners_[li]->shared->active.fetch_sub(1, std::memory_order_relaxed);
+                wheel_.disarm(s);
+                pool_.release(s);
+                try_resume(li);
+                return;  // always the last action; the slot may be reused from here on
+            }
+        }
+    }
+}
+
+void Worker::retry_starved() {
+    starved_scratch_.clear();
+    starved_scratch_.swap(starved_);
+    for (const Starved& st : starved_scratch_) {
+        Pool::Slot* slot = pool_.find(st.slot, st.gen);
+        if (slot == nullptr) {
+            continue;
+        }
+        Conn& c = slot->value;
+        Relay::Phase ph = c.relay.phase();
+        if (ph == Relay::Phase::closing || ph == Relay::Phase::done) {
+            Actions acts;
+            c.relay.on_recv(now_, st.side, -ECANCELED, false, 0, acts);
+            execute(st.slot, acts);
+            continue;
+        }
+        io_uring_sqe* sqe = ring_.get_sqe();
+        io_uring_prep_recv(sqe, c.fd[idx(st.side)], nullptr, bufs_.buffer_size(), 0);
+        sqe->flags |= IOSQE_BUFFER_SELECT;
+        sqe->buf_group = bufs_.group();
+        io_uring_sqe_set_data64(sqe, ud(recv_op(st.side), st.gen, st.slot));
+    }
+}
+
+void Worker::on_tick() {
+    wheel_.advance(now_, [this](uint32_t id) {
+        Pool::Slot& slot = pool_.slot(id);
+        if (!slot.used) {
+            return;
+        }
+        Actions acts;
+        slot.value.relay.on_timer(now_, acts);
+        execute(id, acts);
+    });
+    for (uint32_t li = 0; li < listeners_.size(); ++li) {
+        try_resume(li);
+        maybe_arm_accept(li);
+    }
+    if (!starved_.empty()) {
+        retry_starved();
+    }
+}
+
+void Worker::on_wake() {
+    std::deque<Command> cmds;
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        cmds.swap(commands_);
+    }
+    for (Command& c : cmds) {
+        apply(c);
+    }
+}
+
+void Worker::apply(Command& cmd) {
+    switch (cmd.type) {
+        case CommandType::set_listeners: {
+            self_set_ = cmd.self_set;
+            for (uint32_t li = 0; li < listeners_.size(); ++li) {
+                ListenerState& l = *listeners_[li];
+                bool kept = false;
+                for (const WorkerListener& w : cmd.listeners) {
+                    kept = kept || w.shared == l.shared;
+                }
+                if (!kept && !l.retired) {
+                    l.retired = true;
+                    for (int fd : l.held) {
+                        set_linger_reset(fd);
+                        ::close(fd);
+                    }
+                    l.held.clear();
+                    if (l.armed) {
+                        cancel_accept(li);
+                    } else {
+                        l.fd.reset();
+                    }
+                }
+            }
+            for (WorkerListener& w : cmd.listeners) {
+                bool known = false;
+                for (auto& l : listeners_) {
+                    known = known || l->shared == w.shared;
+                }
+                if (known || !w.fd.valid()) {
+                    continue;
+                }
+                auto st = std::make_unique<ListenerState>();
+                st->shared = w.shared;
+                st->fd = std::move(w.fd);
+                listeners_.push_back(std::move(st));
+                maybe_arm_accept(static_cast<uint32_t>(listeners_.size() - 1));
+            }
+            return;
+        }
+        case CommandType::stop_accepting:
+            stop_accepting();
+            return;
+        case CommandType::close_all:
+            close_all();
+            return;
+        case CommandType::exit:
+            stop_accepting();
+            close_all();
+            exit_requested_ = true;
+            return;
+    }
+}
+
+void Worker::stop_accepting() {
+    accepting_ = false;
+    for (uint32_t li = 0; li < listeners_.size(); ++li) {
+        ListenerState& l = *listeners_[li];
+        if (l.retired) {
+            continue;
+        }
+        l.retired = true;
+        for (int fd : l.held) {
+            set_linger_reset(fd);
+            ::close(fd);
+        }
+        l.held.clear();
+        if (l.armed) {
+            cancel_accept(li);
+        } else {
+            l.fd.reset();
+        }
+    }
+}
+
+void Worker::close_all() {
+    closing_all_ = true;
+    uint32_t cap = pool_.capacity();
+    for (uint32_t i = 0; i < cap; ++i) {
+        Pool::Slot& slot = pool_.slot(i);
+        if (!slot.used) {
+            continue;
+        }
+        Actions acts;
+        slot.value.relay.on_stop(acts);
+        execute(i, acts);
+    }
+}
+
+}  // namespace tp::engine

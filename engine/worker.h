@@ -1,0 +1,158 @@
+#pragma once
+// Worker: one thread pinned to one CPU, owning its io_uring, provided buffers, connection
+// pool, listening sockets, timer wheel and counters. Other threads talk to it only through
+// post(), which queues a command and wakes the ring through an eventfd.
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "config/plan.h"
+#include "engine/buf_ring.h"
+#include "engine/conn_pool.h"
+#include "engine/relay.h"
+#include "engine/result.h"
+#include "engine/ring.h"
+#include "engine/sock.h"
+#include "engine/timer_wheel.h"
+#include "engine/unique_fd.h"
+#include "engine/user_data.h"
+#include "engine/worker_stats.h"
+
+namespace tp::engine {
+
+// One listener as the engine sees it: its configuration and the connection count shared by
+// every worker (touched on accept and close only, never per byte).
+struct ListenerShared {
+    plan::Listener cfg;
+    bool fixed_is_self = false;  // the fixed upstream is one of our own listeners
+    std::atomic<uint32_t> active{0};
+};
+
+// A listener handed to one worker: the shared part plus this worker's own socket. An invalid
+// fd means "keep the socket you already have for this listener".
+struct WorkerListener {
+    std::shared_ptr<ListenerShared> shared;
+    UniqueFd fd;
+};
+
+struct WorkerConfig {
+    unsigned index = 0;
+    int cpu = -1;  // -1: not pinned
+    uint32_t bypass_mark = 0;
+    uint32_t buffer_size = 16384;
+    uint32_t buffers = 4096;
+    bool log_connections = false;
+};
+
+class Worker {
+  public:
+    enum class CommandType { set_listeners, stop_accepting, close_all, exit };
+    struct Command {
+        CommandType type;
+        std::vector<WorkerListener> listeners;    // set_listeners
+        std::shared_ptr<const SelfSet> self_set;  // set_listeners
+    };
+
+    explicit Worker(const WorkerConfig& cfg);
+    ~Worker();
+    Worker(const Worker&) = delete;
+    Worker& operator=(const Worker&) = delete;
+
+    // Starts the thread with its first listeners; returns once its ring is ready (or failed).
+    Result<void> start(std::vector<WorkerListener> listeners,
+                       std::shared_ptr<const SelfSet> self_set);
+    void post(Command cmd);
+    void join();
+    const WorkerStats& stats() const { return stats_; }
+    const char* ring_mode() const { return ring_mode_; }
+
+  private:
+    struct Conn {
+        Relay relay;
+        int fd[2] = {-1, -1};
+        uint32_t listener = 0;
+        plan::SockAddr target;  // upstream address; stable while connect is in flight
+    };
+    using Pool = ConnPool<Conn>;
+
+    struct ListenerState {
+        std::shared_ptr<ListenerShared> shared;
+        UniqueFd fd;
+        uint32_t arm_gen = 0;
+        bool armed = false;         // a multishot accept is in flight
+        bool retired = false;       // removed by reload or stopped
+        bool limit_paused = false;  // max_connections reached
+        uint64_t resume_at_ms = 0;  // fd exhaustion pause
+        std::vector<int> held;      // accepted past the limit, waiting for a free place
+    };
+
+    struct Starved {
+        uint32_t slot;
+        uint32_t gen;
+        Side side;
+    };
+
+    void run();
+    Result<void> setup();
+    void loop();
+    void handle(const io_uring_cqe* cqe);
+    void handle_accept(uint32_t li, const io_uring_cqe* cqe);
+    void handle_conn(const UserData& ud, const io_uring_cqe* cqe);
+    void on_tick();
+    void on_wake();
+    void apply(Command& cmd);
+
+    void arm_accept(uint32_t li);
+    void cancel_accept(uint32_t li);
+    void maybe_arm_accept(uint32_t li);
+    void pause_for_limit(uint32_t li);
+    void try_resume(uint32_t li);
+    bool take_place(ListenerShared& l);
+    void start_conn(uint32_t li, int fd);
+    void execute(uint32_t slot, const Actions& acts);
+    void retry_starved();
+    void stop_accepting();
+    void close_all();
+    uint64_t now_ms() const;
+    void log_limited(const char* msg, int err);
+
+    WorkerConfig cfg_;
+    WorkerStats stats_;
+    Ring ring_;
+    BufRing bufs_;
+    Pool pool_;
+    TimerWheel wheel_;
+    std::vector<std::unique_ptr<ListenerState>> listeners_;
+    std::shared_ptr<const SelfSet> self_set_;
+    std::vector<Starved> starved_;
+    std::vector<Starved> starved_scratch_;
+    Actions acts_;
+
+    UniqueFd wake_fd_;
+    uint64_t wake_buf_ = 0;
+    __kernel_timespec tick_ts_{};
+    std::mutex mu_;
+    std::deque<Command> commands_;
+
+    std::thread thread_;
+    std::atomic<int> start_state_{0};  // 0 starting, 1 ready, <0 -errno
+    const char* start_what_ = "";
+    const char* ring_mode_ = "";
+    std::vector<WorkerListener> initial_;
+
+    uint64_t epoch_ns_ = 0;
+    uint64_t now_ = 0;  // ms since the worker started, updated once per batch
+    uint64_t last_log_ms_ = 0;
+    bool log_ever_ = false;
+    bool accepting_ = true;
+    bool exit_requested_ = false;
+    bool closing_all_ = false;
+};
+
+}  // namespace tp::engine

@@ -1,0 +1,42 @@
+#pragma once
+// WorkerStats: one worker's counters on their own cache lines. The worker is the only writer
+// (plain load+store, relaxed); other threads read whole values and sum them (stats.h).
+
+#include <atomic>
+#include <cstdint>
+
+#include "engine/stats.h"
+
+namespace tp::engine {
+
+struct alignas(64) WorkerStats {
+    using Counter = std::atomic<uint64_t>;
+    Counter accepted{0};
+    Counter active{0};
+    Counter bytes_up{0};
+    Counter bytes_down{0};
+    Counter accept_paused{0};
+    Counter closed[static_cast<size_t>(CloseCause::count_)]{};
+
+    static void add(Counter& c, uint64_t n) {
+        c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+    }
+    static void sub(Counter& c, uint64_t n) {
+        c.store(c.load(std::memory_order_relaxed) - n, std::memory_order_relaxed);
+    }
+
+    StatsSnapshot snapshot() const {
+        StatsSnapshot s;
+        s.accepted = accepted.load(std::memory_order_relaxed);
+        s.active = active.load(std::memory_order_relaxed);
+        s.bytes_up = bytes_up.load(std::memory_order_relaxed);
+        s.bytes_down = bytes_down.load(std::memory_order_relaxed);
+        s.accept_paused = accept_paused.load(std::memory_order_relaxed);
+        for (size_t i = 0; i < s.closed.size(); ++i) {
+            s.closed[i] = closed[i].load(std::memory_order_relaxed);
+        }
+        return s;
+    }
+};
+
+}  // namespace tp::engine
