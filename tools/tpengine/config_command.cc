@@ -1,13 +1,420 @@
+// `tpengine -c FILE`: load the rule set, bring the listeners up, apply the kernel set-up under
+// an undo journal, serve, reload on SIGHUP, and take the rules out before the listeners close.
+// Also --check (validate + preflight), --dry-run (print), --cleanup (sweep) and --no-rules.
+#include <cerrno>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <variant>
+#include <vector>
 
+#include "config/cleanup.h"
+#include "config/kernel_apply.h"
+#include "config/load.h"
+#include "config/preflight.h"
+#include "engine/engine.h"
 #include "tools/tpengine/commands.h"
+#include "tools/tpengine/serve.h"
+
+#ifndef TPENGINE_VERSION
+#define TPENGINE_VERSION "unknown"
+#endif
 
 namespace tp::tools {
+namespace {
 
-// Placeholder: replaced by the real front end.
-int config_main(int, char**) {
-    std::fprintf(stderr, "tpengine: not built yet\n");
-    return 2;
+constexpr int kExitOk = 0;
+constexpr int kExitFailure = 1;
+constexpr int kExitUsage = 2;
+
+const char kUsage[] =
+    "usage: tpengine -c FILE [--check | --dry-run | --cleanup] [--no-rules] [-v] [--workers N]\n"
+    "       tpengine relay ...        (tcprdr-compatible relay; see `tpengine relay --help`)\n"
+    "       tpengine --help | --version\n"
+    "\n"
+    "Runs the transparent proxy described by the YAML rule set FILE: brings the listeners up,\n"
+    "then installs the nftables table and the policy routing (ip rule + local route, IPv4 and\n"
+    "IPv6) in one go; on SIGTERM/SIGINT removes them again before the listeners close.\n"
+    "\n"
+    "  -c, --config FILE  the rule set (required)\n"
+    "  --check            validate FILE and preflight this kernel (nft tproxy/socket support,\n"
+    "                     IP_TRANSPARENT/SO_MARK permission, ip_forward, listener addresses,\n"
+    "                     route table and rule priority free); changes nothing; prints\n"
+    "                     `configuration valid` and exits 0, else lists every problem, exit 1\n"
+    "  --dry-run          print the nft batch and the ip rule/route commands; changes nothing\n"
+    "  --cleanup          remove what a killed instance with this FILE left behind (its nft\n"
+    "                     table, ip rules and local routes) and exit\n"
+    "  --no-rules         run the relays only; never touch nftables or policy routing (for\n"
+    "                     firewalls such as OpenWrt fw4 or firewalld that include the\n"
+    "                     --dry-run output themselves)\n"
+    "  --workers N        worker threads (overrides `workers:` in FILE)\n"
+    "  -v, --verbose      log each kernel change and each connection\n"
+    "  -h, --help         this text\n"
+    "  -V, --version      print the version\n"
+    "\n"
+    "Signals: SIGTERM/SIGINT stop (rules out, then drain), SIGHUP reloads FILE (an invalid\n"
+    "file is rejected and the running set-up kept), SIGUSR1 prints statistics.\n"
+    "Exit status: 0 clean stop or success, 1 configuration or runtime failure, 2 usage.\n";
+
+enum class Mode { run, check, dry_run, cleanup };
+
+struct Options {
+    std::string file;
+    Mode mode = Mode::run;
+    bool no_rules = false;
+    bool verbose = false;
+    unsigned workers = 0;
+    bool workers_set = false;
+};
+
+int usage_error(const std::string& why) {
+    std::fprintf(stderr, "tpengine: %s\n(see `tpengine --help`)\n", why.c_str());
+    return kExitUsage;
+}
+
+// Returns -1 when options are complete, else the exit code to return at once.
+int parse(int argc, char** argv, Options& o) {
+    bool mode_set = false;
+    auto set_mode = [&](Mode m, const char* flag) -> bool {
+        if (mode_set && o.mode != m) {
+            return false;
+        }
+        (void)flag;
+        o.mode = m;
+        mode_set = true;
+        return true;
+    };
+    for (int i = 1; i < argc; ++i) {
+        std::string a = argv[i];
+        std::string value;
+        bool has_inline = false;
+        if (a.rfind("--", 0) == 0 && a.find('=') != std::string::npos) {
+            value = a.substr(a.find('=') + 1);
+            a = a.substr(0, a.find('='));
+            has_inline = true;
+        }
+        auto take_value = [&](std::string& out) -> bool {
+            if (has_inline) {
+                out = value;
+                return true;
+            }
+            if (i + 1 >= argc) {
+                return false;
+            }
+            out = argv[++i];
+            return true;
+        };
+        if (a == "-h" || a == "--help") {
+            std::fputs(kUsage, stdout);
+            return kExitOk;
+        }
+        if (a == "-V" || a == "--version") {
+            std::printf("tpengine %s\n", TPENGINE_VERSION);
+            return kExitOk;
+        }
+        if (a == "-c" || a == "--config") {
+            if (!take_value(o.file) || o.file.empty()) {
+                return usage_error(a + " needs a FILE");
+            }
+        } else if (a == "--check" || a == "--dry-run" || a == "--cleanup") {
+            Mode m = a == "--check"     ? Mode::check
+                     : a == "--dry-run" ? Mode::dry_run
+                                        : Mode::cleanup;
+            if (!set_mode(m, a.c_str())) {
+                return usage_error("--check, --dry-run and --cleanup exclude each other");
+            }
+        } else if (a == "--no-rules") {
+            o.no_rules = true;
+        } else if (a == "-v" || a == "--verbose") {
+            o.verbose = true;
+        } else if (a == "--workers") {
+            std::string n;
+            if (!take_value(n)) {
+                return usage_error("--workers needs a number");
+            }
+            char* end = nullptr;
+            errno = 0;
+            unsigned long w = std::strtoul(n.c_str(), &end, 10);
+            if (n.empty() || *end != '\0' || errno != 0 || w == 0 || w > 1024 || n[0] == '-') {
+                return usage_error("--workers: `" + n + "` is not a number from 1 to 1024");
+            }
+            o.workers = static_cast<unsigned>(w);
+            o.workers_set = true;
+        } else {
+            return usage_error("unknown argument `" + std::string(argv[i]) + "`");
+        }
+    }
+    if (o.file.empty()) {
+        return usage_error("no rule set given: use -c FILE");
+    }
+    if (o.no_rules && (o.mode == Mode::dry_run || o.mode == Mode::cleanup)) {
+        return usage_error("--no-rules goes with running or --check only");
+    }
+    return -1;
+}
+
+void log_line(const std::string& text) {
+    std::fprintf(stderr, "tpengine: %s\n", text.c_str());
+}
+
+// Loads FILE; on errors prints every diagnostic and returns false.
+bool load(const Options& o, config::LoadedConfig& out, const char* consequence) {
+    config::LoadResult r = config::load_config_file(o.file);
+    if (auto* diags = std::get_if<std::vector<config::Diagnostic>>(&r)) {
+        for (const config::Diagnostic& d : *diags) {
+            std::fprintf(stderr, "%s\n", d.format().c_str());
+        }
+        std::fprintf(stderr, "tpengine: %s: %zu error%s; %s\n", o.file.c_str(), diags->size(),
+                     diags->size() == 1 ? "" : "s", consequence);
+        return false;
+    }
+    out = std::move(std::get<config::LoadedConfig>(r));
+    if (o.workers_set) {
+        out.plan.workers = o.workers;
+    }
+    if (o.verbose) {
+        out.plan.log_connections = true;
+    }
+    return true;
+}
+
+// Rules of the rule set, counted from the generator's per-rule named counters.
+size_t rule_count(const config::KernelSetup& k) {
+    size_t n = 0;
+    for (size_t p = 0; (p = k.nft_batch.find("counter rule-", p)) != std::string::npos; ++p) {
+        if (p > 0 && k.nft_batch[p - 1] == '\t') {
+            ++n;
+        }
+    }
+    return n;
+}
+
+std::string running_line(const config::LoadedConfig& c, bool no_rules) {
+    std::string s = "running (";
+    if (no_rules) {
+        s += "no rules applied";
+    } else {
+        s += "table inet " + c.kernel.nft_table;
+    }
+    s += ", " + std::to_string(c.plan.listeners.size()) + " listener" +
+         (c.plan.listeners.size() == 1 ? "" : "s");
+    if (!no_rules) {
+        size_t n = rule_count(c.kernel);
+        s += ", " + std::to_string(n) + " rule" + (n == 1 ? "" : "s");
+    }
+    return s + ")";
+}
+
+std::unique_ptr<config::KernelApplier> open_applier(const Options& o) {
+    std::string err;
+    auto a = config::KernelApplier::open(&err);
+    if (!a) {
+        log_line(err);
+        return nullptr;
+    }
+    if (o.verbose) {
+        a->set_log(log_line);
+    }
+    if (const char* step = std::getenv("TPENGINE_TEST_FAIL_AT")) {
+        a->set_fail_at(step);
+    }
+    return a;
+}
+
+int do_check(const Options& o) {
+    config::LoadedConfig cfg;
+    if (!load(o, cfg, "not valid")) {
+        return kExitFailure;
+    }
+    config::PreflightReport r = config::preflight(cfg, !o.no_rules);
+    for (const std::string& w : r.warnings) {
+        std::fprintf(stderr, "tpengine: warning: %s\n", w.c_str());
+    }
+    for (const std::string& f : r.failures) {
+        std::fprintf(stderr, "tpengine: %s: %s\n", o.file.c_str(), f.c_str());
+    }
+    if (!r.ok()) {
+        std::fprintf(stderr,
+                     "tpengine: %s: the configuration is valid but this system cannot run "
+                     "it (%zu problem%s above)\n",
+                     o.file.c_str(), r.failures.size(), r.failures.size() == 1 ? "" : "s");
+        return kExitFailure;
+    }
+    std::printf("configuration valid\n");
+    return kExitOk;
+}
+
+int do_dry_run(const Options& o) {
+    config::LoadedConfig cfg;
+    if (!load(o, cfg, "nothing printed")) {
+        return kExitFailure;
+    }
+    std::string batch = cfg.kernel.nft_batch;
+    if (!batch.empty() && batch.back() != '\n') {
+        batch += '\n';
+    }
+    std::fputs(batch.c_str(), stdout);
+    std::fputs(config::routes_text(cfg.kernel).c_str(), stdout);
+    return kExitOk;
+}
+
+int do_cleanup(const Options& o) {
+    config::LoadedConfig cfg;
+    if (!load(o, cfg, "cannot tell what to clean up")) {
+        return kExitFailure;
+    }
+    auto applier = open_applier(o);
+    if (!applier) {
+        return kExitFailure;
+    }
+    config::SweepResult r = applier->remove(cfg.kernel);
+    if (r.removed_anything()) {
+        log_line("removed " + r.summary());
+    } else {
+        log_line("nothing to clean up");
+    }
+    if (!r.ok()) {
+        std::fprintf(stderr, "tpengine: could not remove:\n%s", r.errors.c_str());
+        return kExitFailure;
+    }
+    return kExitOk;
+}
+
+bool same_routing(const config::KernelSetup& a, const config::KernelSetup& b) {
+    if (a.rules.size() != b.rules.size() || a.routes.size() != b.routes.size()) {
+        return false;
+    }
+    for (size_t i = 0; i < a.rules.size(); ++i) {
+        const auto &x = a.rules[i], &y = b.rules[i];
+        if (x.family != y.family || x.mark != y.mark || x.mask != y.mask || x.table != y.table ||
+            x.priority != y.priority) {
+            return false;
+        }
+    }
+    for (size_t i = 0; i < a.routes.size(); ++i) {
+        if (a.routes[i].family != b.routes[i].family || a.routes[i].table != b.routes[i].table) {
+            return false;
+        }
+    }
+    return true;
+}
+
+std::string engine_error(const Error& e) {
+    return std::string(e.what) + ": " + std::strerror(e.code);
+}
+
+int do_run(const Options& o) {
+    config::LoadedConfig current;
+    if (!load(o, current, "nothing applied")) {
+        return kExitFailure;
+    }
+    std::unique_ptr<config::KernelApplier> applier;
+    if (!o.no_rules) {
+        applier = open_applier(o);
+        if (!applier) {
+            return kExitFailure;
+        }
+    }
+    // Listeners first: rules must never point at a port nobody listens on.
+    auto started = engine::Engine::start(current.plan);
+    if (!started) {
+        log_line("cannot start the listeners: " + engine_error(started.error()) +
+                 "; nothing applied");
+        return kExitFailure;
+    }
+    std::unique_ptr<engine::Engine> engine = std::move(started.value());
+    auto stop_engine = [&] {
+        engine->stop_accepting();
+        engine->drain(std::chrono::milliseconds(0));
+    };
+    if (applier) {
+        config::SweepResult stale = applier->sweep_stale(current.kernel, true);
+        if (stale.removed_anything()) {
+            log_line("removed what an earlier instance left: " + stale.summary());
+        }
+        if (!stale.ok()) {
+            // Not fatal by itself: whatever is still in the way makes the apply fail cleanly.
+            log_line("could not remove everything an earlier instance left:\n" + stale.errors);
+        }
+        std::string err = applier->apply(current.kernel);
+        if (!err.empty()) {
+            log_line("cannot apply the kernel set-up; every step taken was undone:\n" + err);
+            stop_engine();
+            return kExitFailure;
+        }
+    }
+    log_line(running_line(current, o.no_rules));
+    std::fflush(stderr);
+
+    bool removal_failed = false;
+    ServeHooks hooks;
+    hooks.before_stop = [&] {
+        if (!applier) {
+            return;
+        }
+        config::SweepResult r = applier->remove(current.kernel);
+        if (!r.ok()) {
+            removal_failed = true;
+            log_line("could not remove:\n" + r.errors);
+        } else if (o.verbose) {
+            log_line("removed " + r.summary());
+        }
+    };
+    hooks.on_reload = [&] {
+        config::LoadedConfig next;
+        if (!load(o, next, "reload rejected; the running configuration stays in force")) {
+            return;
+        }
+        if (Result<void> u = engine->update(next.plan); !u) {
+            log_line("reload rejected: cannot update the listeners: " + engine_error(u.error()) +
+                     "; the running configuration stays in force");
+            return;
+        }
+        if (applier) {
+            bool same = next.kernel.nft_table == current.kernel.nft_table &&
+                        next.kernel.nft_batch == current.kernel.nft_batch &&
+                        same_routing(next.kernel, current.kernel);
+            std::string err = same ? "" : applier->replace(current.kernel, next.kernel);
+            if (!err.empty()) {
+                log_line("reload rejected: cannot replace the rules:\n" + err);
+                if (Result<void> back = engine->update(current.plan); !back) {
+                    log_line("could not restore the previous listeners: " +
+                             engine_error(back.error()));
+                }
+                return;
+            }
+        }
+        current = std::move(next);
+        log_line("reloaded; " + running_line(current, o.no_rules));
+    };
+    int rc = serve_until_signal(*engine, current.plan.drain_timeout_ms, hooks);
+    engine.reset();
+    if (rc == kExitOk && removal_failed) {
+        rc = kExitFailure;
+    }
+    return rc;
+}
+
+}  // namespace
+
+int config_main(int argc, char** argv) {
+    Options o;
+    if (int rc = parse(argc, argv, o); rc >= 0) {
+        return rc;
+    }
+    switch (o.mode) {
+        case Mode::check:
+            return do_check(o);
+        case Mode::dry_run:
+            return do_dry_run(o);
+        case Mode::cleanup:
+            return do_cleanup(o);
+        case Mode::run:
+            break;
+    }
+    return do_run(o);
 }
 
 }  // namespace tp::tools
