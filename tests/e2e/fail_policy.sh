@@ -23,10 +23,10 @@ rules:
 YAML
 }
 kill9_under_load() {  # NAME: a stream Y -> Z:9000 through tpengine, then kill -9 tpengine
-    in_z timeout 30 socat -u "TCP4-LISTEN:9000,bind=$Z_ADDR,reuseaddr" /dev/null &
+    ip netns exec "$LAB_PREFIX-z" timeout 30 socat -u "TCP4-LISTEN:9000,bind=$Z_ADDR,reuseaddr" /dev/null &
     BG_PIDS+=($!)
     wait_listen in_z 9000 || die "sink did not start"
-    in_y timeout 30 socat -u /dev/zero "TCP4:$Z_ADDR:9000" 2>/dev/null &
+    ip netns exec "$LAB_PREFIX-y" timeout 30 socat -u /dev/zero "TCP4:$Z_ADDR:9000" 2>/dev/null &
     local load=$!
     BG_PIDS+=("$load")
     sleep 1

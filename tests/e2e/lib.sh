@@ -22,6 +22,7 @@ die() { log "FAIL: $*"; exit 1; }
 ok() { log "ok:   $*"; }
 skip() { log "SKIP: $*"; exit 77; }
 
+# Foreground only: a function run with & is a subshell, so $! would not be the program.
 in_y() { ip netns exec "$LAB_PREFIX-y" "$@"; }
 in_x() { ip netns exec "$LAB_PREFIX-x" "$@"; }
 in_z() { ip netns exec "$LAB_PREFIX-z" "$@"; }
@@ -112,8 +113,8 @@ http {
     }
 }
 EOF
-    bg in_z nginx -c "$TMP/nginx/nginx.conf" -g 'daemon off;'
-    bg in_z $PEER server --log "$TMP/peer.log" "$Z_ADDR:8080" "[$Z_ADDR6]:8080" >/dev/null
+    bg ip netns exec "$LAB_PREFIX-z" nginx -c "$TMP/nginx/nginx.conf" -g 'daemon off;'
+    bg ip netns exec "$LAB_PREFIX-z" $PEER server --log "$TMP/peer.log" "$Z_ADDR:8080" "[$Z_ADDR6]:8080" >/dev/null
     wait_listen in_z 80 && wait_listen in_z 8080 ||
         die "Z's servers did not start: $(cat "$TMP/nginx/error.log" 2>/dev/null)"
 }
@@ -122,7 +123,7 @@ EOF
 tp_start() {  # NAME ARGS...: tpengine ARGS in X, log $TMP/NAME.log; waits for its ready line
     local name=$1
     shift
-    in_x "$TPENGINE" "$@" >"$TMP/$name.log" 2>&1 &
+    ip netns exec "$LAB_PREFIX-x" "$TPENGINE" "$@" >"$TMP/$name.log" 2>&1 &
     local pid=$!
     TP_PIDS+=("$pid")
     eval "TP_PID_$name=$pid"
@@ -169,7 +170,7 @@ tp_relay() {
     if [ $T = 1 ]; then
         up="SYSTEM:exec socat - 'TCP:$2:$3,ip-transparent,bind=\$SOCAT_PEERADDR:\$SOCAT_PEERPORT'"
     fi
-    bg in_x socat "$lopt" "$up"
+    bg ip netns exec "$LAB_PREFIX-x" socat "$lopt" "$up"
     wait_listen in_x "$1" || die "socat stand-in did not listen on $1"
 }
 
@@ -240,7 +241,7 @@ check_iperf() {  # LABEL HOST PORT
     # "sent" and "received" differ even without a proxy. What must match: the server's own
     # count (its JSON) and the client's report of it, and at most the buffered bytes missing.
     local j=$TMP/iperf-$1.json s=$TMP/iperf-$1.server.json
-    in_z timeout 40 iperf3 -s -1 -J -p 5201 >"$s" 2>&1 &
+    ip netns exec "$LAB_PREFIX-z" timeout 40 iperf3 -s -1 -J -p 5201 >"$s" 2>&1 &
     local srv=$!
     BG_PIDS+=("$srv")
     wait_listen in_z 5201 || die "$1: iperf3 server did not start"
@@ -279,7 +280,7 @@ check_socat() {  # LABEL HOST PORT [6]: BIG_MB MiB random file Y -> HOST:PORT ->
         listen="TCP6-LISTEN:9000,bind=[$Z_ADDR6],reuseaddr"
         target="TCP6:[$host]:$port"
     fi
-    in_z timeout 60 socat -u "$listen" "CREATE:$TMP/big.recv" &
+    ip netns exec "$LAB_PREFIX-z" timeout 60 socat -u "$listen" "CREATE:$TMP/big.recv" &
     local sink=$!
     BG_PIDS+=("$sink")
     wait_listen in_z 9000 || die "$label: socat sink did not start"
