@@ -71,7 +71,7 @@ class Netns:
     def snapshot(self):
         """Everything tpengine may touch, as text, for byte-identity checks."""
         parts = []
-        for c in ("nft list ruleset", "ip rule", "ip -6 rule", "ip route show table all",
+        for c in ("nft list ruleset", "ip -4 rule", "ip -6 rule", "ip -4 route show table all",
                   "ip -6 route show table all"):
             parts.append(f"## {c}\n" + self.sh(c).stdout)
         return "\n".join(parts)
@@ -118,3 +118,100 @@ def wait_for_line(proc, needle, timeout=20):
         if needle in line:
             return lines
     fail(f"no line containing {needle!r} (exit {proc.poll()}):\n" + "".join(lines))
+
+
+# --- tpengine itself -------------------------------------------------------------------------
+
+TABLE = "tpa"
+
+
+def write_config(path, port=50080, ports=(80, 443), rt=100, prio=100, table=TABLE,
+                 extra_listener_port=None, upstream=None, transparent=True):
+    """A small valid rule set: one tproxy rule from lan0 to listener `web`."""
+    up = f"\n    upstream: {{to: \"{upstream}\"}}" if upstream else ""
+    text = f"""workers: 1
+routing: {{mark: 0x1, mask: 0x1, table: {rt}, priority: {prio}, bypass_mark: 0x2}}
+nftables: {{table: {table}}}
+listeners:
+  - name: web
+    address: "::"
+    port: {port}
+    transparent: {"true" if transparent else "false"}{up}
+"""
+    if extra_listener_port:
+        text += f"""  - name: extra
+    address: "::"
+    port: {extra_listener_port}
+    transparent: true
+"""
+    text += f"""rules:
+  - name: lan-web
+    interfaces: [lan0]
+    ports: [{", ".join(str(p) for p in ports)}]
+    action: tproxy
+    listener: web
+"""
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def start(ns, cfg, extra_args=(), env=None):
+    """Starts `tpengine -c cfg` in ns and waits for its `running` line."""
+    proc = ns.spawn([os.environ["TPENGINE"], "-c", cfg] + list(extra_args), env=env)
+    wait_for_line(proc, "tpengine: running (")
+    return proc
+
+
+def stop(proc, sig=signal.SIGTERM, timeout=30):
+    """Signals proc and returns (exit code, remaining output)."""
+    proc.send_signal(sig)
+    out, _ = proc.communicate(timeout=timeout)
+    return proc.returncode, out
+
+
+def count_ours(snap, table=TABLE, rt=100, prio=100):
+    """(tables, v4 rules, v6 rules, v4 routes, v6 routes) of ours in a snapshot."""
+    sections = {}
+    current = None
+    for line in snap.splitlines():
+        if line.startswith("## "):
+            current = line[3:]
+            sections[current] = []
+        elif current:
+            sections[current].append(line)
+    rule = f"{prio}:\tfrom all fwmark 0x1/0x1 lookup {rt}"
+    route = f"local default dev lo table {rt}"
+    return (
+        sum(1 for l in sections["nft list ruleset"] if l == f"table inet {table} {{"),
+        sum(1 for l in sections["ip -4 rule"] if l.strip() == rule.strip()),
+        sum(1 for l in sections["ip -6 rule"] if l.strip() == rule.strip()),
+        sum(1 for l in sections["ip -4 route show table all"] if l.startswith(route)),
+        sum(1 for l in sections["ip -6 route show table all"] if l.startswith(route)),
+    )
+
+
+def strip_ours(snap, table=TABLE, rt=100, prio=100):
+    """The snapshot without tpengine's table, rules and routes: what must never change."""
+    out = []
+    skip = False
+    rule = f"{prio}:\tfrom all fwmark 0x1/0x1 lookup {rt}"
+    for line in snap.splitlines():
+        if line == f"table inet {table} {{":
+            skip = True
+            continue
+        if skip:
+            if line == "}":
+                skip = False
+            continue
+        if line.strip() == rule.strip() or line.startswith(f"local default dev lo table {rt}"):
+            continue
+        out.append(line)
+    return "\n".join(out)
+
+
+def nft_table(ns, table=TABLE):
+    """`nft list table inet T` with counter values zeroed (they move with traffic)."""
+    import re
+    text = ns.sh(f"nft list table inet {table}").stdout
+    return re.sub(r"packets \d+ bytes \d+", "packets 0 bytes 0", text)
