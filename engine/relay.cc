@@ -363,6 +363,11 @@ void Relay::maybe_finish(Actions& out) {
         if (open_[s]) {
             Action a = act(ActionType::close, static_cast<Side>(s));
             a.reset = rst_[s];
+            // A reset relayed from the other side: what that side sent is still queued here
+            // and must reach this peer before the RST, which would discard it.
+            a.drain_first =
+                rst_[s] && !dead_[s] &&
+                (cause_ == CloseCause::client_reset || cause_ == CloseCause::upstream_reset);
             out.push(a);
             open_[s] = false;
         }

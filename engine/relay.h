@@ -38,6 +38,7 @@ struct Action {
     ActionType type;
     Side side = Side::client;
     bool reset = false;
+    bool drain_first = false;  // close: let the kernel deliver queued bytes before the RST
     uint16_t buf = 0;
     uint32_t off = 0;
     uint32_t len = 0;

@@ -3,9 +3,11 @@
 // turned back into io_uring requests here.
 #include "engine/worker.h"
 
+#include <linux/sockios.h>
 #include <pthread.h>
 #include <sched.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -141,6 +143,7 @@ void Worker::run() {
     start_state_.store(1);
     start_state_.notify_all();
     loop();
+    check_lingering(true);
     listeners_.clear();
 }
 
@@ -486,6 +489,15 @@ void Worker::execute(uint32_t s, const Actions& acts) {
                 break;
             case ActionType::close:
                 if (fd >= 0) {
+                    int queued = 0;
+                    if (a.reset && a.drain_first && ioctl(fd, SIOCOUTQ, &queued) == 0 &&
+                        queued > 0) {
+                        const plan::Timeouts& t = listeners_[c.listener]->shared->cfg.timeouts;
+                        uint64_t wait = t.half_closed_ms ? t.half_closed_ms : 10'000;
+                        lingering_.push_back(Lingering{fd, now_ + wait});
+                        c.fd[idx(a.side)] = -1;
+                        break;
+                    }
                     if (a.reset) {
                         set_linger_reset(fd);
                     }
@@ -554,6 +566,21 @@ void Worker::on_tick() {
     if (!starved_.empty()) {
         retry_starved();
     }
+    check_lingering(false);
+}
+
+void Worker::check_lingering(bool force) {
+    size_t keep = 0;
+    for (const Lingering& l : lingering_) {
+        int queued = 0;
+        if (!force && now_ < l.deadline_ms && ioctl(l.fd, SIOCOUTQ, &queued) == 0 && queued > 0) {
+            lingering_[keep++] = l;
+            continue;
+        }
+        set_linger_reset(l.fd);
+        ::close(l.fd);
+    }
+    lingering_.resize(keep);
 }
 
 void Worker::on_wake() {

@@ -92,6 +92,11 @@ class Worker {
         std::vector<int> held;      // accepted past the limit, waiting for a free place
     };
 
+    struct Lingering {  // closed by the relay, waiting for its send queue to drain before RST
+        int fd;
+        uint64_t deadline_ms;
+    };
+
     struct Starved {
         uint32_t slot;
         uint32_t gen;
@@ -119,6 +124,7 @@ class Worker {
     void retry_starved();
     void stop_accepting();
     void close_all();
+    void check_lingering(bool force);
     uint64_t now_ms() const;
     void log_limited(const char* msg, int err);
 
@@ -132,6 +138,7 @@ class Worker {
     std::shared_ptr<const SelfSet> self_set_;
     std::vector<Starved> starved_;
     std::vector<Starved> starved_scratch_;
+    std::vector<Lingering> lingering_;
     Actions acts_;
 
     UniqueFd wake_fd_;
