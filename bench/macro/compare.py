@@ -237,6 +237,9 @@ class Lab:
             "--duration", str(duration), "--json"]
         before = tree_cpu_ticks(t["pids"]) if t["pids"] else 0
         res = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60)
+        if t["pids"]:
+            # Let forked relays (socat) finish and be reaped so their time lands in cutime.
+            time.sleep(0.2)
         after = tree_cpu_ticks(t["pids"]) if t["pids"] else 0
         try:
             r = json.loads(res.stdout)
