@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <cerrno>
 
 #include "config/cleanup.h"
 
@@ -17,6 +18,14 @@ const char* family_digit(int family) {
 bool same_rule(const PolicyRule& a, const PolicyRule& b) {
     return a.family == b.family && a.mark == b.mark && a.mask == b.mask && a.table == b.table &&
            a.priority == b.priority;
+}
+
+// The change failed: say what and, for missing privileges, how to get them.
+std::string failure(const NlError& e) {
+    if (e.code == -EPERM) {
+        return e.message + " (needs root or CAP_NET_ADMIN)";
+    }
+    return e.message;
 }
 
 bool same_route(const LocalRoute& a, const LocalRoute& b) {
@@ -61,7 +70,7 @@ std::string KernelApplier::add_routing(const KernelSetup& setup, const KernelSet
         std::string err = inject(std::string("route") + family_digit(route.family));
         if (err.empty()) {
             NlError e = rtnl_->add_route(route);
-            err = e.ok() ? "" : e.message;
+            err = e.ok() ? "" : failure(e);
         }
         if (!err.empty()) {
             return what + ": " + err;
@@ -80,7 +89,7 @@ std::string KernelApplier::add_routing(const KernelSetup& setup, const KernelSet
         std::string err = inject(std::string("rule") + family_digit(rule.family));
         if (err.empty()) {
             NlError e = rtnl_->add_rule(rule);
-            err = e.ok() ? "" : e.message;
+            err = e.ok() ? "" : failure(e);
         }
         if (!err.empty()) {
             return what + ": " + err;

@@ -62,9 +62,9 @@ class Netns:
     def sh(self, script, check=True):
         return self.run(["sh", "-c", script], check=check)
 
-    def spawn(self, argv, env=None):
+    def spawn(self, argv, env=None, stdin=None):
         p = subprocess.Popen(self.cmd(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             text=True, env=env)
+                             stdin=stdin, text=True, env=env)
         self.procs.append(p)
         return p
 
@@ -102,22 +102,36 @@ def expect_same(before, after, what):
 
 
 def wait_for_line(proc, needle, timeout=20):
-    """Reads proc's output until a line contains needle; returns all lines read."""
+    """Reads proc's output until a line contains needle; returns the lines read. Reads the
+    pipe's fd directly (select + a buffered readline would miss lines already buffered)."""
     import selectors
-    sel = selectors.DefaultSelector()
-    sel.register(proc.stdout, selectors.EVENT_READ)
+    fd = proc.stdout.fileno()
+    pending = getattr(proc, "_pending", b"")
     lines = []
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not sel.select(timeout=max(0.0, deadline - time.monotonic())):
-            break
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if needle in line:
-            return lines
-    fail(f"no line containing {needle!r} (exit {proc.poll()}):\n" + "".join(lines))
+    sel = selectors.DefaultSelector()
+    sel.register(fd, selectors.EVENT_READ)
+    try:
+        while True:
+            while b"\n" in pending:
+                raw, pending = pending.split(b"\n", 1)
+                line = raw.decode(errors="replace") + "\n"
+                lines.append(line)
+                if needle in line:
+                    proc._pending = pending
+                    return lines
+            left = deadline - time.monotonic()
+            if left <= 0 or not sel.select(timeout=left):
+                break
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            pending += chunk
+    finally:
+        sel.close()
+    proc._pending = pending
+    fail(f"no line containing {needle!r} (exit {proc.poll()}):\n" + "".join(lines) +
+         pending.decode(errors="replace"))
 
 
 # --- tpengine itself -------------------------------------------------------------------------

@@ -1,0 +1,109 @@
+"""SIGHUP: an invalid file is rejected with its errors, the table stays as it was and the
+process and its connections live on; a valid changed file replaces the table (a new port in
+the set), adds a listener and the open relayed connection keeps working; a changed route
+table moves the policy routing. Stop then leaves nothing."""
+import os
+import signal
+import subprocess
+import tempfile
+
+import nslib
+
+ECHO = """import socket, threading
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 9000)); s.listen()
+print("ready", flush=True)
+def serve(c):
+    while True:
+        d = c.recv(4096)
+        if not d: break
+        c.sendall(d)
+    c.close()
+while True:
+    c, _ = s.accept(); threading.Thread(target=serve, args=(c,), daemon=True).start()
+"""
+
+CLIENT = """import socket, sys
+c = socket.create_connection(("127.0.0.1", 50080), timeout=10)
+print("connected", flush=True)
+for line in sys.stdin:
+    c.sendall(line.encode())
+    got = b""
+    while not got.endswith(b"\\n"):
+        d = c.recv(4096)
+        if not d: break
+        got += d
+    print("echo " + got.decode().strip(), flush=True)
+"""
+
+
+def echo(client, word):
+    client.stdin.write(word + "\n")
+    client.stdin.flush()
+    nslib.wait_for_line(client, "echo " + word)
+
+
+def main():
+    nslib.require_root()
+    tmp = tempfile.mkdtemp(prefix="tpa-reload-")
+    cfg = os.path.join(tmp, "proxy.yaml")
+    nslib.write_config(cfg, upstream="127.0.0.1:9000")
+    ns = nslib.Netns("reload")
+    before = ns.snapshot()
+    server = ns.spawn(["python3", "-c", ECHO])
+    nslib.wait_for_line(server, "ready")
+    p = nslib.start(ns, cfg)
+    client = ns.spawn(["python3", "-c", CLIENT], stdin=subprocess.PIPE)
+    nslib.wait_for_line(client, "connected")
+    echo(client, "one")
+    table = nslib.nft_table(ns)
+
+    # Invalid file: rejected, everything stays.
+    with open(cfg) as f:
+        good_text = f.read()
+    with open(cfg, "w") as f:
+        f.write(good_text.replace("ports: [80, 443]", "ports: [80, 0]"))
+    p.send_signal(signal.SIGHUP)
+    lines = nslib.wait_for_line(p, "reload rejected")
+    if not any("proxy.yaml:" in l and "rules[0].ports" in l for l in lines):
+        nslib.fail("the rejection should carry FILE:LINE:COL and the key:\n" + "".join(lines))
+    if p.poll() is not None:
+        nslib.fail("tpengine died on an invalid reload")
+    if nslib.nft_table(ns) != table:
+        nslib.fail("invalid reload changed the table")
+    echo(client, "two")
+
+    # Valid file with a new port and a new listener.
+    nslib.write_config(cfg, ports=(80, 443, 8080), upstream="127.0.0.1:9000",
+                       extra_listener_port=50081)
+    p.send_signal(signal.SIGHUP)
+    nslib.wait_for_line(p, "reloaded")
+    t = nslib.nft_table(ns)
+    if "8080" not in t:
+        nslib.fail("the new port is not in the table:\n" + t)
+    if ":50081" not in ns.sh("ss -Htln").stdout:
+        nslib.fail("the new listener is not up")
+    echo(client, "three")
+    if nslib.count_ours(ns.snapshot()) != (1, 1, 1, 1, 1):
+        nslib.fail("after reload: %r" % (nslib.count_ours(ns.snapshot()),))
+
+    # Route table 100 -> 101: the policy routing moves, nothing of 100 is left.
+    nslib.write_config(cfg, ports=(80, 443, 8080), upstream="127.0.0.1:9000", rt=101)
+    p.send_signal(signal.SIGHUP)
+    nslib.wait_for_line(p, "reloaded")
+    s = ns.snapshot()
+    if nslib.count_ours(s, rt=101) != (1, 1, 1, 1, 1) or nslib.count_ours(s)[1:] != (0, 0, 0, 0):
+        nslib.fail("routing did not move to table 101:\n" + s)
+    echo(client, "four")
+
+    client.stdin.close()
+    client.wait(timeout=10)
+    rc, out = nslib.stop(p)
+    if rc != 0:
+        nslib.fail(f"stop: exit {rc}\n{out}")
+    nslib.expect_same(before, ns.snapshot(), "after stop")
+    print("ok")
+
+
+if __name__ == "__main__":
+    main()
