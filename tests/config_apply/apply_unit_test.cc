@@ -1,0 +1,151 @@
+// Pure parts of the apply library: the undo journal's order and failure reporting, nft error
+// explanation with numbered batch lines, sweep summaries and entry descriptions.
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+
+#include <string>
+#include <vector>
+
+#include "config/apply_journal.h"
+#include "config/cleanup.h"
+#include "config/nft_apply.h"
+#include "config/route_apply.h"
+
+namespace tp::config {
+namespace {
+
+TEST(UndoJournal, RollsBackNewestFirstAndReportsFailures) {
+    std::vector<std::string> order;
+    UndoJournal j;
+    j.record("a", [&] {
+        order.push_back("a");
+        return std::string();
+    });
+    j.record("b", [&] {
+        order.push_back("b");
+        return std::string("kernel said no");
+    });
+    j.record("c", [&] {
+        order.push_back("c");
+        return std::string();
+    });
+    std::string failures = j.rollback();
+    EXPECT_EQ(order, (std::vector<std::string>{"c", "b", "a"}));
+    EXPECT_EQ(failures, "cannot undo `b`: kernel said no\n");
+    EXPECT_EQ(j.size(), 0u);
+    EXPECT_EQ(j.rollback(), "");
+}
+
+TEST(UndoJournal, CommitKeepsChangesAndDestructorUndoesTheRest) {
+    int undone = 0;
+    {
+        UndoJournal j;
+        j.record("kept", [&] {
+            ++undone;
+            return std::string();
+        });
+        j.commit();
+        j.record("dropped", [&] {
+            ++undone;
+            return std::string();
+        });
+    }
+    EXPECT_EQ(undone, 1);
+}
+
+TEST(ExplainNftError, NumbersTheBatchLinesNamed) {
+    std::string batch = "table inet t {\n  chain c {\n    ip daddr 1.2.3.4/33 accept\n  }\n}\n";
+    std::string err =
+        "batch:3:14-23: Error: Prefix length 33 is invalid for type of 32 bits width\n"
+        "    ip daddr 1.2.3.4/33 accept\n"
+        "             ^^^^^^^^^^\n";
+    std::string text = explain_nft_error(err, batch);
+    EXPECT_NE(text.find("nft rejected the batch:\n  batch:3:14-23: Error: Prefix length 33"),
+              std::string::npos)
+        << text;
+    EXPECT_NE(text.find("batch lines it refers to:\n     3 |     ip daddr 1.2.3.4/33 accept\n"),
+              std::string::npos)
+        << text;
+}
+
+TEST(ExplainNftError, WithoutLocationsKeepsTheMessage) {
+    std::string text = explain_nft_error("Error: Could not process rule: No such file\n", "x\n");
+    EXPECT_EQ(text, "nft rejected the batch:\n  Error: Could not process rule: No such file\n");
+}
+
+TEST(ExplainNftError, CapsRepeatedErrors) {
+    std::string err;
+    for (int i = 0; i < 9; ++i) {
+        err += "batch:1:1-2: Error: Could not process rule: Operation not permitted\nx\n^\n";
+    }
+    std::string text = explain_nft_error(err, "x\n");
+    EXPECT_NE(text.find("(3 more errors)"), std::string::npos) << text;
+}
+
+TEST(SweepResult, Summary) {
+    SweepResult r;
+    EXPECT_EQ(r.summary(), "nothing");
+    r.tables = 1;
+    r.rules = 2;
+    r.routes = 1;
+    EXPECT_EQ(r.summary(), "1 nft table, 2 ip rules, 1 route");
+}
+
+TEST(Describe, RulesAndRoutesReadLikeIpCommands) {
+    EXPECT_EQ(describe(PolicyRule{AF_INET6, 0x1, 0xff, 300, 90}),
+              "ip -6 rule fwmark 0x1/0xff lookup 300 priority 90");
+    EXPECT_EQ(describe(LocalRoute{AF_INET, 100}), "ip -4 route local default dev lo table 100");
+}
+
+TEST(Ownership, RuleNeedsPriorityTableAndMark) {
+    KernelSetup s;
+    s.rules.push_back({AF_INET, 0x1, 0x1, 100, 100});
+    RuleEntry r;
+    r.family = AF_INET;
+    r.priority = 100;
+    r.table = 100;
+    r.action = 1;  // FR_ACT_TO_TBL
+    r.has_fwmark = true;
+    r.fwmark = 0x1;
+    r.fwmask = 0x1;
+    EXPECT_TRUE(is_our_rule(r, s));
+    RuleEntry other_table = r;
+    other_table.table = 200;
+    EXPECT_FALSE(is_our_rule(other_table, s));
+    RuleEntry other_mark = r;
+    other_mark.fwmark = 0x2;
+    EXPECT_FALSE(is_our_rule(other_mark, s));
+    RuleEntry no_mark = r;
+    no_mark.has_fwmark = false;
+    EXPECT_FALSE(is_our_rule(no_mark, s));
+    RuleEntry v6 = r;
+    v6.family = AF_INET6;
+    EXPECT_FALSE(is_our_rule(v6, s));
+}
+
+TEST(Ownership, RouteMustBeLocalDefaultOnLoInOurTable) {
+    KernelSetup s;
+    s.routes.push_back({AF_INET, 100});
+    RouteEntry r;
+    r.family = AF_INET;
+    r.table = 100;
+    r.type = 2;  // RTN_LOCAL
+    r.dst_len = 0;
+    r.oif = 1;
+    EXPECT_TRUE(is_our_route(r, s, 1));
+    RouteEntry unreachable = r;
+    unreachable.type = 7;
+    EXPECT_FALSE(is_our_route(unreachable, s, 1));
+    RouteEntry prefix = r;
+    prefix.dst_len = 24;
+    EXPECT_FALSE(is_our_route(prefix, s, 1));
+    RouteEntry other_dev = r;
+    other_dev.oif = 2;
+    EXPECT_FALSE(is_our_route(other_dev, s, 1));
+    RouteEntry other_table = r;
+    other_table.table = 200;
+    EXPECT_FALSE(is_our_route(other_table, s, 1));
+}
+
+}  // namespace
+}  // namespace tp::config
