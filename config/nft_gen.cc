@@ -38,6 +38,12 @@ bool has_family(const std::vector<Cidr>& list, int family) {
     return false;
 }
 
+// With capture_local, rules without interfaces, or naming lo, also act on this host's own
+// traffic.
+bool applies_locally(const Rule& r) {
+    return r.interfaces.empty() ||
+           std::find(r.interfaces.begin(), r.interfaces.end(), "lo") != r.interfaces.end();
+}
 bool is_nat(const Rule& r) {
     return r.action == Action::redirect || r.action == Action::dnat;
 }
@@ -69,9 +75,11 @@ class Writer {
     }
 
     // The match part of a rule's line for family `fam`.
-    std::string match(const Rule& r, int fam) const {
+    std::string match(const Rule& r, int fam, bool output = false) const {
         std::string s;
-        if (r.interfaces.size() == 1) {
+        if (output) {
+            // Output hooks have no input interface; `lo` there means "this host".
+        } else if (r.interfaces.size() == 1) {
             s += "iifname \"" + r.interfaces[0] + "\" ";
         } else if (!r.interfaces.empty()) {
             s += "iifname { ";
@@ -160,9 +168,10 @@ class Writer {
         out_ += text;
         out_ += '\n';
     }
-    void lines(const Rule& r, const std::string& prefix, const std::string& tail) {
+    void lines(const Rule& r, const std::string& prefix, const std::string& tail,
+               bool output = false) {
         for (int fam : families(r)) {
-            line(prefix + match(r, fam) + tail);
+            line(prefix + match(r, fam, output) + tail);
         }
     }
 
@@ -216,7 +225,7 @@ std::string Writer::run() {
     size_t last_local_tproxy = SIZE_MAX, last_local_nat = SIZE_MAX;
     for (size_t i = 0; i < m_.rules.size(); ++i) {
         const Rule& r = m_.rules[i];
-        bool local = m_.capture_local && r.interfaces.empty();
+        bool local = m_.capture_local && applies_locally(r);
         if (r.action == Action::tproxy) {
             last_tproxy = i;
             if (local) {
@@ -295,15 +304,15 @@ std::string Writer::run() {
         line("fib daddr type local return");
         for (size_t i = 0; i <= last_local_tproxy; ++i) {
             const Rule& r = m_.rules[i];
-            if (!r.interfaces.empty()) {
+            if (!applies_locally(r)) {
                 continue;
             }
             if (r.action == Action::bypass) {
-                lines(r, "", "return");
+                lines(r, "", "return", true);
             } else if (r.action == Action::tproxy) {
-                lines(r, "", "meta mark set " + mark + " accept");
+                lines(r, "", "meta mark set " + mark + " accept", true);
             } else {
-                lines(r, "", "accept");  // handled in nat_out
+                lines(r, "", "accept", true);  // handled in nat_out
             }
         }
         chain_end();
@@ -314,15 +323,15 @@ std::string Writer::run() {
         line(bypass);
         for (size_t i = 0; i <= last_local_nat; ++i) {
             const Rule& r = m_.rules[i];
-            if (!r.interfaces.empty()) {
+            if (!applies_locally(r)) {
                 continue;
             }
             if (r.action == Action::bypass) {
-                lines(r, "", "return");
+                lines(r, "", "return", true);
             } else if (r.action == Action::tproxy) {
-                lines(r, "fib daddr type != local ", "return");  // taken by out
+                lines(r, "fib daddr type != local ", "return", true);  // taken by out
             } else {
-                lines(r, "", counter("rule-" + r.name) + nat_action(r));
+                lines(r, "", counter("rule-" + r.name) + nat_action(r), true);
             }
         }
         chain_end();

@@ -713,6 +713,16 @@ void Reader::read_rule(const YamlNode& n, const std::string& path, Model& m, Mod
     }
     if (to && action_ok && r.action == Action::dnat) {
         rw.to = to->pos;
+        // A bare address keeps the original port.
+        if (to->is_scalar() && !to->value.empty() && to->value[0] != '[') {
+            if (auto a = parse_ip(to->value)) {
+                r.to.addr = *a;
+                r.to.port = 0;
+                m.rules.push_back(std::move(r));
+                w.rules.push_back(std::move(rw));
+                return;
+            }
+        }
         if (auto a = host_port(*to, join(path, "to"), false)) {
             const sockaddr* sa = a->get();
             if (sa->sa_family == AF_INET) {

@@ -220,9 +220,11 @@ void validate_model(Model& m, const ModelWhere& w, Diags& d) {
         if (intercepts && !m.allow_all && rule.interfaces.empty() && everything(rule.sources) &&
             everything(rule.destinations)) {
             Pos p = rule.destinations.empty() ? rw.self : rw.destinations;
-            d.error(p, rw.path,
-                    "this rule intercepts all traffic from every interface; restrict it with "
-                    "interfaces, sources or destinations, or set allow_all: true at the top level");
+            d.error(
+                p, rw.path,
+                "this rule intercepts traffic to every destination from every interface; restrict "
+                "it with interfaces, sources or destinations, or set allow_all: true at the top "
+                "level");
         }
     }
     if (m.listeners.empty() && m.rules.empty()) {

@@ -86,7 +86,7 @@ class TreeBuilder : public YAML::EventHandler {
     void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override {
         auto n = std::make_shared<YamlNode>();
         n->pos = pos_of(mark);
-        add(n, anchor);
+        add(std::move(n), anchor);
     }
     void OnAlias(const YAML::Mark& mark, YAML::anchor_t anchor) override {
         auto it = anchors_.find(anchor);
@@ -166,6 +166,11 @@ class TreeBuilder : public YAML::EventHandler {
         } else if (!top.pending_key) {
             top.pending_key = std::move(n);
         } else {
+            // An empty value (`port:`) has no text of its own: point at its key instead of
+            // at whatever follows.
+            if (n->is_null() && n.use_count() == 1) {
+                std::const_pointer_cast<YamlNode>(n)->pos = top.pending_key->pos;
+            }
             top.node->entries.emplace_back(std::move(top.pending_key), std::move(n));
             top.pending_key = nullptr;
         }
