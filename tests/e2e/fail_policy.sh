@@ -65,8 +65,16 @@ fi
 # The next start sweeps the killed instance's state: exactly one table, rule and route of ours.
 tp_config closed2 <<<"$(config closed)"
 [ "$(in_x nft list tables | grep -c tpengine_e2e)" = 1 ] || fail "closed: restart: not exactly one table"
-[ "$(in_x ip -4 rule show | grep -c 'lookup 100')" = 1 ] || fail "closed: restart: not exactly one v4 ip rule"
-[ "$(in_x ip -6 rule show | grep -c 'lookup 100')" = 1 ] || fail "closed: restart: not exactly one v6 ip rule"
+# As many ip rules as --dry-run announces (this rule set is IPv4-only: one v4 rule, no v6 rule).
+for fam in 4 6; do
+    want=$(in_x "$TPENGINE" -c "$TMP/closed2.yaml" --dry-run | grep -c "^ip -$fam rule add" || true)
+    have=$(in_x ip -$fam rule show | grep -c 'lookup 100' || true)
+    [ "$have" = "$want" ] && ok "closed: restart: $have IPv$fam ip rule(s) of ours, as --dry-run says" ||
+        fail "closed: restart: $have IPv$fam ip rules of ours, --dry-run says $want"
+done
+grep -q 'removed what an earlier instance left' "$TMP/closed2.log" &&
+    ok "closed: restart: $(grep 'removed what an earlier instance left' "$TMP/closed2.log")" ||
+    log "note: the restart did not report a sweep"
 who closed-restarted "$Z_ADDR" 8080 "$Z_ADDR" "$X_WAN" yes
 tp_stop closed2 || fail "tpengine -c exited non-zero at stop"
 [ "$(x_kernel_state)" = "$before" ] && ok "closed: after restart and stop nothing is left" ||
