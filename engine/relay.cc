@@ -253,6 +253,14 @@ void Relay::side_failed(Side s, Actions& out) {
         return;
     }
     Side t = other(s);
+    Dir& fwd = dir_[idx(s)];
+    if (!fwd.has_buf) {  // nothing of s's left to deliver: reset t now
+        teardown(cause, true, true, out);
+        return;
+    }
+    // The direction s -> t delivers what it already received, then t gets the reset.
+    reset_after_drain_ = true;
+    pending_cause_ = cause;
     // Nothing more goes to or comes from s.
     if (ops_[idx(s)] > 0 && !cancel_issued_[idx(s)]) {
         cancel_issued_[idx(s)] = true;
@@ -268,14 +276,6 @@ void Relay::side_failed(Side s, Actions& out) {
     if (back.has_buf && !back.send_inflight) {
         drop_buf(back, out);
     }
-    // The direction s -> t delivers what it already received, then t gets the reset.
-    Dir& fwd = dir_[idx(s)];
-    if (fwd.has_buf) {
-        reset_after_drain_ = true;
-        pending_cause_ = cause;
-        return;
-    }
-    teardown(cause, true, true, out);
 }
 
 void Relay::on_shutdown(Side side, int, Actions& out) {

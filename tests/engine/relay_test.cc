@@ -1,0 +1,427 @@
+// The relay state machine driven by synthetic events: every transition, checked through the
+// actions it asks for and the in-flight accounting that decides when a slot may be freed.
+#include "engine/relay.h"
+
+#include <gtest/gtest.h>
+
+#include <cerrno>
+
+namespace tp::engine {
+namespace {
+
+constexpr Side C = Side::client;
+constexpr Side U = Side::upstream;
+
+class RelayTest : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        plan::Timeouts t;
+        t.connect_ms = 1000;
+        t.idle_ms = 5000;
+        t.half_closed_ms = 2000;
+        r.init(t);
+    }
+
+    // Counts actions of a type (and side, unless any_side).
+    int count(ActionType type, Side side, bool any_side = false) const {
+        int n = 0;
+        for (const Action& a : out) {
+            n += a.type == type && (any_side || a.side == side);
+        }
+        return n;
+    }
+    int count(ActionType type) const { return count(type, C, true); }
+    const Action* find(ActionType type, Side side) const {
+        for (const Action& a : out) {
+            if (a.type == type && a.side == side) {
+                return &a;
+            }
+        }
+        return nullptr;
+    }
+    const Action* find(ActionType type) const {
+        for (const Action& a : out) {
+            if (a.type == type) {
+                return &a;
+            }
+        }
+        return nullptr;
+    }
+    // The connection ended with `cause`, with every operation accounted for.
+    void expect_finished(CloseCause cause) {
+        const Action* f = find(ActionType::finish);
+        ASSERT_NE(f, nullptr);
+        EXPECT_EQ(f->cause, cause);
+        EXPECT_EQ(&out.items[out.count - 1], f) << "finish must be the last action";
+        EXPECT_EQ(r.phase(), Relay::Phase::done);
+        EXPECT_EQ(r.ops_in_flight(C), 0);
+        EXPECT_EQ(r.ops_in_flight(U), 0);
+    }
+
+    // accepted -> connect -> relaying, with recvs posted on both sides.
+    void connected() {
+        out.clear();
+        r.on_start(0, StartOutcome::ok, out);
+        out.clear();
+        r.on_connect(10, 0, out);
+        ASSERT_EQ(r.phase(), Relay::Phase::relaying);
+        out.clear();
+    }
+
+    Relay r;
+    Actions out;
+};
+
+TEST_F(RelayTest, StartConnectsAndReadsClientEarly) {
+    r.on_start(0, StartOutcome::ok, out);
+    EXPECT_EQ(count(ActionType::connect, U), 1);
+    EXPECT_EQ(count(ActionType::recv, C), 1);
+    const Action* t = find(ActionType::arm_timer);
+    ASSERT_NE(t, nullptr);
+    EXPECT_EQ(t->deadline_ms, 1000u);
+    EXPECT_EQ(r.phase(), Relay::Phase::connecting);
+    EXPECT_EQ(r.ops_in_flight(U), 1);
+    EXPECT_EQ(r.ops_in_flight(C), 1);
+}
+
+TEST_F(RelayTest, RefusedStartsResetTheClientWithoutConnecting) {
+    const StartOutcome outcomes[] = {StartOutcome::self_connect, StartOutcome::no_origdst,
+                                     StartOutcome::error};
+    const CloseCause causes[] = {CloseCause::self_connect, CloseCause::no_origdst,
+                                 CloseCause::error};
+    for (int i = 0; i < 3; ++i) {
+        SetUp();
+        out.clear();
+        r.on_start(0, outcomes[i], out);
+        EXPECT_EQ(count(ActionType::connect), 0);
+        const Action* c = find(ActionType::close, C);
+        ASSERT_NE(c, nullptr);
+        EXPECT_TRUE(c->reset);
+        EXPECT_EQ(count(ActionType::close, U), 0);  // no upstream socket exists
+        expect_finished(causes[i]);
+    }
+}
+
+TEST_F(RelayTest, ConnectedPostsUpstreamRecvAndIdleTimer) {
+    r.on_start(0, StartOutcome::ok, out);
+    out.clear();
+    r.on_connect(10, 0, out);
+    EXPECT_EQ(count(ActionType::recv, U), 1);
+    EXPECT_EQ(count(ActionType::recv, C), 0);  // already posted at start
+    const Action* t = find(ActionType::arm_timer);
+    ASSERT_NE(t, nullptr);
+    EXPECT_EQ(t->deadline_ms, 10u + 5000u);
+}
+
+TEST_F(RelayTest, EarlyClientDataIsSentOnceConnected) {
+    r.on_start(0, StartOutcome::ok, out);
+    out.clear();
+    r.on_recv(5, C, 100, true, 7, out);
+    EXPECT_EQ(count(ActionType::send), 0);  // not connected yet
+    out.clear();
+    r.on_connect(10, 0, out);
+    const Action* s = find(ActionType::send, U);
+    ASSERT_NE(s, nullptr);
+    EXPECT_EQ(s->buf, 7);
+    EXPECT_EQ(s->off, 0u);
+    EXPECT_EQ(s->len, 100u);
+    EXPECT_EQ(count(ActionType::recv, C), 0);  // backpressure: the buffer is not sent yet
+}
+
+TEST_F(RelayTest, BackpressureAndRecycle) {
+    connected();
+    r.on_recv(20, C, 1000, true, 3, out);
+    EXPECT_EQ(count(ActionType::send, U), 1);
+    EXPECT_EQ(count(ActionType::recv, C), 0) << "no receive while bytes are unsent";
+    out.clear();
+    r.on_send(21, U, 1000, out);
+    const Action* rel = find(ActionType::release_buf);
+    ASSERT_NE(rel, nullptr);
+    EXPECT_EQ(rel->buf, 3);
+    EXPECT_EQ(count(ActionType::recv, C), 1);
+}
+
+TEST_F(RelayTest, PartialSendsContinueFromTheOffset) {
+    connected();
+    r.on_recv(20, U, 1000, true, 9, out);
+    out.clear();
+    r.on_send(21, C, 400, out);
+    const Action* s = find(ActionType::send, C);
+    ASSERT_NE(s, nullptr);
+    EXPECT_EQ(s->buf, 9);
+    EXPECT_EQ(s->off, 400u);
+    EXPECT_EQ(s->len, 600u);
+    EXPECT_EQ(count(ActionType::release_buf), 0);
+    out.clear();
+    r.on_send(22, C, 599, out);
+    s = find(ActionType::send, C);
+    ASSERT_NE(s, nullptr);
+    EXPECT_EQ(s->off, 999u);
+    EXPECT_EQ(s->len, 1u);
+    out.clear();
+    r.on_send(23, C, 1, out);
+    EXPECT_EQ(count(ActionType::release_buf), 1);
+    EXPECT_EQ(count(ActionType::recv, U), 1);
+}
+
+TEST_F(RelayTest, HalfCloseClientFirstThenUpstream) {
+    connected();
+    r.on_recv(20, C, 0, false, 0, out);  // client FIN
+    EXPECT_EQ(count(ActionType::shutdown, U), 1);
+    EXPECT_TRUE(r.half_closed());
+    out.clear();
+    r.on_shutdown(U, 0, out);
+    EXPECT_EQ(count(ActionType::finish), 0);
+    // The other direction keeps flowing.
+    r.on_recv(30, U, 50, true, 4, out);
+    EXPECT_EQ(count(ActionType::send, C), 1);
+    out.clear();
+    r.on_send(31, C, 50, out);
+    EXPECT_EQ(count(ActionType::recv, U), 1);
+    out.clear();
+    r.on_recv(40, U, 0, false, 0, out);  // upstream FIN
+    EXPECT_EQ(count(ActionType::shutdown, C), 1);
+    out.clear();
+    r.on_shutdown(C, 0, out);
+    const Action* cc = find(ActionType::close, C);
+    const Action* cu = find(ActionType::close, U);
+    ASSERT_TRUE(cc && cu);
+    EXPECT_FALSE(cc->reset);
+    EXPECT_FALSE(cu->reset);
+    expect_finished(CloseCause::normal);
+}
+
+TEST_F(RelayTest, HalfCloseUpstreamFirstWaitsForPendingBytes) {
+    connected();
+    r.on_recv(20, U, 10, true, 2, out);  // bytes towards the client
+    out.clear();
+    r.on_send(21, C, 10, out);  // sent; recv on upstream again
+    EXPECT_EQ(count(ActionType::recv, U), 1);
+    out.clear();
+    r.on_recv(22, U, 0, false, 0, out);
+    EXPECT_EQ(count(ActionType::shutdown, C), 1);
+    out.clear();
+    r.on_shutdown(C, 0, out);
+    // Client still sends; it is relayed.
+    r.on_recv(30, C, 5, true, 1, out);
+    EXPECT_EQ(count(ActionType::send, U), 1);
+    out.clear();
+    r.on_send(31, U, 5, out);
+    out.clear();
+    r.on_recv(32, C, 0, false, 0, out);
+    EXPECT_EQ(count(ActionType::shutdown, U), 1);
+    out.clear();
+    r.on_shutdown(U, 0, out);
+    expect_finished(CloseCause::normal);
+}
+
+TEST_F(RelayTest, ClientEofDuringConnectShutsUpstreamAfterEarlyData) {
+    r.on_start(0, StartOutcome::ok, out);
+    r.on_recv(1, C, 0, false, 0, out);
+    out.clear();
+    r.on_connect(5, 0, out);
+    EXPECT_EQ(count(ActionType::shutdown, U), 1);
+    EXPECT_EQ(count(ActionType::recv, U), 1);
+}
+
+TEST_F(RelayTest, UpstreamResetBecomesClientResetAfterPendingBytes) {
+    connected();
+    // Upstream -> client bytes are being written when the client -> upstream send fails.
+    r.on_recv(20, U, 100, true, 5, out);
+    r.on_recv(20, C, 30, true, 6, out);
+    out.clear();
+    r.on_send(21, U, -ECONNRESET, out);  // upstream gone while its bytes are in flight to client
+    EXPECT_EQ(count(ActionType::cancel_all, U), 0);  // nothing else in flight on upstream
+    EXPECT_EQ(count(ActionType::finish), 0) << "the client must get the bytes first";
+    EXPECT_EQ(count(ActionType::close), 0);
+    out.clear();
+    r.on_send(22, C, 100, out);  // delivered
+    const Action* cc = find(ActionType::close, C);
+    ASSERT_NE(cc, nullptr);
+    EXPECT_TRUE(cc->reset);
+    EXPECT_TRUE(cc->drain_first);
+    expect_finished(CloseCause::upstream_reset);
+}
+
+TEST_F(RelayTest, ResetWhileWriteInFlight) {
+    connected();
+    r.on_recv(20, C, 100, true, 5, out);  // send to upstream in flight
+    out.clear();
+    r.on_recv(21, U, -ECONNRESET, false, 0, out);  // upstream resets meanwhile
+    EXPECT_EQ(count(ActionType::cancel_all, U), 1) << "the in-flight write must be cancelled";
+    EXPECT_EQ(count(ActionType::finish), 0);
+    out.clear();
+    r.on_send(22, U, -ECANCELED, out);
+    EXPECT_EQ(count(ActionType::release_buf), 1);
+    EXPECT_EQ(count(ActionType::finish), 0);
+    out.clear();
+    r.on_cancel_done(U, out);
+    const Action* cc = find(ActionType::close, C);
+    ASSERT_NE(cc, nullptr);
+    EXPECT_TRUE(cc->reset);
+    expect_finished(CloseCause::upstream_reset);
+}
+
+TEST_F(RelayTest, ClientResetBecomesUpstreamReset) {
+    connected();
+    r.on_recv(20, C, -ECONNRESET, false, 0, out);
+    EXPECT_EQ(count(ActionType::cancel_all, U), 1);  // the upstream recv
+    out.clear();
+    r.on_recv(21, U, -ECANCELED, false, 0, out);
+    EXPECT_EQ(count(ActionType::finish), 0);
+    r.on_cancel_done(U, out);
+    const Action* cu = find(ActionType::close, U);
+    ASSERT_NE(cu, nullptr);
+    EXPECT_TRUE(cu->reset);
+    expect_finished(CloseCause::client_reset);
+}
+
+TEST_F(RelayTest, DataRacingACancelIsDropped) {
+    connected();
+    r.on_recv(20, C, -ECONNRESET, false, 0, out);
+    out.clear();
+    r.on_recv(21, U, 10, true, 8, out);  // completed before the cancel reached it
+    const Action* rel = find(ActionType::release_buf);
+    ASSERT_NE(rel, nullptr);
+    EXPECT_EQ(rel->buf, 8);
+    EXPECT_EQ(count(ActionType::send), 0);
+    r.on_cancel_done(U, out);
+    expect_finished(CloseCause::client_reset);
+}
+
+TEST_F(RelayTest, UpstreamRefusedResetsTheClient) {
+    r.on_start(0, StartOutcome::ok, out);
+    out.clear();
+    r.on_connect(3, -ECONNREFUSED, out);
+    EXPECT_EQ(count(ActionType::cancel_all, C), 1);  // the early client recv
+    EXPECT_EQ(count(ActionType::finish), 0);
+    out.clear();
+    r.on_recv(4, C, -ECANCELED, false, 0, out);
+    out.clear();
+    r.on_cancel_done(C, out);
+    const Action* cc = find(ActionType::close, C);
+    ASSERT_NE(cc, nullptr);
+    EXPECT_TRUE(cc->reset) << "refused upstream must be a reset, not EOF, for the client";
+    EXPECT_NE(find(ActionType::close, U), nullptr);
+    expect_finished(CloseCause::connect_failed);
+}
+
+TEST_F(RelayTest, CloseDuringConnectCleansUpTheUpstreamSocket) {
+    r.on_start(0, StartOutcome::ok, out);
+    out.clear();
+    r.on_recv(3, C, -ECONNRESET, false, 0, out);  // the client goes away while connecting
+    EXPECT_EQ(count(ActionType::cancel_all, U), 1);
+    EXPECT_EQ(count(ActionType::finish), 0);
+    out.clear();
+    r.on_connect(4, -ECANCELED, out);
+    EXPECT_EQ(count(ActionType::finish), 0);  // the cancel itself is still in flight
+    r.on_cancel_done(U, out);
+    EXPECT_NE(find(ActionType::close, U), nullptr);
+    expect_finished(CloseCause::client_reset);
+}
+
+TEST_F(RelayTest, StopDuringConnect) {
+    r.on_start(0, StartOutcome::ok, out);
+    out.clear();
+    r.on_stop(out);
+    EXPECT_EQ(count(ActionType::cancel_all, U), 1);
+    EXPECT_EQ(count(ActionType::cancel_all, C), 1);
+    out.clear();
+    r.on_connect(1, -ECANCELED, out);
+    r.on_recv(1, C, -ECANCELED, false, 0, out);
+    r.on_cancel_done(U, out);
+    r.on_cancel_done(C, out);
+    expect_finished(CloseCause::shutdown);
+}
+
+TEST_F(RelayTest, ConnectTimeout) {
+    r.on_start(0, StartOutcome::ok, out);
+    out.clear();
+    r.on_timer(500, out);  // early tick: re-armed for the same deadline
+    const Action* t = find(ActionType::arm_timer);
+    ASSERT_NE(t, nullptr);
+    EXPECT_EQ(t->deadline_ms, 1000u);
+    out.clear();
+    r.on_timer(1000, out);
+    EXPECT_EQ(count(ActionType::cancel_all, U), 1);
+    r.on_connect(1001, -ECANCELED, out);
+    r.on_recv(1001, C, -ECANCELED, false, 0, out);
+    r.on_cancel_done(U, out);
+    r.on_cancel_done(C, out);
+    const Action* cc = find(ActionType::close, C);
+    ASSERT_NE(cc, nullptr);
+    EXPECT_TRUE(cc->reset);
+    expect_finished(CloseCause::connect_timeout);
+}
+
+TEST_F(RelayTest, IdleTimeoutCountsActivityEitherWay) {
+    connected();  // idle deadline 5010
+    r.on_recv(3000, U, 10, true, 1, out);
+    r.on_send(3001, C, 10, out);
+    out.clear();
+    r.on_timer(5010, out);  // activity at 3001: not idle yet
+    const Action* t = find(ActionType::arm_timer);
+    ASSERT_NE(t, nullptr);
+    EXPECT_EQ(t->deadline_ms, 3001u + 5000u);
+    EXPECT_EQ(count(ActionType::cancel_all), 0);
+    out.clear();
+    r.on_timer(8001, out);
+    EXPECT_EQ(count(ActionType::cancel_all), 2);
+    r.on_recv(8002, C, -ECANCELED, false, 0, out);
+    r.on_recv(8002, U, -ECANCELED, false, 0, out);
+    r.on_cancel_done(C, out);
+    r.on_cancel_done(U, out);
+    expect_finished(CloseCause::idle_timeout);
+}
+
+TEST_F(RelayTest, HalfClosedTimeout) {
+    connected();
+    r.on_recv(100, C, 0, false, 0, out);  // client FIN: half-closed from now on
+    const Action* t = find(ActionType::arm_timer);
+    ASSERT_NE(t, nullptr);
+    EXPECT_EQ(t->deadline_ms, 100u + 2000u);
+    r.on_shutdown(U, 0, out);
+    out.clear();
+    r.on_timer(2100, out);
+    EXPECT_EQ(count(ActionType::cancel_all, U), 1);  // the upstream recv
+    r.on_recv(2101, U, -ECANCELED, false, 0, out);
+    r.on_cancel_done(U, out);
+    expect_finished(CloseCause::half_closed_timeout);
+}
+
+TEST_F(RelayTest, EmptyBufferRingRetriesLater) {
+    connected();
+    r.on_recv(20, U, -ENOBUFS, false, 0, out);
+    EXPECT_EQ(count(ActionType::recv_later, U), 1);
+    EXPECT_EQ(r.ops_in_flight(U), 1);  // still counted as in flight
+    EXPECT_EQ(count(ActionType::finish), 0);
+}
+
+TEST_F(RelayTest, StopWhileRelaying) {
+    connected();
+    r.on_recv(20, C, 10, true, 1, out);
+    out.clear();
+    r.on_stop(out);
+    r.on_send(21, U, -ECANCELED, out);
+    r.on_recv(21, U, -ECANCELED, false, 0, out);
+    r.on_cancel_done(U, out);
+    EXPECT_EQ(count(ActionType::release_buf), 1);
+    expect_finished(CloseCause::shutdown);
+}
+
+TEST_F(RelayTest, EveryStartFinishesExactlyOnce) {
+    // Balance: whatever the sequence, one finish per connection.
+    connected();
+    r.on_recv(20, C, -EPIPE, false, 0, out);
+    r.on_stop(out);  // a second close reason is ignored
+    r.on_recv(21, U, -ECANCELED, false, 0, out);
+    r.on_cancel_done(U, out);
+    EXPECT_EQ(count(ActionType::finish), 1);
+    Actions more;
+    r.on_stop(more);
+    r.on_timer(100000, more);
+    EXPECT_EQ(more.size(), 0);
+}
+
+}  // namespace
+}  // namespace tp::engine

@@ -1,0 +1,60 @@
+// Socket helpers that need no privileges: v4-mapped unmapping, address text, and the
+// self-connect test (exact listener, wildcard listener on a local address, other ports).
+#include "engine/sock.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+namespace tp::engine {
+namespace {
+
+plan::SockAddr v4(const char* ip, uint16_t port) {
+    plan::SockAddr a;
+    auto* s = reinterpret_cast<sockaddr_in*>(&a.storage);
+    s->sin_family = AF_INET;
+    s->sin_port = htons(port);
+    inet_pton(AF_INET, ip, &s->sin_addr);
+    a.len = sizeof(sockaddr_in);
+    return a;
+}
+
+plan::SockAddr v6(const char* ip, uint16_t port) {
+    plan::SockAddr a;
+    auto* s = reinterpret_cast<sockaddr_in6*>(&a.storage);
+    s->sin6_family = AF_INET6;
+    s->sin6_port = htons(port);
+    inet_pton(AF_INET6, ip, &s->sin6_addr);
+    a.len = sizeof(sockaddr_in6);
+    return a;
+}
+
+TEST(Sock, UnmapV4) {
+    plan::SockAddr m = unmap_v4(v6("::ffff:192.0.2.7", 80));
+    EXPECT_EQ(m.family(), AF_INET);
+    EXPECT_EQ(format_addr(m), "192.0.2.7:80");
+    EXPECT_EQ(unmap_v4(v6("2001:db8::1", 443)).family(), AF_INET6);
+    EXPECT_EQ(format_addr(v6("2001:db8::1", 443)), "[2001:db8::1]:443");
+}
+
+TEST(Sock, SelfSetExactAndWildcard) {
+    SelfSet s;
+    s.add_listener(v4("192.0.2.1", 8080));
+    s.add_listener(v6("::", 9000));
+    s.load_local_addresses();
+    EXPECT_TRUE(s.contains(v4("192.0.2.1", 8080)));
+    EXPECT_TRUE(s.contains(v6("::ffff:192.0.2.1", 8080)));
+    EXPECT_FALSE(s.contains(v4("192.0.2.1", 8081)));
+    EXPECT_FALSE(s.contains(v4("198.51.100.9", 8080)));
+    // Wildcard: any local address on that port is us; a remote one is an intercepted flow.
+    EXPECT_TRUE(s.contains(v4("127.0.0.1", 9000)));
+    EXPECT_TRUE(s.contains(v4("127.1.2.3", 9000)));
+    EXPECT_TRUE(s.contains(v6("::1", 9000)));
+    EXPECT_FALSE(s.contains(v4("203.0.113.5", 9000)));
+    EXPECT_FALSE(s.contains(v6("2001:db8::99", 9000)));
+    EXPECT_FALSE(s.contains(plan::SockAddr{}));
+}
+
+}  // namespace
+}  // namespace tp::engine
