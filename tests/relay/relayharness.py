@@ -370,9 +370,10 @@ class Relay:
         LISTEN) and its upstream sockets (remote port = an upstream port), plus any socket in the
         process's fd table. Orphans and TIME_WAIT have inode 0 and do not count."""
         own = socket_inodes(self.proc.pid) if not self.standin else set()
+        tests_own = socket_inodes(os.getpid())  # e.g. a test's own sockets to the upstream port
         found = []
         for lport, rport, state, inode in _proc_net_tcp():
-            if inode == 0:
+            if inode == 0 or inode in tests_own:
                 continue
             mine = inode in own
             by_port = (lport == self.port and state != TCP_LISTEN) or rport in self.upstream_ports
@@ -853,3 +854,18 @@ def send_then_rst(s, data, settle=0.5, timeout=10):
     acked = sent - unacked(s)
     rst_close(s)
     return acked
+
+
+def connect_and_read(relay, timeout=10):
+    """Connects and reads to the end without sending. A reset that arrives before connect()
+    returns (the relay accepted and reset at once) also counts as 'reset'."""
+    s = socket.socket(relay.family, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        try:
+            s.connect(relay.addr())
+        except ConnectionResetError:
+            return b"", "reset"
+        return recv_to_end(s)
+    finally:
+        s.close()

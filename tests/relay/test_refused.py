@@ -12,9 +12,7 @@ def run(ctx, family, host, n):
                   upstream_ports=[dead]).start()
     hows = {}
     for _ in range(n):
-        s = r.connect()
-        data, how = h.recv_to_end(s)
-        s.close()
+        data, how = h.connect_and_read(r)
         hows[how] = hows.get(how, 0) + 1
         h.check(data == b"", f"client got {len(data)} bytes from a refused upstream")
     h.check(hows == {"reset": n}, f"{host}: {n} clients to a refused upstream ended with {hows}, expected all reset")

@@ -56,11 +56,18 @@ def one(ctx, family, host, who_resets, reader_delay):
 
 
 def test(ctx):
-    for who in ("client", "server"):
-        one(ctx, *h.V4, who, 0)
-    for who in ("client", "server"):
-        one(ctx, *h.V4, who, 1.0)
-    one(ctx, *h.V6, "server", 0)
+    cases = [(h.V4, "client", 0), (h.V4, "server", 0), (h.V4, "client", 1.0), (h.V4, "server", 1.0),
+             (h.V6, "server", 0)]
+    failures = []
+    for (family, host), who, delay in cases:
+        try:
+            one(ctx, family, host, who, delay)
+        except h.TestFailure as e:  # run every case, report them all
+            h.log(f"case failed: {e}")
+            failures.append(str(e))
+            for r in ctx.relays:
+                r.kill()
+    h.check(not failures, f"{len(failures)} of {len(cases)} cases failed: " + " | ".join(failures))
 
 
 if __name__ == "__main__":

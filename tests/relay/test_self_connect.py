@@ -12,9 +12,7 @@ def run(ctx, family, host):
     r = ctx.relay(["-L", host, port, "original"], family=family, upstream_ports=[port]).start()
     hows = {}
     for _ in range(N):
-        s = r.connect(timeout=10)
-        data, how = h.recv_to_end(s)
-        s.close()
+        data, how = h.connect_and_read(r)
         hows[how] = hows.get(how, 0) + 1
     h.check(hows == {"reset": N}, f"{host}: direct connections to the listener with HOST original ended "
             f"with {hows}, expected {N} resets")
