@@ -1,7 +1,7 @@
 """SIGHUP: an invalid file is rejected with its errors, the table stays as it was and the
 process and its connections live on; a valid changed file replaces the table (a new port in
 the set), adds a listener and the open relayed connection keeps working; a changed route
-table moves the policy routing. Stop then leaves nothing."""
+table moves the policy routing, and a listener the file drops is closed. Stop then leaves nothing."""
 import os
 import signal
 import subprocess
@@ -94,6 +94,8 @@ def main():
     s = ns.snapshot()
     if nslib.count_ours(s, rt=101) != (1, 1, 1, 1, 1) or nslib.count_ours(s)[1:] != (0, 0, 0, 0):
         nslib.fail("routing did not move to table 101:\n" + s)
+    if ":50081" in ns.sh("ss -Htln").stdout:
+        nslib.fail("the listener the file dropped is still up")
     echo(client, "four")
 
     client.stdin.close()

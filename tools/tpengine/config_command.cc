@@ -301,6 +301,21 @@ bool same_routing(const config::KernelSetup& a, const config::KernelSetup& b) {
     return true;
 }
 
+// `next` plus the listeners of `current` that `next` no longer names (matched by name).
+plan::Plan with_retiring_listeners(const plan::Plan& next, const plan::Plan& current) {
+    plan::Plan bridge = next;
+    for (const plan::Listener& old : current.listeners) {
+        bool kept = false;
+        for (const plan::Listener& l : next.listeners) {
+            kept = kept || l.name == old.name;
+        }
+        if (!kept) {
+            bridge.listeners.push_back(old);
+        }
+    }
+    return bridge;
+}
+
 std::string engine_error(const Error& e) {
     return std::string(e.what) + ": " + std::strerror(e.code);
 }
@@ -367,7 +382,9 @@ int do_run(const Options& o) {
         if (!load(o, next, "reload rejected; the running configuration stays in force")) {
             return;
         }
-        if (Result<void> u = engine->update(next.plan); !u) {
+        // Listeners the new file drops stay up until the new rules no longer point at them.
+        plan::Plan bridge = with_retiring_listeners(next.plan, current.plan);
+        if (Result<void> u = engine->update(bridge); !u) {
             log_line("reload rejected: cannot update the listeners: " + engine_error(u.error()) +
                      "; the running configuration stays in force");
             return;
@@ -384,6 +401,12 @@ int do_run(const Options& o) {
                              engine_error(back.error()));
                 }
                 return;
+            }
+        }
+        if (bridge.listeners.size() != next.plan.listeners.size()) {
+            if (Result<void> u = engine->update(next.plan); !u) {
+                log_line("could not close the listeners the new file dropped: " +
+                         engine_error(u.error()));
             }
         }
         current = std::move(next);
