@@ -27,8 +27,8 @@ YAML
 bound=$(in_x ss -Htln | awk '{print $4}' | grep -E ':(80|8080|5201|9000)$' || true)
 [ -z "$bound" ] || fail "something listens on X on a rule's port: $bound"
 who orig-v4 "$Z_ADDR" 8080 "$Z_ADDR" "$Y_ADDR" yes
-who orig-v6 "$Z_ADDR6" 8080 "$Z_ADDR6" "$Y_ADDR6" yes
 check_programs orig-v4 "$Z_ADDR" 80 5201 9000
+who orig-v6 "$Z_ADDR6" 8080 "$Z_ADDR6" "$Y_ADDR6" yes
 check_programs orig-v6 "$Z_ADDR6" 80 5201 9000 6
 tp_stop orig || fail "tpengine -c exited non-zero at stop"
 after=$(x_kernel_state)

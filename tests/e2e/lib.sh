@@ -219,13 +219,15 @@ who() {
     fi
     printf '%-22s Y %-24s -> Y sees %-24s Z sees %-24s X sockets: %s\n' "$label" "$cl" "$cp" "$sp" \
         "$([ $legs -eq 2 ] && echo "both legs" || echo "none")" >>"$TMP/table.txt"
+    LAST_Z_SEES=$(ip_of "$sp")  # check_curl holds nginx's log to the same view
     [ $ok_ = 1 ] && ok "$label: Y sees $cp, Z sees $sp, X relays=$relayed"
     return 0
 }
 
 # --- real programs through the method -----------------------------------------------------------
 check_curl() {  # LABEL URL
-    local code
+    local code n0
+    n0=$(cat "$TMP/nginx/access.log" 2>/dev/null | wc -l)
     code=$(in_y curl -sS -g --max-time 15 -o "$TMP/curl.out" -w '%{http_code}' "$2" 2>&1) || true
     if [ "$code" != 200 ]; then
         fail "$1: curl $2 -> $code"
@@ -233,6 +235,17 @@ check_curl() {  # LABEL URL
         fail "$1: curl $2 body differs from the page on Z"
     else
         ok "$1: curl $2 -> 200, body sha256 intact"
+    fi
+    # nginx's own view of its client ($remote_addr) agrees with the probe's (who, just before).
+    if [ -n "${LAST_Z_SEES:-}" ]; then
+        local seen=""
+        for _ in $(seq 20); do
+            seen=$(sed -n "$((n0 + 1))p" "$TMP/nginx/access.log" 2>/dev/null | cut -d' ' -f1)
+            [ -n "$seen" ] && break
+            sleep 0.1
+        done
+        [ "$seen" = "$LAST_Z_SEES" ] && ok "$1: nginx's \$remote_addr is $seen" ||
+            fail "$1: nginx's \$remote_addr is '$seen', expected $LAST_Z_SEES"
     fi
 }
 
