@@ -1,13 +1,16 @@
 // Mutated rule sets (B2 in reliability.md, in small): thousands of deterministic byte-level
 // mutations of the golden files. Each must be either rejected with positioned diagnostics or
 // accepted with a batch whose text stays inside the generator's alphabet (nothing smuggled in:
-// no `;`, `#`, stray quotes or braces from input values).
+// no `;`, `#`, stray quotes or braces from input values). With TP_MUTATION_OUT=DIR the
+// accepted batches are written there for libnftables' check mode (mutation_nft_check.sh).
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <set>
 #include <sstream>
 #include <string>
 
@@ -59,6 +62,8 @@ TEST(ConfigMutation, RejectedOrClean) {
     ASSERT_FALSE(seeds.empty());
     std::mt19937 rng(20261129);
     int accepted = 0, rejected = 0;
+    const char* out_dir = std::getenv("TP_MUTATION_OUT");
+    std::set<std::string> written;
     for (int i = 0; i < 4000; ++i) {
         std::string y = seeds[rng() % seeds.size()];
         int edits = 1 + static_cast<int>(rng() % 3);
@@ -86,6 +91,11 @@ TEST(ConfigMutation, RejectedOrClean) {
         } else {
             ++accepted;
             const LoadedConfig& c = std::get<LoadedConfig>(r);
+            // For the netns oracle (mutation_nft_check.sh): keep each distinct batch.
+            if (out_dir != nullptr && written.insert(c.kernel.nft_batch).second) {
+                std::ofstream(std::string(out_dir) + "/mut-" + std::to_string(i) + ".nft")
+                    << c.kernel.nft_batch;
+            }
             ASSERT_TRUE(batch_is_clean(c.kernel.nft_batch)) << "input:\n"
                                                             << y << "\nbatch:\n"
                                                             << c.kernel.nft_batch;
