@@ -24,6 +24,8 @@ rules:
     action: tproxy
     listener: tp
 YAML
+# After start (tpengine --check insists on ip_forward): TPROXY delivers locally, no forwarding.
+x_no_forwarding
 bound=$(in_x ss -Htln | awk '{print $4}' | grep -E ':(80|8080|5201|9000)$' || true)
 [ -z "$bound" ] || fail "something listens on X on a rule's port: $bound"
 who orig-v4 "$Z_ADDR" 8080 "$Z_ADDR" "$Y_ADDR" yes
@@ -34,4 +36,7 @@ tp_stop orig || fail "tpengine -c exited non-zero at stop"
 after=$(x_kernel_state)
 [ "$before" = "$after" ] && ok "stop: X's tables, rules and routes are as before" ||
     fail "stop left state behind: $(diff <(echo "$before") <(echo "$after"))"
+n=$(x_conntrack_entries)
+[ "$n" = 0 ] && ok "X's conntrack table is empty: no connection tracking involved" ||
+    fail "X's conntrack table holds $n entries"
 show_table

@@ -19,6 +19,16 @@ in_x conntrack -L -p tcp --dport 8080 2>/dev/null | grep "dst=$X_LAN.*src=$Z_ADD
     ok "dnat: X's conntrack holds the translation $X_LAN -> $Z_ADDR" ||
     log "note: conntrack tool could not show the entry (not asserted)"
 check_programs dnat "$X_LAN" 80 5201 9000
+# DNAT is routing: with forwarding off in X, Y's next connection gets nowhere.
+x_no_forwarding
+if in_y $PEER client --timeout 2 "$X_LAN" 8080 >"$TMP/dnat-noforward.txt" 2>&1; then
+    fail "dnat: a connection got through with ip_forward off"
+else
+    ok "dnat: with ip_forward off in X, Y's connection fails ($(field error "$TMP/dnat-noforward.txt"))"
+fi
 tp_stop dnat || fail "tpengine -c exited non-zero at stop"
 in_x nft list tables | grep tpengine_e2e >/dev/null && fail "dnat: table left after stop"
+n=$(x_conntrack_entries)
+[ "$n" != unknown ] && [ "$n" -gt 0 ] && ok "dnat: X's conntrack table holds $n entries (NAT needs connection tracking)" ||
+    fail "dnat: X's conntrack table is empty"
 show_table

@@ -388,3 +388,14 @@ x_kernel_state() {
     in_x ip -4 route show table all | grep -v -e 'table local' -e '^broadcast' || true
     in_x ip -6 route show table all | grep -v -e 'table local' -e '^fe80' -e '^multicast' || true
 }
+
+# The seed's claim, checked: the socket set-ups neither forward nor track. x_no_forwarding turns
+# X's forwarding off (the relay still works); x_conntrack_entries counts X's conntrack entries.
+x_no_forwarding() {
+    in_x sysctl -qw net.ipv4.ip_forward=0 net.ipv6.conf.all.forwarding=0
+}
+x_conntrack_entries() {  # prints the count, or "unknown" when conntrack -L fails
+    local out
+    out=$(in_x conntrack -L 2>/dev/null) || { echo unknown; return; }
+    grep -c . <<<"$out" || true
+}

@@ -23,6 +23,8 @@ rules:
     action: redirect
     listener: redir
 YAML
+# After start (tpengine --check insists on ip_forward): REDIRECT delivers locally, X need not forward.
+x_no_forwarding
 who redirect "$Z_ADDR" 8080 "$Z_ADDR" "$X_WAN" "yes:$X_LAN:50080"
 cl=$(field client_local "$TMP/who-redirect.txt")
 # The per-connection log line names the client and the recovered original destination.
@@ -35,4 +37,7 @@ fi
 check_programs redirect "$Z_ADDR" 80 5201 9000
 tp_stop redirect || fail "tpengine -c exited non-zero at stop"
 in_x nft list tables | grep tpengine_e2e >/dev/null && fail "redirect: table left after stop"
+n=$(x_conntrack_entries)
+[ "$n" != unknown ] && [ "$n" -gt 0 ] && ok "redirect: X's conntrack table holds $n entries (NAT needs connection tracking)" ||
+    fail "redirect: X's conntrack table is empty"
 show_table

@@ -6,8 +6,12 @@
 source "$(dirname "$0")/lib.sh"
 e2e_init relay_T "$1" --spoof-route
 z_services
+x_no_forwarding  # X does not forward in this set-up: it relays
 x_nft_lab ""
 relays -T
 who relay-T "$X_LAN" 50081 "$X_LAN" client-port yes
 check_programs relay-T "$X_LAN" 50080 55201 59000
+n=$(x_conntrack_entries)
+[ "$n" = 0 ] && ok "relay-T: X's conntrack table is empty: no connection tracking involved" ||
+    fail "relay-T: X's conntrack table holds $n entries"
 show_table
