@@ -3,6 +3,7 @@
 #include "config/preflight.h"
 
 #include <arpa/inet.h>
+#include <linux/fib_rules.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -198,15 +199,24 @@ void check_routing_collisions(const KernelSetup& setup, PreflightReport& r) {
             r.failures.push_back("policy routing: " + e.message);
             continue;
         }
+        bool priority_taken = false;
+        bool table_taken = false;
         for (const RuleEntry& rule : rules) {
             if (is_our_rule(rule, setup)) {
                 continue;  // a leftover of ours: the start-up sweep removes it
             }
-            if (rule.priority == priority) {
+            if (rule.priority == priority && !priority_taken) {
+                priority_taken = true;
                 r.failures.push_back("routing.priority " + std::to_string(priority) +
                                      " is already used by `" + rule.describe() +
                                      "`: choose another routing.priority");
-                break;
+            }
+            // Another rule looking up our table would send its traffic to our local default.
+            if (rule.table == table && rule.action == FR_ACT_TO_TBL && !table_taken) {
+                table_taken = true;
+                r.failures.push_back("routing.table " + std::to_string(table) +
+                                     " is already looked up by `" + rule.describe() +
+                                     "`: choose another routing.table");
             }
         }
         std::vector<RouteEntry> routes;

@@ -76,6 +76,11 @@ def main():
     r = ns.run([tp, "-c", good, "--check"])
     expect(r, 1, r"routing\.table 100 already holds", "route table in use")
     ns.sh("ip route del blackhole 198.51.100.0/24 table 100")
+    ns.sh("ip -6 rule add from 2001:db8:7::/48 lookup 100 priority 500")
+    r = ns.run([tp, "-c", good, "--check"])
+    expect(r, 1, r"routing\.table 100 is already looked up by `ip -6 rule 500: lookup 100`",
+           "route table looked up by another rule")
+    ns.sh("ip -6 rule del from 2001:db8:7::/48 lookup 100 priority 500")
     nslib.expect_same(before, ns.snapshot(), "after the preflight failures")
 
     # --no-rules: relays only; nftables and policy routing untouched while running and after.

@@ -1,8 +1,8 @@
 """tpengine -c lifecycle in a private namespace. Modes (argv[1]):
-  twice   applying twice (two starts, and a SIGHUP with the same file) gives the same table
+  twice   applying twice (two starts, and 10 SIGHUPs with the same file) gives the same table
   stop    after SIGTERM (exit 0) nothing of ours is left: table, both families' rules and routes
-  kill9   after kill -9 the state stays; a new start leaves exactly one table, one rule and one
-          route per family; kill -9 again, then --cleanup removes it all (and exits 0 when
+  kill9   after kill -9 the state stays; 10 cycles of start + kill -9 leave exactly one table,
+          one rule and one route per family; kill -9 again, then --cleanup removes it all (and exits 0 when
           there is nothing left to remove)"""
 import os
 import signal
@@ -25,10 +25,13 @@ def main():
         first = nslib.nft_table(ns)
         if "tproxy ip to :50080" not in first:
             nslib.fail("table not applied:\n" + first)
-        p.send_signal(signal.SIGHUP)
-        nslib.wait_for_line(p, "reloaded")
-        if nslib.nft_table(ns) != first:
-            nslib.fail("reload with the same file changed the table")
+        for _ in range(10):
+            p.send_signal(signal.SIGHUP)
+            nslib.wait_for_line(p, "reloaded")
+            if nslib.nft_table(ns) != first:
+                nslib.fail("reload with the same file changed the table")
+            if nslib.count_ours(ns.snapshot()) != (1, 1, 1, 1, 1):
+                nslib.fail("reload with the same file: %r" % (nslib.count_ours(ns.snapshot()),))
         rc, out = nslib.stop(p)
         if rc != 0:
             nslib.fail(f"stop exit {rc}\n{out}")
@@ -59,7 +62,7 @@ def main():
         p.wait()
         if nslib.count_ours(ns.snapshot()) != (1, 1, 1, 1, 1):
             nslib.fail("kill -9 should leave the state: %r" % (nslib.count_ours(ns.snapshot()),))
-        for _ in range(3):
+        for _ in range(10):
             p = nslib.start(ns, cfg)
             counts = nslib.count_ours(ns.snapshot())
             if counts != (1, 1, 1, 1, 1):
