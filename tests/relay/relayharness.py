@@ -160,7 +160,7 @@ def parse_stats(text):
 class Relay:
     """One `tpengine relay` process. Output goes to files, so a test never blocks on a pipe."""
 
-    def __init__(self, ctx, args, family=socket.AF_INET, host=None, upstream_ports=()):
+    def __init__(self, ctx, args, family=socket.AF_INET, host=None, upstream_ports=(), nofile=None):
         self.ctx = ctx
         self.args = [str(a) for a in args]
         self.family = family
@@ -175,6 +175,7 @@ class Relay:
         self.out_path = os.path.join(self.dir, "stdout")
         self.returncode = None
         self.standin = ctx.standin
+        self.nofile = nofile
 
     # -- output
     def output(self):
@@ -213,8 +214,14 @@ class Relay:
         self._err = open(self.err_path, "w")
         self._out = open(self.out_path, "w")
         log("start: " + " ".join(cmd))
+        pre = None
+        if self.nofile:
+            n = self.nofile
+
+            def pre():
+                resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
         self.proc = subprocess.Popen(cmd, stdout=self._out, stderr=self._err, stdin=subprocess.DEVNULL,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=pre)
         self.ctx.relays.append(self)
         if not expect_ready:
             return self
@@ -294,6 +301,18 @@ class Relay:
                 break
             time.sleep(0.05)
         return last
+
+    def rss_kib(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+    def cpu_seconds(self):
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            p = f.read().rsplit(")", 1)[1].split()
+        return (int(p[11]) + int(p[12])) / os.sysconf("SC_CLK_TCK")
 
     def addr(self):
         return (self.host, self.port)
