@@ -62,6 +62,7 @@ e2e_init() {  # NAME TPENGINE [lab.sh up options]
     [ -x "$TPENGINE" ] || die "no tpengine binary at '$TPENGINE'"
     ip netns add "e2echk$$" 2>/dev/null || skip "cannot create network namespaces here"
     ip netns del "e2echk$$"
+    "$LAB" sweep || true  # labs of earlier runs killed before their trap could run
     export LAB_PREFIX=e2e$$
     TMP=$(mktemp -d "/tmp/tpe2e-$E2E_NAME.XXXXXX")
     chmod 755 "$TMP"

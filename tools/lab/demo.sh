@@ -20,6 +20,7 @@ for c in ip nft ss python3 curl nginx; do
     command -v "$c" >/dev/null || die "needs '$c' (tools/install-deps.sh installs it)"
 done
 
+"$LAB" sweep || true  # labs of earlier demos or tests killed before they could clean up
 export LAB_PREFIX=demo$$
 TMP=$(mktemp -d /tmp/tpengine-demo.XXXXXX)
 chmod 755 "$TMP"

@@ -17,6 +17,8 @@ usage: lab.sh up [--prefix P] [--spoof-route]   create the lab; prints LAB_PREFI
        lab.sh exec [--prefix P] y|x|z CMD...    run CMD inside a host's namespace
        lab.sh route-back [--prefix P] on|off    add/remove Z's route back to Y's subnets via X
        lab.sh status [--prefix P]               show namespaces, addresses, routes, processes
+       lab.sh sweep                             remove labs of e2e tests and demos (prefix
+                                                e2e<PID>/demo<PID>) whose process is gone
 The prefix defaults to $LAB_PREFIX (for up: tp<PID>); namespaces are P-y, P-x, P-z.
 EOF
     exit 2
@@ -39,6 +41,19 @@ done
 if [ "$(id -u)" -ne 0 ]; then
     echo "lab.sh: needs root (network namespaces)" >&2
     exit 77
+fi
+if [ "$cmd" = sweep ]; then
+    # A test killed with SIGKILL (ctest's timeout) cannot run its trap: its lab stays. The
+    # prefix carries the owner's PID; a lab whose owner is gone is left over.
+    for p in $(ip netns list | awk '{print $1}' | grep -E '^(e2e|demo)[0-9]+-[xyz]$' | sed 's/-.$//' | sort -u || true); do
+        pid=${p#e2e}
+        pid=${pid#demo}
+        if ! kill -0 "$pid" 2>/dev/null; then
+            echo "lab.sh: sweeping $p (owner $pid is gone)" >&2
+            "$0" down --prefix "$p"
+        fi
+    done
+    exit 0
 fi
 if [ -z "$prefix" ]; then
     if [ "$cmd" = up ]; then
