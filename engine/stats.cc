@@ -73,8 +73,9 @@ std::string StatsSnapshot::format() const {
     std::string out;
     append_block(out, "total", *this);
     for (size_t i = 0; i < per_worker.size(); ++i) {
-        std::string title = "worker " + std::to_string(i);
-        append_block(out, title.c_str(), per_worker[i]);
+        char title[32];
+        std::snprintf(title, sizeof title, "worker %zu", i);
+        append_block(out, title, per_worker[i]);
     }
     return out;
 }

@@ -126,14 +126,17 @@ bool parse_listen(std::string a, uint16_t port, plan::SockAddr& out) {
 
 std::string addr_text(const plan::SockAddr& a) {
     char host[INET6_ADDRSTRLEN] = "?";
+    char out[INET6_ADDRSTRLEN + 16];
     if (a.family() == AF_INET) {
         const auto* s = reinterpret_cast<const sockaddr_in*>(&a.storage);
         inet_ntop(AF_INET, &s->sin_addr, host, sizeof host);
-        return std::string(host) + ":" + std::to_string(ntohs(s->sin_port));
+        std::snprintf(out, sizeof out, "%s:%u", host, ntohs(s->sin_port));
+    } else {
+        const auto* s = reinterpret_cast<const sockaddr_in6*>(&a.storage);
+        inet_ntop(AF_INET6, &s->sin6_addr, host, sizeof host);
+        std::snprintf(out, sizeof out, "[%s]:%u", host, ntohs(s->sin6_port));
     }
-    const auto* s = reinterpret_cast<const sockaddr_in6*>(&a.storage);
-    inet_ntop(AF_INET6, &s->sin6_addr, host, sizeof host);
-    return "[" + std::string(host) + "]:" + std::to_string(ntohs(s->sin6_port));
+    return out;
 }
 
 }  // namespace
