@@ -7,6 +7,15 @@ source "$(dirname "$0")/lib.sh"
 e2e_init relay_T "$1" --spoof-route
 z_services
 x_no_forwarding  # X does not forward in this set-up: it relays
+# First without X's divert rule: Z's SYN-ACK to Y's address is not for X to deliver locally, so
+# the spoofed upstream connect cannot complete and Y's connection is closed.
+tp_relay nodivert -T --connect-timeout 1s 50090 "$Z_ADDR" 8080
+if in_y $PEER client --timeout 4 "$X_LAN" 50090 >"$TMP/nodivert.txt" 2>&1; then
+    fail "relay-T without the divert rule: the connection completed: $(cat "$TMP/nodivert.txt")"
+else
+    ok "relay-T without the divert rule fails as expected ($(field error "$TMP/nodivert.txt"))"
+fi
+tp_stop nodivert || true
 x_nft_lab ""
 relays -T
 who relay-T "$X_LAN" 50081 "$X_LAN" client-port yes
