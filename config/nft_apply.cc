@@ -2,6 +2,10 @@
 // in memory, the batch run as a single transaction.
 #include "config/nft_apply.h"
 
+#include <libmnl/libmnl.h>
+#include <linux/netfilter.h>
+#include <linux/netfilter/nf_tables.h>
+#include <linux/netfilter/nfnetlink.h>
 #include <nftables/libnftables.h>
 
 #include <sys/mman.h>
@@ -94,8 +98,50 @@ std::string NftContext::run(const std::string& batch, bool check_only) {
 }
 
 bool NftContext::table_exists(const std::string& name) {
-    std::string out, err;
-    return run_raw("list table inet " + name, &out, &err) == 0;
+    // Asked over nfnetlink directly: any nft listing command loads the whole ruleset into
+    // libnftables' cache first, which takes seconds with a 100,000-element set.
+    mnl_socket* sock = mnl_socket_open(NETLINK_NETFILTER);
+    if (sock == nullptr) {
+        return false;
+    }
+    bool found = false;
+    if (mnl_socket_bind(sock, 0, MNL_SOCKET_AUTOPID) == 0) {
+        char buf[MNL_SOCKET_BUFFER_SIZE];
+        nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
+        nlh->nlmsg_type = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE;
+        nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
+        nlh->nlmsg_seq = 1;
+        auto* nfg = static_cast<nfgenmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(nfgenmsg)));
+        nfg->nfgen_family = NFPROTO_INET;
+        nfg->version = NFNETLINK_V0;
+        mnl_attr_put_strz(nlh, NFTA_TABLE_NAME, name.c_str());
+        const uint32_t portid = mnl_socket_get_portid(sock);
+        if (mnl_socket_sendto(sock, nlh, nlh->nlmsg_len) >= 0) {
+            bool done = false;
+            while (!done) {
+                ssize_t n = mnl_socket_recvfrom(sock, buf, sizeof buf);
+                if (n <= 0) {
+                    break;
+                }
+                int len = static_cast<int>(n);
+                for (auto* msg = reinterpret_cast<const nlmsghdr*>(buf); mnl_nlmsg_ok(msg, len);
+                     msg = mnl_nlmsg_next(msg, &len)) {
+                    if (msg->nlmsg_pid != portid) {
+                        continue;
+                    }
+                    if (msg->nlmsg_type == NLMSG_ERROR || msg->nlmsg_type == NLMSG_DONE) {
+                        done = true;  // the ack, or ENOENT: no such table
+                        break;
+                    }
+                    if (msg->nlmsg_type == ((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWTABLE)) {
+                        found = true;
+                    }
+                }
+            }
+        }
+    }
+    mnl_socket_close(sock);
+    return found;
 }
 
 std::string NftContext::delete_table(const std::string& name, bool* deleted) {
