@@ -110,25 +110,39 @@ void check_socket_options(const plan::Plan& plan, PreflightReport& r) {
     }
 }
 
+// TPROXY and REDIRECT deliver what they catch locally, so forwarding only matters for the
+// traffic the rules let through (a warning) and for dnat to other hosts (a failure).
 void check_forwarding(const LoadedConfig& config, PreflightReport& r) {
     if (!config.intercepts_forwarded) {
         return;
     }
-    if (read_sysctl("/proc/sys/net/ipv4/ip_forward") != "1") {
-        r.failures.push_back(
-            "net.ipv4.ip_forward is not 1 but rules intercept forwarded traffic: "
-            "`sysctl -w net.ipv4.ip_forward=1` (and persist it in /etc/sysctl.d/)");
-    }
-    bool v6 = false;
-    for (const PolicyRule& rule : config.kernel.rules) {
-        v6 = v6 || rule.family == AF_INET6;
-    }
-    std::string v6fwd = read_sysctl("/proc/sys/net/ipv6/conf/all/forwarding");
-    if (v6 && !v6fwd.empty() && v6fwd != "1") {
-        r.warnings.push_back(
-            "net.ipv6.conf.all.forwarding is 0: forwarded IPv6 traffic is not routed, so "
-            "it is not intercepted; `sysctl -w net.ipv6.conf.all.forwarding=1` if you route "
-            "IPv6");
+    struct Family {
+        const char* sysctl;
+        const char* path;
+        const char* dnat;  // how the generator writes a dnat of this family
+    };
+    for (const Family& f :
+         {Family{"net.ipv4.ip_forward", "/proc/sys/net/ipv4/ip_forward", "dnat ip to "},
+          Family{"net.ipv6.conf.all.forwarding", "/proc/sys/net/ipv6/conf/all/forwarding",
+                 "dnat ip6 to "}}) {
+        std::string value = read_sysctl(f.path);
+        if (value.empty() || value == "1") {
+            continue;
+        }
+        std::string fix =
+            std::string("`sysctl -w ") + f.sysctl + "=1` (persist it in /etc/sysctl.d/)";
+        if (config.kernel.nft_batch.find(f.dnat) != std::string::npos) {
+            r.failures.push_back(std::string(f.sysctl) + " is " + value +
+                                 ": dnat rules send traffic on to other hosts and it would be "
+                                 "dropped; " +
+                                 fix);
+        } else {
+            r.warnings.push_back(std::string(f.sysctl) + " is " + value +
+                                 ": what the rules intercept still reaches tpengine, but this "
+                                 "host does not route the traffic they let through; on a "
+                                 "gateway " +
+                                 fix);
+        }
     }
 }
 

@@ -68,10 +68,19 @@ def main():
     r = ns.run(["setpriv", "--inh-caps=-all", "--bounding-set=-all", tp, "-c", good, "--check"])
     expect(r, 1, r"IP_TRANSPARENT: Operation not permitted.*CAP_NET_RAW", "no capabilities")
     expect(r, 1, r"nftables: no permission", "no capabilities")
+    # Forwarding off: TPROXY still works (a warning); dnat to another host would not (failure).
     ns.sh("sysctl -qw net.ipv4.ip_forward=0")
     r = ns.run([tp, "-c", good, "--check"])
-    expect(r, 1, r"net\.ipv4\.ip_forward is not 1", "ip_forward off")
+    expect(r, 0, r"warning: net\.ipv4\.ip_forward is 0", "ip_forward off, tproxy")
+    dnat = os.path.join(tmp, "dnat.yaml")
+    with open(dnat, "w") as f:
+        f.write("nftables: {table: tpa}\nrules:\n  - name: fwd\n    interfaces: [lan0]\n"
+                "    ports: [8080]\n    action: dnat\n    to: \"192.0.2.10:80\"\n")
+    r = ns.run([tp, "-c", dnat, "--check"])
+    expect(r, 1, r"net\.ipv4\.ip_forward is 0: dnat rules", "ip_forward off, dnat")
     ns.sh("sysctl -qw net.ipv4.ip_forward=1")
+    r = ns.run([tp, "-c", dnat, "--check"])
+    expect(r, 0, r"", "dnat with forwarding")
     ns.sh("ip route add blackhole 198.51.100.0/24 table 100")
     r = ns.run([tp, "-c", good, "--check"])
     expect(r, 1, r"routing\.table 100 already holds", "route table in use")
