@@ -37,6 +37,7 @@ def test(ctx):
     h.check(srv.active == N, f"upstream has {srv.active} live connections, expected {N}")
     if not r.standin:
         st = r.stats()
+        r.check_balance(st)  # also with connections live
         h.check(st["total"]["active"] == N, f"relay active={st['total']['active']}, expected {N}")
     h.log(f"{N} connections relayed concurrently")
     # phase 2: exchange

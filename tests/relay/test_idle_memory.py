@@ -46,6 +46,7 @@ def test(ctx):
     h.log(f"{N} idle connections: relay RSS {rss0} -> {rss} KiB, {per:.1f} KiB per connection")
     h.check(per <= MAX_KIB_PER_CONN, f"{per:.1f} KiB of relay RSS per idle connection, budget {MAX_KIB_PER_CONN}")
     st = r.stats()
+    r.check_balance(st)  # also with connections live
     h.check(st["total"]["active"] == N, f"active={st['total']['active']}, expected {N}")
     for s in socks:
         s.close()

@@ -53,6 +53,7 @@ def test(ctx):
     h.check(len(served()) == LIMIT, f"{len(served())} clients served while {LIMIT} were open")
     if not r.standin:
         st = r.stats()
+        r.check_balance(st)  # also with connections live
         h.check(st["total"]["accepted"] == LIMIT and st["total"]["active"] == LIMIT,
                 f"over the limit the relay shows {st['total']}")
     h.log(f"paused at {LIMIT}: upstream saw {srv.accepted}")
