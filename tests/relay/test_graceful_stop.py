@@ -65,6 +65,12 @@ def live_connection_finishes(ctx, family, host):
     s = r.connect()
     s.sendall(b"before")
     h.check(h.recv_exact(s, 6) == b"before", "echo before SIGTERM")
+    if not r.standin:  # SIGHUP has nothing to reload in relay mode: it must not stop anything
+        os.kill(r.pid(), signal.SIGHUP)
+        time.sleep(0.3)
+        h.check(r.alive(), f"tpengine relay exited on SIGHUP:\n{r.output()[-1000:]}")
+        s.sendall(b"hup")
+        h.check(h.recv_exact(s, 3) == b"hup", "echo after SIGHUP")
     sigterm(r)
     if r.standin:
         return
@@ -88,6 +94,7 @@ def live_connection_finishes(ctx, family, host):
     st = exit_dump(r)
     # a probe that raced the signal into the backlog may be served or reset; nothing else counts
     acc = st["total"]["accepted"]
+    h.check(st["total"]["bytes_up"] == 6 + 3 + (256 << 10), f"bytes_up at exit: {st['total']}")
     h.check(1 <= acc <= 1 + through and st["total"]["closed_by"].get("normal") == acc,
             f"exit counters: {st['total']}")
     h.wait_until(lambda: not r.relay_sockets(), 10, "no relay socket left")
