@@ -35,7 +35,7 @@ kill9_under_load() {  # NAME: a stream Y -> Z:9000 through tpengine, then kill -
     kill -9 "$pid"
     wait "$pid" 2>/dev/null || true
     # The stream through the dead relay must end (reset), not hang until its timeout.
-    local t0=$SECONDS rc=0
+    local rc=0
     wait "$load" || rc=$?
     [ "$rc" -ne 124 ] && ok "$1: the stream through the killed tpengine ended (socat exit $rc)" ||
         fail "$1: the stream through the killed tpengine hung"

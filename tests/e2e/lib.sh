@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # the addresses are for the tests that source this
 # Shared by the e2e tests (sourced): the lab with a cleanup trap, Z's real servers (nginx, the
 # peer probe, iperf3, a socat sink), tpengine started inside X, and the who-knows-whom and
 # payload assertions. Every test: `e2e_init NAME TPENGINE [lab.sh up options]` first.
