@@ -11,6 +11,7 @@
 #include <cstring>
 #include <fstream>
 #include <initializer_list>
+#include <map>
 #include <sstream>
 #include <string_view>
 
@@ -282,7 +283,15 @@ class Reader {
 
     std::string base_dir_;
     Diags& d_;
+    // Address lists already read, by full path: a list shared by several rules (or reached
+    // through aliases) is read once.
+    std::map<std::string, std::vector<Cidr>> file_cache_;
+    uint64_t addresses_ = 0;  // across the whole rule set, with repeats
+    bool too_many_addresses_ = false;
 };
+
+// Bounds the work of a rule set that repeats large lists through aliases.
+constexpr uint64_t kMaxAddresses = 2'000'000;
 
 // Fills a SockAddr from an address and port.
 plan::SockAddr sockaddr_of(const IpAddr& a, uint16_t port) {
@@ -768,6 +777,16 @@ std::vector<Cidr> Reader::read_addresses(const YamlNode& n, const std::string& p
             err(item, p, why);
         }
     }
+    addresses_ += all.size();
+    if (addresses_ > kMaxAddresses) {
+        if (!too_many_addresses_) {
+            too_many_addresses_ = true;
+            err(n, path,
+                "the rule set holds more than " + std::to_string(kMaxAddresses) +
+                    " addresses in all (lists repeated through aliases count each time)");
+        }
+        return {};
+    }
     for (const Cidr& c : all) {
         (c.addr.family == AF_INET ? v4 : v6).push_back(c);
     }
@@ -784,6 +803,11 @@ void Reader::read_address_file(const YamlNode& n, const std::string& path, const
         return;
     }
     std::string full = file[0] == '/' || base_dir_.empty() ? file : base_dir_ + "/" + file;
+    if (auto it = file_cache_.find(full); it != file_cache_.end()) {
+        out.insert(out.end(), it->second.begin(), it->second.end());
+        return;
+    }
+    std::vector<Cidr> list;
     struct stat st {};
     if (::stat(full.c_str(), &st) != 0) {
         err(n, path, "cannot read address list " + full + ": " + std::strerror(errno));
@@ -821,11 +845,14 @@ void Reader::read_address_file(const YamlNode& n, const std::string& path, const
             continue;
         }
         if (auto c = parse_cidr(token, why)) {
-            out.push_back(*c);
+            list.push_back(*c);
         } else {
             d_.error_in(full, {line_no, static_cast<int>(b) + 1}, path, why);
         }
     }
+    // Cached even when it had errors: they are reported once, and the load fails anyway.
+    out.insert(out.end(), list.begin(), list.end());
+    file_cache_.emplace(full, std::move(list));
 }
 
 std::vector<PortRange> Reader::read_ports(const YamlNode& n, const std::string& path) {

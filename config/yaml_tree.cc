@@ -8,6 +8,7 @@
 #include <yaml-cpp/mark.h>
 #include <yaml-cpp/parser.h>
 
+#include <algorithm>
 #include <map>
 #include <sstream>
 
@@ -148,6 +149,21 @@ class TreeBuilder : public YAML::EventHandler {
     void close() {
         Open top = std::move(stack_.back());
         stack_.pop_back();
+        uint64_t w = 1;
+        for (const auto& item : top.node->items) {
+            w += item->weight;
+        }
+        for (const auto& [k, v] : top.node->entries) {
+            w += k->weight + v->weight;
+        }
+        top.node->weight = std::min<uint64_t>(w, kMaxExpandedNodes + 1);
+        if (top.node->weight > kMaxExpandedNodes && !expanded_too_far_) {
+            expanded_too_far_ = true;
+            fail(top.node->pos,
+                 "with its aliases expanded this part of the document has more "
+                 "than " +
+                     std::to_string(kMaxExpandedNodes) + " nodes (an alias bomb?)");
+        }
         add(top.node, top.anchor);
     }
     void add(std::shared_ptr<const YamlNode> n, YAML::anchor_t anchor) {
@@ -177,6 +193,7 @@ class TreeBuilder : public YAML::EventHandler {
     }
 
     Diags& diags_;
+    bool expanded_too_far_ = false;
     std::vector<Open> stack_;
     std::map<YAML::anchor_t, std::shared_ptr<const YamlNode>> anchors_;
 };

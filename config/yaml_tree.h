@@ -3,6 +3,7 @@
 // every map entry (so duplicate keys can be reported), whether a scalar was quoted, and the
 // 1-based position of every key and value. Aliases share the anchored node.
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -18,7 +19,10 @@ struct YamlNode {
     Kind kind = Kind::null;
     Pos pos;
     bool quoted = false;  // scalar written in quotes (or as a block scalar)
-    std::string value;    // scalar text
+    // Nodes in this subtree with every alias expanded (saturating): bounds the work any walk
+    // over the tree can do, whatever aliases it contains.
+    uint64_t weight = 1;
+    std::string value;                                   // scalar text
     std::vector<std::shared_ptr<const YamlNode>> items;  // sequence
     // map entries in file order, duplicates kept
     std::vector<std::pair<std::shared_ptr<const YamlNode>, std::shared_ptr<const YamlNode>>>
@@ -34,6 +38,8 @@ struct YamlNode {
 
 // Largest rule-set or `@file` list accepted.
 inline constexpr size_t kMaxFileBytes = 16u << 20;
+// Largest document counted with aliases expanded (an alias "billion laughs" stops here).
+inline constexpr uint64_t kMaxExpandedNodes = 4'000'000;
 
 // Checks the raw bytes (size, BOM, UTF-8, tabs, control characters) of `text`; reports to
 // `diags` under `file` and returns false on any problem.
