@@ -173,6 +173,7 @@ tp_relay() {
         up="SYSTEM:exec socat - 'TCP:$2:$3,ip-transparent,bind=\$SOCAT_PEERADDR:\$SOCAT_PEERPORT'"
     fi
     bg ip netns exec "$LAB_PREFIX-x" socat "$lopt" "$up"
+    eval "TP_PID_$name=${BG_PIDS[-1]}"
     wait_listen in_x "$1" || die "socat stand-in did not listen on $1"
 }
 
