@@ -19,6 +19,9 @@ namespace {
 constexpr unsigned kBufCount = 512;  // per thread, power of two
 constexpr unsigned kBufSize = 64 * 1024;
 constexpr size_t kSourceChunk = 256 * 1024;
+// 128 KiB receives: measured cheapest on loopback (256 KiB cost 2.8x the CPU per byte: the
+// window update comes later and the sender stalls).
+constexpr size_t kSinkChunk = 128 * 1024;
 constexpr char kHttpResponse[] =
     "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nok\n";
 constexpr size_t kHttpLen = sizeof(kHttpResponse) - 1;
@@ -100,9 +103,15 @@ class ServeWorker {
     }
     void arm_recv(uint32_t slot) {
         io_uring_sqe* s = ring_.sqe();
-        io_uring_prep_recv(s, conns_[slot].fd, nullptr, kBufSize, 0);
-        s->flags |= IOSQE_BUFFER_SELECT;
-        s->buf_group = bufs_.bgid();
+        if (mode_ == ServeMode::Sink) {
+            // Discarded bytes: every connection of the thread receives into one large scratch
+            // (no buffer selection, no recycling; fewer, larger receives).
+            io_uring_prep_recv(s, conns_[slot].fd, sink_.data(), sink_.size(), 0);
+        } else {
+            io_uring_prep_recv(s, conns_[slot].fd, nullptr, kBufSize, 0);
+            s->flags |= IOSQE_BUFFER_SELECT;
+            s->buf_group = bufs_.bgid();
+        }
         io_uring_sqe_set_data64(s, pack(Op::Recv, slot));
     }
     void arm_send(uint32_t slot, const void* p, size_t n) {
@@ -192,6 +201,10 @@ class ServeWorker {
                 close_conn(slot);
                 return;
             }
+            if (mode_ == ServeMode::Sink) {
+                arm_recv(slot);
+                return;
+            }
             const int bid = static_cast<int>(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
             switch (mode_) {
                 case ServeMode::Echo:
@@ -263,6 +276,7 @@ class ServeWorker {
     std::vector<Conn> conns_;
     std::vector<uint32_t> free_;
     std::vector<uint32_t> starved_;
+    std::vector<char> sink_ = std::vector<char>(kSinkChunk);
     bool recycled_ = false;
 };
 

@@ -13,7 +13,9 @@
 namespace tp::bench {
 namespace {
 
-constexpr size_t kChunk = 256 * 1024;
+constexpr size_t kSendChunk = 256 * 1024;
+// 128 KiB receives: cheapest per byte on loopback (see serve.cc).
+constexpr size_t kRecvChunk = 128 * 1024;
 
 struct TConn {
     int fd = -1;
@@ -26,7 +28,7 @@ struct TConn {
 class ThroughputWorker {
   public:
     ThroughputWorker(const ClientOptions& o, std::vector<int> fds, LiveCounter& live)
-        : o_(o), live_(live), send_buf_(kChunk, 'x'), recv_buf_(kChunk) {
+        : o_(o), live_(live), send_buf_(kSendChunk, 'x'), recv_buf_(kRecvChunk) {
         for (int fd : fds) {
             conns_.push_back(TConn{fd});
         }
@@ -120,14 +122,14 @@ class ThroughputWorker {
   private:
     void arm_send(uint32_t i) {
         io_uring_sqe* s = ring_.sqe();
-        io_uring_prep_send(s, conns_[i].fd, send_buf_.data(), kChunk, MSG_NOSIGNAL);
+        io_uring_prep_send(s, conns_[i].fd, send_buf_.data(), kSendChunk, MSG_NOSIGNAL);
         io_uring_sqe_set_data64(s, pack(Op::Send, i));
         ++conns_[i].inflight;
     }
     void arm_recv(uint32_t i) {
         // Every connection of the thread receives into the same scratch: the data is discarded.
         io_uring_sqe* s = ring_.sqe();
-        io_uring_prep_recv(s, conns_[i].fd, recv_buf_.data(), kChunk, 0);
+        io_uring_prep_recv(s, conns_[i].fd, recv_buf_.data(), kRecvChunk, 0);
         io_uring_sqe_set_data64(s, pack(Op::Recv, i));
         ++conns_[i].inflight;
     }
