@@ -97,15 +97,17 @@ std::string NftContext::run(const std::string& batch, bool check_only) {
     return explain_nft_error(error, batch);
 }
 
-bool NftContext::table_exists(const std::string& name) {
+int NftContext::table_state(const std::string& name) {
     // Asked over nfnetlink directly: any nft listing command loads the whole ruleset into
     // libnftables' cache first, which takes seconds with a 100,000-element set.
     mnl_socket* sock = mnl_socket_open(NETLINK_NETFILTER);
     if (sock == nullptr) {
-        return false;
+        return -errno;
     }
-    bool found = false;
-    if (mnl_socket_bind(sock, 0, MNL_SOCKET_AUTOPID) == 0) {
+    int state = -EIO;  // no answer at all
+    if (mnl_socket_bind(sock, 0, MNL_SOCKET_AUTOPID) != 0) {
+        state = -errno;
+    } else {
         char buf[MNL_SOCKET_BUFFER_SIZE];
         nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
         nlh->nlmsg_type = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE;
@@ -129,27 +131,37 @@ bool NftContext::table_exists(const std::string& name) {
                     if (msg->nlmsg_pid != portid) {
                         continue;
                     }
-                    if (msg->nlmsg_type == NLMSG_ERROR || msg->nlmsg_type == NLMSG_DONE) {
-                        done = true;  // the ack, or ENOENT: no such table
+                    if (msg->nlmsg_type == NLMSG_ERROR) {
+                        done = true;  // the ack after the table, or the error instead of it
+                        auto* err = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(msg));
+                        if (err->error == -ENOENT) {
+                            state = 0;
+                        } else if (err->error != 0) {
+                            state = err->error;
+                        }
                         break;
                     }
                     if (msg->nlmsg_type == ((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWTABLE)) {
-                        found = true;
+                        state = 1;
                     }
                 }
             }
         }
     }
     mnl_socket_close(sock);
-    return found;
+    return state;
 }
 
 std::string NftContext::delete_table(const std::string& name, bool* deleted) {
-    bool existed = table_exists(name);
+    int state = table_state(name);
     if (deleted != nullptr) {
         *deleted = false;
     }
-    if (!existed) {
+    if (state < 0) {
+        return "cannot look for table inet " + name + ": " + std::strerror(-state) +
+               (state == -EPERM ? " (needs root or CAP_NET_ADMIN)" : "");
+    }
+    if (state == 0) {
         return {};
     }
     // Declaring it first makes the delete succeed even if it vanished since the check.

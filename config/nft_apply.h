@@ -26,7 +26,8 @@ class NftContext {
     // it was there. Returns "" on success, else the error.
     std::string delete_table(const std::string& name, bool* deleted = nullptr);
 
-    bool table_exists(const std::string& name);
+    // 1 if `table inet NAME` exists, 0 if not, -errno if the kernel would not say (EPERM).
+    int table_state(const std::string& name);
 
   private:
     NftContext() = default;

@@ -1,7 +1,8 @@
 """SIGHUP: an invalid file is rejected with its errors, the table stays as it was and the
 process and its connections live on; a valid changed file replaces the table (a new port in
 the set), adds a listener and the open relayed connection keeps working; a changed route
-table moves the policy routing, and a listener the file drops is closed. Stop then leaves nothing."""
+table moves the policy routing, a listener the file drops is closed, and a
+reload restores a table an admin flushed away. Stop then leaves nothing."""
 import os
 import signal
 import subprocess
@@ -97,6 +98,14 @@ def main():
     if ":50081" in ns.sh("ss -Htln").stdout:
         nslib.fail("the listener the file dropped is still up")
     echo(client, "four")
+
+    # An admin flushed the ruleset: a reload with the same file restores the table.
+    ns.sh("nft flush ruleset")
+    p.send_signal(signal.SIGHUP)
+    nslib.wait_for_line(p, "was gone; restored")
+    if "8080" not in nslib.nft_table(ns):
+        nslib.fail("the table was not restored")
+    echo(client, "five")
 
     client.stdin.close()
     client.wait(timeout=10)

@@ -393,7 +393,16 @@ int do_run(const Options& o) {
             bool same = next.kernel.nft_table == current.kernel.nft_table &&
                         next.kernel.nft_batch == current.kernel.nft_batch &&
                         same_routing(next.kernel, current.kernel);
-            std::string err = same ? "" : applier->replace(current.kernel, next.kernel);
+            std::string err;
+            if (!same) {
+                err = applier->replace(current.kernel, next.kernel);
+            } else if (applier->nft().table_state(next.kernel.nft_table) == 0) {
+                // Someone removed it (`nft flush ruleset`): a reload puts it back.
+                err = applier->nft().run(next.kernel.nft_batch);
+                if (err.empty()) {
+                    log_line("table inet " + next.kernel.nft_table + " was gone; restored");
+                }
+            }
             if (!err.empty()) {
                 log_line("reload rejected: cannot replace the rules:\n" + err);
                 if (Result<void> back = engine->update(current.plan); !back) {
