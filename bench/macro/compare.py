@@ -102,6 +102,25 @@ def tree_cpu_ticks(roots):
     return total
 
 
+def tree_rss_kib(roots):
+    """VmRSS summed over the process trees under `roots` (nginx: master + worker)."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            st = proc_stat(int(entry))
+            if st is not None:
+                parents.setdefault(st[0], []).append(int(entry))
+    total, todo = 0, list(roots)
+    while todo:
+        pid = todo.pop()
+        try:
+            total += rss_kib(pid)
+        except OSError:
+            pass
+        todo.extend(parents.get(pid, []))
+    return total
+
+
 def rss_kib(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -256,41 +275,41 @@ class Lab:
     # ---- memory ----
 
     def measure_memory(self, name, n_conns):
-        """RSS of a fresh relay idle, then with n_conns idle relayed connections held open."""
-        s = self.server_ports
+        """tpengine: RSS of a fresh `relay --workers 2`, idle, then holding n_conns idle relayed
+        connections. Peers (haproxy, nginx): the same on the instance already running (warm)."""
+        if name != "tpengine":
+            t = self.targets[name]
+            return self.hold_and_measure(t["pids"], t["echo"], n_conns)
         port = free_port()
-        if name == "tpengine":
-            argv = [self.args.tpengine, "relay"] + self.args.memory_tpengine_args + [
-                "-L", "127.0.0.1", str(port), "127.0.0.1", str(s["echo"])]
-            p = self.spawn("mem-tpengine", argv, RELAY_CPU)
-            pids = [p.pid]
-        else:
-            return None
+        argv = [self.args.tpengine, "relay"] + self.args.memory_tpengine_args + [
+            "-L", "127.0.0.1", str(port), "127.0.0.1", str(self.server_ports["echo"])]
+        p = self.spawn("mem-tpengine", argv, RELAY_CPU)
         try:
             wait_port(port, p, "tpengine (memory)")
             time.sleep(0.5)
-            idle = sum(rss_kib(x) for x in pids)
-            hold = subprocess.Popen(
-                self.prefix(CLIENT_CPU) + [self.args.tpbench, "hold", "--target",
-                 f"127.0.0.1:{port}", "--connections", str(n_conns), "--duration", "120"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                start_new_session=True)
-            self.procs.append(("hold", hold))
-            line = hold.stderr.readline()
-            held = 0
-            if "holding" in line:
-                held = int(line.split()[2])
-            time.sleep(0.5)
-            loaded = sum(rss_kib(x) for x in pids)
-            os.killpg(hold.pid, signal.SIGTERM)
-            hold.wait(timeout=30)
-            return {"idle_rss_kib": idle, "loaded_rss_kib": loaded, "held": held,
-                    "bytes_per_conn": (loaded - idle) * 1024 / held if held else None,
-                    "hold_output": line.strip()}
+            return self.hold_and_measure([p.pid], port, n_conns)
         finally:
             if p.poll() is None:
                 os.killpg(p.pid, signal.SIGTERM)
                 p.wait(timeout=10)
+
+    def hold_and_measure(self, pids, port, n_conns):
+        idle = tree_rss_kib(pids)
+        hold = subprocess.Popen(
+            self.prefix(CLIENT_CPU) + [self.args.tpbench, "hold", "--target", f"127.0.0.1:{port}",
+                                       "--connections", str(n_conns), "--duration", "120"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        self.procs.append(("hold", hold))
+        line = hold.stderr.readline()
+        held = int(line.split()[2]) if "holding" in line else 0
+        time.sleep(0.5)
+        loaded = tree_rss_kib(pids)
+        os.killpg(hold.pid, signal.SIGTERM)
+        hold.wait(timeout=30)
+        time.sleep(0.5)  # let the relay close them before the next measurement
+        return {"idle_rss_kib": idle, "loaded_rss_kib": loaded, "held": held,
+                "bytes_per_conn": (loaded - idle) * 1024 / held if held else None,
+                "hold_output": line.strip()}
 
 
 # ---- summaries ----
@@ -406,6 +425,9 @@ def render(summ, memory, targets, workloads, meta):
                     f"{fmt(bv, 2)} {bp or ''} | {rb} |")
         add("")
     if memory:
+        add("Memory: tpengine = a fresh `relay --workers 2`; peers = their instance of this run "
+            "(warm, one worker), N limited by their configured maxconn.")
+        add("")
         add("| memory | idle RSS KiB | RSS with N idle relayed conns KiB | N | bytes per conn |")
         add("|---|---|---|---|---|")
         for name, m in memory.items():
@@ -590,6 +612,12 @@ def main():
             sys.stderr.write("\r" + " " * 60 + "\r")
         if not args.no_memory and "tpengine" in targets:
             memory["tpengine"] = lab.measure_memory("tpengine", args.memory_conns)
+        if not args.no_memory:
+            # Peers: haproxy runs with maxconn 6000 and nginx with 9500 worker connections
+            # (two per relayed connection), so they hold fewer.
+            for peer in ("haproxy", "nginx"):
+                if peer in targets:
+                    memory[peer] = lab.measure_memory(peer, min(args.memory_conns, 4000))
     except KeyboardInterrupt:
         sys.stderr.write("\ninterrupted\n")
         lab.stop()
