@@ -7,6 +7,8 @@ source "$(dirname "$0")/lib.sh"
 e2e_init config_original "$1" --spoof-route
 z_services
 before=$(x_kernel_state)
+# TPROXY delivers locally, no forwarding. (--check only warns about it.)
+x_no_forwarding
 tp_config orig <<YAML
 nftables: {table: tpengine_e2e}
 listeners:
@@ -24,8 +26,6 @@ rules:
     action: tproxy
     listener: tp
 YAML
-# After start (tpengine --check insists on ip_forward): TPROXY delivers locally, no forwarding.
-x_no_forwarding
 bound=$(in_x ss -Htln | awk '{print $4}' | grep -E ':(80|8080|5201|9000)$' || true)
 [ -z "$bound" ] || fail "something listens on X on a rule's port: $bound"
 who orig-v4 "$Z_ADDR" 8080 "$Z_ADDR" "$Y_ADDR" yes

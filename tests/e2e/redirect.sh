@@ -6,6 +6,8 @@
 source "$(dirname "$0")/lib.sh"
 e2e_init redirect "$1"
 z_services
+# REDIRECT delivers locally, X need not forward. (--check only warns about it.)
+x_no_forwarding
 tp_config redirect -v <<YAML
 nftables: {table: tpengine_e2e}
 listeners:
@@ -23,8 +25,6 @@ rules:
     action: redirect
     listener: redir
 YAML
-# After start (tpengine --check insists on ip_forward): REDIRECT delivers locally, X need not forward.
-x_no_forwarding
 who redirect "$Z_ADDR" 8080 "$Z_ADDR" "$X_WAN" "yes:$X_LAN:50080"
 cl=$(field client_local "$TMP/who-redirect.txt")
 # The per-connection log line names the client and the recovered original destination.
