@@ -3,6 +3,8 @@
 // kernel has let go of the connection's buffers and sockets.
 #include "engine/relay.h"
 
+#include <poll.h>
+
 #include <cerrno>
 
 namespace tp::engine {
@@ -29,20 +31,28 @@ void Relay::arm(uint64_t deadline, Actions& out) {
     out.push(a);
 }
 
-void Relay::drop_buf(Dir& d, Actions& out) {
-    if (d.has_buf) {
-        Action a = act(ActionType::release_buf, Side::client);
-        a.buf = d.buf;
-        out.push(a);
-        d.has_buf = false;
-        d.len = 0;
+void Relay::release(uint16_t buf, Actions& out) {
+    Action a = act(ActionType::release_buf, Side::client);
+    a.buf = buf;
+    out.push(a);
+}
+
+void Relay::drop_bufs(Dir& d, Actions& out) {
+    int keep = d.send_inflight ? 1 : 0;  // the kernel still reads the head buffer
+    while (d.count > keep) {
+        int last = (d.head + d.count - 1) % depth;
+        release(d.bufs[last], out);
+        --d.count;
+    }
+    if (keep == 0) {
         d.off = 0;
     }
 }
 
 void Relay::issue_recv(Side from, Actions& out) {
     Dir& d = dir_[idx(from)];
-    if (d.recv_inflight || d.eof || d.has_buf || dead_[idx(from)]) {
+    if (d.recv_inflight || d.eof || d.count >= depth || dead_[idx(from)] ||
+        no_send_[idx(other(from))]) {
         return;
     }
     d.recv_inflight = true;
@@ -52,18 +62,21 @@ void Relay::issue_recv(Side from, Actions& out) {
 
 void Relay::issue_send(Side to, Actions& out) {
     Dir& d = dir_[idx(other(to))];
+    if (d.send_inflight || d.count == 0) {
+        return;
+    }
     d.send_inflight = true;
     ++ops_[idx(to)];
     Action a = act(ActionType::send, to);
-    a.buf = d.buf;
+    a.buf = d.head_buf();
     a.off = d.off;
-    a.len = d.len - d.off;
+    a.len = d.head_len() - d.off;
     out.push(a);
 }
 
 void Relay::issue_shutdown(Side to, Actions& out) {
     Dir& d = dir_[idx(other(to))];
-    if (d.shut || dead_[idx(to)]) {
+    if (d.shut || dead_[idx(to)] || no_send_[idx(to)]) {
         return;
     }
     d.shut = true;
@@ -95,7 +108,7 @@ void Relay::on_start(uint64_t now_ms, StartOutcome outcome, Actions& out) {
     phase_ = Phase::connecting;
     ++ops_[U];
     out.push(act(ActionType::connect, Side::upstream));
-    // Receive from the client while connecting: early data waits in one buffer, and a client
+    // Receive from the client while connecting: early data waits in the buffers, and a client
     // that goes away during the connect is noticed at once.
     issue_recv(Side::client, out);
     if (timeouts_.connect_ms > 0) {
@@ -116,20 +129,35 @@ void Relay::on_connect(uint64_t now_ms, int res, Actions& out) {
     }
     phase_ = Phase::relaying;
     last_activity_ = now_ms;
+    if (watching_) {
+        ++ops_[C];
+        out.push(act(ActionType::cancel_watch, Side::client));
+    }
     if (timeouts_.idle_ms > 0) {
         arm(now_ms + timeouts_.idle_ms, out);
     } else {
         out.push(act(ActionType::disarm_timer, Side::client));
     }
     Dir& up = dir_[C];
-    if (up.has_buf) {
+    if (up.count > 0) {
         issue_send(Side::upstream, out);
     } else if (up.eof) {
         issue_shutdown(Side::upstream, out);
-    } else {
-        issue_recv(Side::client, out);
     }
+    issue_recv(Side::client, out);
     issue_recv(Side::upstream, out);
+}
+
+void Relay::on_watch(int res, Actions& out) {
+    --ops_[C];
+    watching_ = false;
+    if (phase_ == Phase::closing || phase_ == Phase::done) {
+        maybe_finish(out);
+        return;
+    }
+    if (phase_ == Phase::connecting && res > 0 && (res & (POLLERR | POLLHUP))) {
+        side_failed(Side::client, out);
+    }
 }
 
 void Relay::on_recv(uint64_t now_ms, Side from, int res, bool has_buf, uint16_t buf, Actions& out) {
@@ -139,34 +167,34 @@ void Relay::on_recv(uint64_t now_ms, Side from, int res, bool has_buf, uint16_t 
     d.recv_inflight = false;
     if (phase_ == Phase::closing || phase_ == Phase::done) {
         if (has_buf) {
-            Action a = act(ActionType::release_buf, from);
-            a.buf = buf;
-            out.push(a);
+            release(buf, out);
         }
         maybe_finish(out);
         return;
     }
     if (res > 0 && has_buf) {
-        if (dead_[idx(to)] || dead_[idx(from)]) {
-            Action a = act(ActionType::release_buf, from);
-            a.buf = buf;
-            out.push(a);
+        if (dead_[idx(to)] || dead_[idx(from)] || no_send_[idx(to)]) {
+            release(buf, out);  // nowhere to deliver it
             return;
         }
-        d.buf = buf;
-        d.len = static_cast<uint32_t>(res);
-        d.off = 0;
-        d.has_buf = true;
+        d.push(buf, static_cast<uint32_t>(res));
         last_activity_ = now_ms;
         if (phase_ == Phase::relaying) {
             issue_send(to, out);
+            issue_recv(from, out);
+        } else if (d.count < depth) {
+            issue_recv(from, out);
+        } else if (!watching_) {
+            // Connecting with full buffers: no receive is pending on the client, so watch it
+            // for a reset instead (a poll for POLLERR/POLLHUP only, not for data).
+            watching_ = true;
+            ++ops_[C];
+            out.push(act(ActionType::watch, Side::client));
         }
         return;
     }
     if (has_buf) {  // no data in it: give it straight back
-        Action a = act(ActionType::release_buf, from);
-        a.buf = buf;
-        out.push(a);
+        release(buf, out);
     }
     if (res > 0) {  // data without a buffer: cannot happen with buffer select
         teardown(CloseCause::error, true, true, out);
@@ -175,8 +203,12 @@ void Relay::on_recv(uint64_t now_ms, Side from, int res, bool has_buf, uint16_t 
     if (res == 0) {
         d.eof = true;
         last_activity_ = now_ms;
-        if (phase_ == Phase::relaying && !d.send_inflight) {
-            issue_shutdown(to, out);
+        if (d.count == 0 && !d.send_inflight) {
+            if (no_send_[idx(from)]) {  // it can take nothing and sends nothing more
+                side_failed(from, out);
+            } else if (phase_ == Phase::relaying) {
+                issue_shutdown(to, out);
+            }
         }
         return;
     }
@@ -190,7 +222,10 @@ void Relay::on_recv(uint64_t now_ms, Side from, int res, bool has_buf, uint16_t 
         case EAGAIN:
             issue_recv(from, out);
             return;
-        case ECANCELED:  // we cancelled it (the other side failed)
+        case ECANCELED:  // we cancelled it
+            if (no_send_[idx(from)] && d.count == 0 && !d.send_inflight) {
+                side_failed(from, out);
+            }
             return;
         default:
             side_failed(from, out);
@@ -204,30 +239,47 @@ void Relay::on_send(uint64_t now_ms, Side to, int res, Actions& out) {
     --ops_[idx(to)];
     d.send_inflight = false;
     if (phase_ == Phase::closing || phase_ == Phase::done) {
-        drop_buf(d, out);
+        drop_bufs(d, out);
         maybe_finish(out);
         return;
     }
-    if (res > 0 && !dead_[idx(to)]) {
+    if (res > 0 && !dead_[idx(to)] && !no_send_[idx(to)]) {
         last_activity_ = now_ms;
         d.off += static_cast<uint32_t>(res);
-        if (d.off < d.len) {  // partial send: continue from the offset
+        if (d.off < d.head_len()) {  // partial send: continue from the offset
             issue_send(to, out);
             return;
         }
-        drop_buf(d, out);
-        after_dir_drained(from, out);
+        release(d.head_buf(), out);
+        d.pop();
+        issue_recv(from, out);
+        if (d.count > 0) {
+            issue_send(to, out);
+        } else {
+            after_dir_drained(from, out);
+        }
         return;
     }
-    drop_buf(d, out);
-    if (dead_[idx(to)]) {  // cancelled because `to` already failed
+    drop_bufs(d, out);
+    if (dead_[idx(to)] || no_send_[idx(to)]) {  // cancelled: `to` already failed
         return;
     }
     if (reset_after_drain_) {  // delivering the last bytes before a reset failed too
         teardown(pending_cause_, true, true, out);
         return;
     }
-    side_failed(to, out);
+    // `to` takes no more bytes, but what it sent before failing is still readable (Linux
+    // returns queued data before the error): keep reading it and deliver it, and treat `to`
+    // as reset once that read fails or ends.
+    no_send_[idx(to)] = true;
+    if (d.recv_inflight) {  // from -> to is pointless now
+        ++ops_[idx(from)];
+        out.push(act(ActionType::cancel_recv, from));
+    }
+    Dir& back = dir_[idx(to)];
+    if (!back.recv_inflight && back.count == 0 && !back.send_inflight) {
+        side_failed(to, out);
+    }
 }
 
 void Relay::after_dir_drained(Side from, Actions& out) {
@@ -235,6 +287,8 @@ void Relay::after_dir_drained(Side from, Actions& out) {
     Side to = other(from);
     if (reset_after_drain_ && dead_[idx(from)]) {
         teardown(pending_cause_, true, true, out);
+    } else if (no_send_[idx(from)] && d.eof) {
+        side_failed(from, out);
     } else if (d.eof) {
         issue_shutdown(to, out);
     } else {
@@ -254,7 +308,7 @@ void Relay::side_failed(Side s, Actions& out) {
     }
     Side t = other(s);
     Dir& fwd = dir_[idx(s)];
-    if (!fwd.has_buf) {  // nothing of s's left to deliver: reset t now
+    if (fwd.count == 0) {  // nothing of s's left to deliver: reset t now
         teardown(cause, true, true, out);
         return;
     }
@@ -273,9 +327,7 @@ void Relay::side_failed(Side s, Actions& out) {
         ++ops_[idx(t)];
         out.push(act(ActionType::cancel_recv, t));
     }
-    if (back.has_buf && !back.send_inflight) {
-        drop_buf(back, out);
-    }
+    drop_bufs(back, out);
 }
 
 void Relay::on_shutdown(Side side, int, Actions& out) {
@@ -357,8 +409,8 @@ void Relay::maybe_finish(Actions& out) {
     if (phase_ != Phase::closing || ops_[C] != 0 || ops_[U] != 0) {
         return;
     }
-    drop_buf(dir_[C], out);
-    drop_buf(dir_[U], out);
+    drop_bufs(dir_[C], out);
+    drop_bufs(dir_[U], out);
     for (int s = 0; s < 2; ++s) {
         if (open_[s]) {
             Action a = act(ActionType::close, static_cast<Side>(s));
@@ -366,7 +418,7 @@ void Relay::maybe_finish(Actions& out) {
             // A reset relayed from the other side: what that side sent is still queued here
             // and must reach this peer before the RST, which would discard it.
             a.drain_first =
-                rst_[s] && !dead_[s] &&
+                rst_[s] && !dead_[s] && !no_send_[s] &&
                 (cause_ == CloseCause::client_reset || cause_ == CloseCause::upstream_reset);
             out.push(a);
             open_[s] = false;

@@ -27,6 +27,8 @@ enum class ActionType : uint8_t {
     shutdown,      // shutdown(SHUT_WR) on `side`
     cancel_all,    // cancel every operation on `side`'s socket
     cancel_recv,   // cancel only the receive pending on `side`
+    watch,         // poll `side` for an error/hangup (client during connect, buffers full)
+    cancel_watch,  // cancel that poll
     release_buf,   // give `buf` back to the provided ring
     close,         // close `side`'s socket; `reset` = SO_LINGER 0 first (RST)
     arm_timer,     // (re)arm the connection's one timer for `deadline_ms`
@@ -84,26 +86,45 @@ class Relay {
     void on_send(uint64_t now_ms, Side to, int res, Actions& out);
     void on_shutdown(Side side, int res, Actions& out);
     void on_cancel_done(Side side, Actions& out);  // the completion of a cancel request
+    void on_watch(int res, Actions& out);          // the watch poll completed (res = revents)
     void on_timer(uint64_t now_ms, Actions& out);
     void on_stop(Actions& out);  // drain timeout: close now, cause `shutdown`
 
     Phase phase() const { return phase_; }
     bool half_closed() const { return dir_[0].shut != dir_[1].shut; }
+    // Buffers a direction may hold: one being sent plus one received meanwhile, so the next
+    // receive overlaps the current send while memory per connection stays bounded.
+    static constexpr int depth = 2;
     int ops_in_flight(Side s) const { return ops_[idx(s)]; }
     CloseCause cause() const { return cause_; }
 
   private:
     // Bytes flowing from side `from` to other(from); indexed by idx(from).
     struct Dir {
-        uint32_t len = 0;  // bytes in the held buffer
-        uint32_t off = 0;  // bytes of it already sent
-        uint16_t buf = 0;
-        bool has_buf = false;
+        uint16_t bufs[depth] = {};  // FIFO of received buffers; bufs[head] is being sent
+        uint32_t lens[depth] = {};
+        uint8_t head = 0;
+        uint8_t count = 0;
+        uint32_t off = 0;  // bytes of the head buffer already sent
         bool recv_inflight = false;
         bool send_inflight = false;
         bool eof = false;        // the source sent FIN
         bool shut = false;       // shutdown(SHUT_WR) issued on the destination
         bool shut_done = false;  // ... and completed
+
+        uint16_t head_buf() const { return bufs[head]; }
+        uint32_t head_len() const { return lens[head]; }
+        void push(uint16_t b, uint32_t len) {
+            int i = (head + count) % depth;
+            bufs[i] = b;
+            lens[i] = len;
+            ++count;
+        }
+        void pop() {
+            head = static_cast<uint8_t>((head + 1) % depth);
+            --count;
+            off = 0;
+        }
     };
 
     void issue_recv(Side from, Actions& out);
@@ -115,7 +136,8 @@ class Relay {
     void maybe_finish(Actions& out);
     void check_done(Actions& out);
     void arm(uint64_t deadline, Actions& out);
-    void drop_buf(Dir& d, Actions& out);
+    void drop_bufs(Dir& d, Actions& out);  // release every buffer not being sent
+    void release(uint16_t buf, Actions& out);
 
     plan::Timeouts timeouts_{};
     Dir dir_[2];
@@ -124,7 +146,9 @@ class Relay {
     bool dead_[2] = {false, false};  // reset or errored: no more I/O on it
     bool rst_[2] = {false, false};   // close with RST
     bool cancel_issued_[2] = {false, false};
-    bool reset_after_drain_ = false;  // a side failed; reset the other once bytes are out
+    bool no_send_[2] = {false, false};  // a send to it failed; its queued bytes are still read
+    bool watching_ = false;             // the client watch poll is in flight
+    bool reset_after_drain_ = false;    // a side failed; reset the other once bytes are out
     Phase phase_ = Phase::idle;
     CloseCause cause_ = CloseCause::normal;
     CloseCause pending_cause_ = CloseCause::normal;

@@ -18,9 +18,10 @@ enum class Op : uint8_t {
     shutdown_upstream,
     cancel_client,
     cancel_upstream,
-    tick,    // the worker's timer wheel tick
-    wake,    // eventfd read: commands from other threads
-    ignore,  // requests whose completion needs no handling (accept cancel, ...)
+    watch_client,  // poll for an error/hangup on the client while connecting
+    tick,          // the worker's timer wheel tick
+    wake,          // eventfd read: commands from other threads
+    ignore,        // requests whose completion needs no handling (accept cancel, ...)
 };
 
 struct UserData {

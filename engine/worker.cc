@@ -4,6 +4,7 @@
 #include "engine/worker.h"
 
 #include <linux/sockios.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <sys/eventfd.h>
@@ -426,6 +427,9 @@ void Worker::handle_conn(const UserData& u, const io_uring_cqe* cqe) {
             c.relay.on_shutdown(u.op == Op::shutdown_client ? Side::client : Side::upstream, res,
                                 acts);
             break;
+        case Op::watch_client:
+            c.relay.on_watch(res, acts);
+            break;
         case Op::cancel_client:
         case Op::cancel_upstream:
             c.relay.on_cancel_done(u.op == Op::cancel_client ? Side::client : Side::upstream, acts);
@@ -482,6 +486,18 @@ void Worker::execute(uint32_t s, const Actions& acts) {
                 io_uring_sqe* sqe = ring_.get_sqe();
                 io_uring_prep_cancel64(sqe, ud(recv_op(a.side), gen, s), 0);
                 io_uring_sqe_set_data64(sqe, ud(cancel_op(a.side), gen, s));
+                break;
+            }
+            case ActionType::watch: {
+                io_uring_sqe* sqe = ring_.get_sqe();
+                io_uring_prep_poll_add(sqe, fd, POLLERR | POLLHUP);
+                io_uring_sqe_set_data64(sqe, ud(Op::watch_client, gen, s));
+                break;
+            }
+            case ActionType::cancel_watch: {
+                io_uring_sqe* sqe = ring_.get_sqe();
+                io_uring_prep_cancel64(sqe, ud(Op::watch_client, gen, s), 0);
+                io_uring_sqe_set_data64(sqe, ud(Op::cancel_client, gen, s));
                 break;
             }
             case ActionType::release_buf:

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <poll.h>
+
 #include <cerrno>
 
 namespace tp::engine {
@@ -132,13 +134,22 @@ TEST_F(RelayTest, BackpressureAndRecycle) {
     connected();
     r.on_recv(20, C, 1000, true, 3, out);
     EXPECT_EQ(count(ActionType::send, U), 1);
-    EXPECT_EQ(count(ActionType::recv, C), 0) << "no receive while bytes are unsent";
+    EXPECT_EQ(count(ActionType::recv, C), 1) << "one receive overlaps the send";
+    out.clear();
+    r.on_recv(20, C, 500, true, 4, out);
+    EXPECT_EQ(count(ActionType::send), 0) << "one send at a time";
+    EXPECT_EQ(count(ActionType::recv, C), 0) << "both buffers held: no receive (backpressure)";
+    EXPECT_EQ(r.ops_in_flight(C), 0);
     out.clear();
     r.on_send(21, U, 1000, out);
     const Action* rel = find(ActionType::release_buf);
     ASSERT_NE(rel, nullptr);
     EXPECT_EQ(rel->buf, 3);
     EXPECT_EQ(count(ActionType::recv, C), 1);
+    const Action* s = find(ActionType::send, U);
+    ASSERT_NE(s, nullptr);
+    EXPECT_EQ(s->buf, 4);
+    EXPECT_EQ(s->len, 500u);
 }
 
 TEST_F(RelayTest, PartialSendsContinueFromTheOffset) {
@@ -161,7 +172,8 @@ TEST_F(RelayTest, PartialSendsContinueFromTheOffset) {
     out.clear();
     r.on_send(23, C, 1, out);
     EXPECT_EQ(count(ActionType::release_buf), 1);
-    EXPECT_EQ(count(ActionType::recv, U), 1);
+    EXPECT_EQ(count(ActionType::send), 0);
+    EXPECT_EQ(r.ops_in_flight(U), 1);  // the overlapping receive is still pending
 }
 
 TEST_F(RelayTest, HalfCloseClientFirstThenUpstream) {
@@ -177,7 +189,7 @@ TEST_F(RelayTest, HalfCloseClientFirstThenUpstream) {
     EXPECT_EQ(count(ActionType::send, C), 1);
     out.clear();
     r.on_send(31, C, 50, out);
-    EXPECT_EQ(count(ActionType::recv, U), 1);
+    EXPECT_EQ(count(ActionType::release_buf), 1);
     out.clear();
     r.on_recv(40, U, 0, false, 0, out);  // upstream FIN
     EXPECT_EQ(count(ActionType::shutdown, C), 1);
@@ -195,8 +207,8 @@ TEST_F(RelayTest, HalfCloseUpstreamFirstWaitsForPendingBytes) {
     connected();
     r.on_recv(20, U, 10, true, 2, out);  // bytes towards the client
     out.clear();
-    r.on_send(21, C, 10, out);  // sent; recv on upstream again
-    EXPECT_EQ(count(ActionType::recv, U), 1);
+    r.on_send(21, C, 10, out);  // sent; the overlapping upstream recv is still pending
+    EXPECT_EQ(r.ops_in_flight(U), 1);
     out.clear();
     r.on_recv(22, U, 0, false, 0, out);
     EXPECT_EQ(count(ActionType::shutdown, C), 1);
@@ -224,23 +236,56 @@ TEST_F(RelayTest, ClientEofDuringConnectShutsUpstreamAfterEarlyData) {
     EXPECT_EQ(count(ActionType::recv, U), 1);
 }
 
-TEST_F(RelayTest, UpstreamResetBecomesClientResetAfterPendingBytes) {
+TEST_F(RelayTest, SendFailureStillDeliversWhatTheFailedSideSent) {
     connected();
-    // Upstream -> client bytes are being written when the client -> upstream send fails.
-    r.on_recv(20, U, 100, true, 5, out);
-    r.on_recv(20, C, 30, true, 6, out);
+    r.on_recv(20, U, 100, true, 5, out);  // upstream -> client, send in flight
+    r.on_recv(20, C, 30, true, 6, out);   // client -> upstream, send in flight
     out.clear();
-    r.on_send(21, U, -ECONNRESET, out);  // upstream gone while its bytes are in flight to client
-    EXPECT_EQ(count(ActionType::cancel_all, U), 0);  // nothing else in flight on upstream
-    EXPECT_EQ(count(ActionType::finish), 0) << "the client must get the bytes first";
+    r.on_send(21, U, -ECONNRESET, out);  // the upstream is gone
+    EXPECT_EQ(count(ActionType::cancel_recv, C), 1) << "client -> upstream is pointless now";
+    EXPECT_EQ(count(ActionType::finish), 0);
     EXPECT_EQ(count(ActionType::close), 0);
     out.clear();
-    r.on_send(22, C, 100, out);  // delivered
+    // What the upstream sent before it failed is still read and delivered.
+    r.on_recv(22, U, 20, true, 7, out);
+    EXPECT_EQ(count(ActionType::release_buf), 0);
+    r.on_recv(23, C, -ECANCELED, false, 0, out);
+    r.on_cancel_done(C, out);
+    out.clear();
+    r.on_send(24, C, 100, out);
+    const Action* s = find(ActionType::send, C);
+    ASSERT_NE(s, nullptr);
+    EXPECT_EQ(s->buf, 7);
+    EXPECT_EQ(count(ActionType::recv, U), 1);
+    out.clear();
+    r.on_recv(25, U, -ECONNRESET, false, 0, out);  // now the read fails too
+    EXPECT_EQ(count(ActionType::finish), 0) << "buffer 7 is still being delivered";
+    out.clear();
+    r.on_send(26, C, 20, out);
     const Action* cc = find(ActionType::close, C);
     ASSERT_NE(cc, nullptr);
     EXPECT_TRUE(cc->reset);
-    EXPECT_TRUE(cc->drain_first);
+    EXPECT_TRUE(cc->drain_first) << "the client's kernel queue must drain before the RST";
     expect_finished(CloseCause::upstream_reset);
+}
+
+TEST_F(RelayTest, ClientResetDropsBytesQueuedForIt) {
+    connected();
+    r.on_recv(20, U, 100, true, 5, out);  // send to client in flight, recv overlaps
+    r.on_recv(21, U, 50, true, 6, out);   // queued
+    out.clear();
+    r.on_recv(22, C, -ECONNRESET, false, 0, out);    // client resets: nothing of its to deliver
+    EXPECT_EQ(count(ActionType::cancel_all, C), 1);  // the send to it
+    EXPECT_EQ(count(ActionType::cancel_all, U), 0);  // nothing in flight there
+    out.clear();
+    r.on_send(23, C, -ECANCELED, out);
+    r.on_cancel_done(C, out);
+    EXPECT_EQ(count(ActionType::release_buf), 2);
+    const Action* cu = find(ActionType::close, U);
+    ASSERT_NE(cu, nullptr);
+    EXPECT_TRUE(cu->reset);
+    EXPECT_TRUE(cu->drain_first);
+    expect_finished(CloseCause::client_reset);
 }
 
 TEST_F(RelayTest, ResetWhileWriteInFlight) {
@@ -256,6 +301,9 @@ TEST_F(RelayTest, ResetWhileWriteInFlight) {
     EXPECT_EQ(count(ActionType::finish), 0);
     out.clear();
     r.on_cancel_done(U, out);
+    EXPECT_EQ(count(ActionType::finish), 0);  // the overlapping client recv is cancelled too
+    r.on_recv(23, C, -ECANCELED, false, 0, out);
+    r.on_cancel_done(C, out);
     const Action* cc = find(ActionType::close, C);
     ASSERT_NE(cc, nullptr);
     EXPECT_TRUE(cc->reset);
@@ -404,9 +452,41 @@ TEST_F(RelayTest, StopWhileRelaying) {
     r.on_stop(out);
     r.on_send(21, U, -ECANCELED, out);
     r.on_recv(21, U, -ECANCELED, false, 0, out);
+    r.on_recv(21, C, -ECANCELED, false, 0, out);
     r.on_cancel_done(U, out);
+    r.on_cancel_done(C, out);
     EXPECT_EQ(count(ActionType::release_buf), 1);
     expect_finished(CloseCause::shutdown);
+}
+
+TEST_F(RelayTest, ClientResetDuringConnectWithFullBuffersIsWatched) {
+    r.on_start(0, StartOutcome::ok, out);
+    r.on_recv(1, C, 10, true, 1, out);
+    out.clear();
+    r.on_recv(2, C, 10, true, 2, out);  // both buffers full: no recv can notice a reset
+    EXPECT_EQ(count(ActionType::recv), 0);
+    EXPECT_EQ(count(ActionType::watch, C), 1);
+    out.clear();
+    r.on_watch(POLLERR | POLLHUP, out);
+    EXPECT_EQ(count(ActionType::cancel_all, U), 1);  // the connect
+    r.on_connect(3, -ECANCELED, out);
+    r.on_cancel_done(U, out);
+    EXPECT_EQ(count(ActionType::release_buf), 2);
+    expect_finished(CloseCause::client_reset);
+}
+
+TEST_F(RelayTest, WatchIsCancelledOnceConnected) {
+    r.on_start(0, StartOutcome::ok, out);
+    r.on_recv(1, C, 10, true, 1, out);
+    r.on_recv(2, C, 10, true, 2, out);
+    out.clear();
+    r.on_connect(3, 0, out);
+    EXPECT_EQ(count(ActionType::cancel_watch, C), 1);
+    EXPECT_EQ(count(ActionType::send, U), 1);
+    r.on_watch(-ECANCELED, out);
+    r.on_cancel_done(C, out);
+    EXPECT_EQ(r.ops_in_flight(C), 0);
+    EXPECT_EQ(r.phase(), Relay::Phase::relaying);
 }
 
 TEST_F(RelayTest, EveryStartFinishesExactlyOnce) {
