@@ -47,6 +47,13 @@ struct Conn {
     uint32_t off = 0;        // bytes of it already sent
     uint64_t http_left = 0;  // response bytes still owed (http)
     uint8_t http_match = 0;  // how much of "\r\n\r\n" the last bytes matched
+    // echo: received buffers waiting to go back, oldest first (linked through next_bid_)
+    int q_head = -1;
+    int q_tail = -1;
+    bool recv_armed = false;  // echo: the multishot receive is live
+    bool send_inflight = false;
+    bool closing = false;
+    bool starved = false;  // waiting in starved_ for buffers
 };
 
 class ServeWorker {
@@ -81,6 +88,7 @@ class ServeWorker {
                 std::vector<uint32_t> retry;
                 retry.swap(starved_);
                 for (uint32_t slot : retry) {
+                    conns_[slot].starved = false;
                     arm_recv(slot);
                 }
             }
@@ -107,6 +115,13 @@ class ServeWorker {
             // Discarded bytes: every connection of the thread receives into one large scratch
             // (no buffer selection, no recycling; fewer, larger receives).
             io_uring_prep_recv(s, conns_[slot].fd, sink_.data(), sink_.size(), 0);
+        } else if (mode_ == ServeMode::Echo) {
+            // One receive for the connection's life: no re-submission and no poll re-arm per
+            // request; buffers queue per connection while their echo is being sent.
+            io_uring_prep_recv_multishot(s, conns_[slot].fd, nullptr, 0, 0);
+            s->flags |= IOSQE_BUFFER_SELECT;
+            s->buf_group = bufs_.bgid();
+            conns_[slot].recv_armed = true;
         } else {
             io_uring_prep_recv(s, conns_[slot].fd, nullptr, kBufSize, 0);
             s->flags |= IOSQE_BUFFER_SELECT;
@@ -124,11 +139,100 @@ class ServeWorker {
         recycled_ = true;
     }
 
+    // ---- echo (multishot receive, per-connection queue of buffers) ----
+    void echo_send_head(uint32_t slot) {
+        Conn& c = conns_[slot];
+        const int bid = c.q_head;
+        c.send_inflight = true;
+        arm_send(slot, bufs_.buf(static_cast<unsigned>(bid)) + c.off,
+                 bid_len_[static_cast<size_t>(bid)] - c.off);
+    }
+    void echo_begin_close(uint32_t slot) {
+        Conn& c = conns_[slot];
+        if (!c.closing) {
+            c.closing = true;
+            ::shutdown(c.fd, SHUT_RDWR);  // ends the multishot receive and any send
+        }
+        echo_maybe_finish(slot);
+    }
+    void echo_maybe_finish(uint32_t slot) {
+        Conn& c = conns_[slot];
+        if (!c.closing || c.recv_armed || c.send_inflight) {
+            return;
+        }
+        for (int bid = c.q_head; bid >= 0;) {
+            const int next = next_bid_[static_cast<size_t>(bid)];
+            recycle(bid);
+            bid = next;
+        }
+        if (c.starved) {
+            std::erase(starved_, slot);
+        }
+        ::close(c.fd);
+        c = Conn{};
+        free_.push_back(slot);
+    }
+    void echo_recv(uint32_t slot, io_uring_cqe* cqe) {
+        Conn& c = conns_[slot];
+        const int res = cqe->res;
+        if (res > 0) {
+            const int bid = static_cast<int>(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+            bid_len_[static_cast<size_t>(bid)] = static_cast<uint32_t>(res);
+            next_bid_[static_cast<size_t>(bid)] = -1;
+            if (c.closing) {
+                recycle(bid);
+            } else if (c.q_tail < 0) {
+                c.q_head = c.q_tail = bid;
+                c.off = 0;
+                echo_send_head(slot);
+            } else {
+                next_bid_[static_cast<size_t>(c.q_tail)] = bid;
+                c.q_tail = bid;
+            }
+        } else if (cqe->flags & IORING_CQE_F_BUFFER) {
+            recycle(static_cast<int>(cqe->flags >> IORING_CQE_BUFFER_SHIFT));
+        }
+        if (cqe->flags & IORING_CQE_F_MORE) {
+            return;
+        }
+        c.recv_armed = false;
+        if (c.closing) {
+            echo_maybe_finish(slot);
+        } else if (res == -ENOBUFS) {
+            c.starved = true;
+            starved_.push_back(slot);
+        } else if (res > 0) {
+            arm_recv(slot);  // the kernel ended the multishot for its own reasons: re-arm
+        } else {
+            echo_begin_close(slot);  // EOF or error
+        }
+    }
+    void echo_sent(uint32_t slot, int res) {
+        Conn& c = conns_[slot];
+        c.send_inflight = false;
+        if (res <= 0 || c.closing) {
+            echo_begin_close(slot);
+            return;
+        }
+        c.off += static_cast<uint32_t>(res);
+        const int bid = c.q_head;
+        if (c.off < bid_len_[static_cast<size_t>(bid)]) {
+            echo_send_head(slot);
+            return;
+        }
+        c.q_head = next_bid_[static_cast<size_t>(bid)];
+        if (c.q_head < 0) {
+            c.q_tail = -1;
+        }
+        recycle(bid);
+        c.off = 0;
+        if (c.q_head >= 0) {
+            echo_send_head(slot);
+        }
+    }
+
     void close_conn(uint32_t slot) {
         Conn& c = conns_[slot];
-        if (c.bid >= 0) {
-            recycle(c.bid);
-        }
         ::close(c.fd);
         c = Conn{};
         free_.push_back(slot);
@@ -189,6 +293,14 @@ class ServeWorker {
         }
         const uint32_t slot = slot_of(ud);
         Conn& c = conns_[slot];
+        if (mode_ == ServeMode::Echo) {
+            if (op_of(ud) == Op::Recv) {
+                echo_recv(slot, cqe);
+            } else {
+                echo_sent(slot, res);
+            }
+            return;
+        }
         if (op_of(ud) == Op::Recv) {
             if (res == -ENOBUFS) {
                 starved_.push_back(slot);
@@ -207,12 +319,6 @@ class ServeWorker {
             }
             const int bid = static_cast<int>(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
             switch (mode_) {
-                case ServeMode::Echo:
-                    c.bid = bid;
-                    c.len = static_cast<uint32_t>(res);
-                    c.off = 0;
-                    arm_send(slot, bufs_.buf(static_cast<unsigned>(bid)), c.len);
-                    return;
                 case ServeMode::Http: {
                     const int reqs = count_requests(c, bufs_.buf(static_cast<unsigned>(bid)), res);
                     recycle(bid);
@@ -236,16 +342,6 @@ class ServeWorker {
             return;
         }
         switch (mode_) {
-            case ServeMode::Echo:
-                c.off += static_cast<uint32_t>(res);
-                if (c.off < c.len) {
-                    arm_send(slot, bufs_.buf(static_cast<unsigned>(c.bid)) + c.off, c.len - c.off);
-                    return;
-                }
-                recycle(c.bid);
-                c.bid = -1;
-                arm_recv(slot);
-                return;
             case ServeMode::Http:
                 // A short send restarts at the same phase of the repeating block, so the offset
                 // into it is the bytes sent modulo one response.
@@ -277,6 +373,8 @@ class ServeWorker {
     std::vector<uint32_t> free_;
     std::vector<uint32_t> starved_;
     std::vector<char> sink_ = std::vector<char>(kSinkChunk);
+    std::vector<int> next_bid_ = std::vector<int>(kBufCount, -1);  // echo queue links
+    std::vector<uint32_t> bid_len_ = std::vector<uint32_t>(kBufCount, 0);
     bool recycled_ = false;
 };
 
