@@ -3,7 +3,9 @@
   stop    after SIGTERM (exit 0) nothing of ours is left: table, both families' rules and routes
   kill9   after kill -9 the state stays; 10 cycles of start + kill -9 leave exactly one table,
           one rule and one route per family; kill -9 again, then --cleanup removes it all (and exits 0 when
-          there is nothing left to remove)"""
+          there is nothing left to remove)
+  second  a second instance with the same table in the same namespace is refused (exit 1,
+          nothing touched), and so is --cleanup while the first runs"""
 import os
 import signal
 import sys
@@ -76,6 +78,24 @@ def main():
         r = ns.run([os.environ["TPENGINE"], "-c", cfg, "--cleanup"])
         if r.returncode != 0 or "nothing to clean up" not in r.stderr:
             nslib.fail(f"second --cleanup: exit {r.returncode}\n{r.stderr}")
+    elif mode == "second":
+        p = nslib.start(ns, cfg)
+        running = ns.snapshot()
+        other = nslib.write_config(os.path.join(tmp, "other.yaml"), port=50090)
+        r = ns.run([os.environ["TPENGINE"], "-c", other])
+        if r.returncode != 1 or "another tpengine (pid" not in r.stderr:
+            nslib.fail(f"second instance: exit {r.returncode}\n{r.stderr}")
+        nslib.expect_same(running, ns.snapshot(), "second instance refused")
+        r = ns.run([os.environ["TPENGINE"], "-c", cfg, "--cleanup"])
+        if r.returncode != 1 or "not stale" not in r.stderr:
+            nslib.fail(f"--cleanup while running: exit {r.returncode}\n{r.stderr}")
+        nslib.expect_same(running, ns.snapshot(), "--cleanup refused")
+        if p.poll() is not None:
+            nslib.fail("the first instance died")
+        rc, out = nslib.stop(p)
+        if rc != 0:
+            nslib.fail(f"stop: exit {rc}\n{out}")
+        nslib.expect_same(before, ns.snapshot(), "after stop")
     else:
         nslib.fail("unknown mode " + mode)
     print("ok")

@@ -1,6 +1,11 @@
 // `tpengine -c FILE`: load the rule set, bring the listeners up, apply the kernel set-up under
 // an undo journal, serve, reload on SIGHUP, and take the rules out before the listeners close.
 // Also --check (validate + preflight), --dry-run (print), --cleanup (sweep) and --no-rules.
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -260,9 +265,65 @@ int do_dry_run(const Options& o) {
     return kExitOk;
 }
 
+// One instance per nft table per network namespace: a second one would sweep the first's
+// rules as "stale" and each would remove the other's at stop. flock() is released by the
+// kernel when the holder dies, so kill -9 leaves no stale lock.
+class InstanceLock {
+  public:
+    // Returns "" when locked (or when locking is impossible, e.g. no /run: best effort),
+    // else why not.
+    std::string acquire(const std::string& table) {
+        struct stat ns {};
+        if (stat("/proc/self/ns/net", &ns) != 0) {
+            return {};
+        }
+        mkdir("/run/tpengine", 0755);
+        std::string path =
+            "/run/tpengine/netns-" + std::to_string(ns.st_ino) + "-" + table + ".lock";
+        fd_ = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        if (fd_ < 0) {
+            return {};
+        }
+        if (flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+            char pid[32] = {};
+            ssize_t n = pread(fd_, pid, sizeof pid - 1, 0);
+            std::string who = n > 0 ? std::string(pid, static_cast<size_t>(n)) : "?";
+            while (!who.empty() && (who.back() == '\n' || who.back() == ' ')) {
+                who.pop_back();
+            }
+            close(fd_);
+            fd_ = -1;
+            return "another tpengine (pid " + who + ") runs table inet " + table +
+                   " in this network namespace (lock " + path + ")";
+        }
+        path_ = path;
+        std::string pid = std::to_string(getpid()) + "\n";
+        if (ftruncate(fd_, 0) == 0) {
+            ssize_t w = pwrite(fd_, pid.data(), pid.size(), 0);
+            (void)w;
+        }
+        return {};
+    }
+    ~InstanceLock() {
+        if (fd_ >= 0) {
+            unlink(path_.c_str());  // ours while we hold it; keeps /run tidy
+            close(fd_);
+        }
+    }
+
+  private:
+    int fd_ = -1;
+    std::string path_;
+};
+
 int do_cleanup(const Options& o) {
     config::LoadedConfig cfg;
     if (!load(o, cfg, "cannot tell what to clean up")) {
+        return kExitFailure;
+    }
+    InstanceLock lock;
+    if (std::string busy = lock.acquire(cfg.kernel.nft_table); !busy.empty()) {
+        log_line(busy + ": it is not stale; stop it with SIGTERM instead of --cleanup");
         return kExitFailure;
     }
     auto applier = open_applier(o);
@@ -326,7 +387,12 @@ int do_run(const Options& o) {
         return kExitFailure;
     }
     std::unique_ptr<config::KernelApplier> applier;
+    InstanceLock lock;
     if (!o.no_rules) {
+        if (std::string busy = lock.acquire(current.kernel.nft_table); !busy.empty()) {
+            log_line(busy + "; nothing applied");
+            return kExitFailure;
+        }
         applier = open_applier(o);
         if (!applier) {
             return kExitFailure;
