@@ -226,7 +226,7 @@ class Relay:
         if not expect_ready:
             return self
         if self.standin:
-            self.port = int(self._localport())
+            self.port = int(self._positional()[0])
             self.workers = 1
             wait_until(self._standin_ready, 10, "socat to listen")
         else:
@@ -243,10 +243,6 @@ class Relay:
         log(f"relay pid {self.proc.pid} on port {self.port}, {self.workers} workers, "
             f"baseline {self.baseline_fds} fds")
         return self
-
-    def _localport(self):
-        pos = [a for a in self._positional()]
-        return pos[0]
 
     def _positional(self):
         out = []

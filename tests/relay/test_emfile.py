@@ -4,7 +4,6 @@ only about a dozen connections fit. 60 clients connect and hold. The relay must 
 spin (CPU well under one core while starved), must log the condition at most about once a
 second, and every client is served, reset, or still waiting in the backlog: none is answered
 with a clean EOF without being relayed. Once the clients leave, 20 new ones are all served."""
-import os
 import threading
 import time
 
