@@ -188,7 +188,8 @@ ip_of() { sed -E 's/^\[?(.*[^]])\]?:[0-9]+$/\1/; s/\]$//' <<<"$1"; }
 #   (ss -tn) must / must not hold both legs of this connection.
 who() {
     local label=$1 host=$2 port=$3 y_sees=$4 z_sees=$5 relayed=$6 out=$TMP/who-$1.txt
-    if ! in_y $PEER client --during "ip netns exec $LAB_PREFIX-x ss -tnH" "$host" "$port" >"$out" 2>&1; then
+    # WHO_FROM=x runs the client on X itself (capture_local).
+    if ! ip netns exec "$LAB_PREFIX-${WHO_FROM:-y}" $PEER client --during "ip netns exec $LAB_PREFIX-x ss -tnH" "$host" "$port" >"$out" 2>&1; then
         fail "$label: probe to $host:$port failed: $(cat "$out")"
         return
     fi
@@ -220,7 +221,7 @@ who() {
         fail "$label: X holds sockets of a connection it should only forward: $ss_x"
         ok_=0
     fi
-    printf '%-22s Y %-24s -> Y sees %-24s Z sees %-24s X sockets: %s\n' "$label" "$cl" "$cp" "$sp" \
+    printf "%-22s %s %-24s -> sees %-24s Z sees %-24s X sockets: %s\n" "$label" "$(tr yx YX <<<"${WHO_FROM:-y}")" "$cl" "$cp" "$sp" \
         "$([ $legs -eq 2 ] && echo "both legs" || echo "none")" >>"$TMP/table.txt"
     LAST_Z_SEES=$(ip_of "$sp")  # check_curl holds nginx's log to the same view
     [ $ok_ = 1 ] && ok "$label: Y sees $cp, Z sees $sp, X relays=$relayed"
