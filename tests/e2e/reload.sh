@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2154  # TP_PID_<name> is set by tp_start
 # e2e 10, SIGHUP reload in the lab while a 32 MiB transfer runs through tpengine:
 #   a valid file adds a port and a second listener: the transfer finishes intact, the new port is
 #   caught at once; an invalid file is rejected, logged, and the running rules keep serving.
