@@ -1,4 +1,4 @@
-// Provided buffer ring: mmap the ring and the buffers, register the ring, hand out all buffers.
+// Provided buffer ring: mmap and register the ring, then hand out buffers chunk by chunk.
 #include "engine/buf_ring.h"
 
 #include <sys/mman.h>
@@ -14,20 +14,26 @@ BufRing::~BufRing() {
     if (br_ != nullptr) {
         munmap(br_, ring_bytes_);
     }
-    if (base_ != nullptr) {
-        munmap(base_, data_bytes_);
+    for (uint8_t* c : chunks_) {
+        munmap(c, static_cast<size_t>(chunk_) * size_);
     }
 }
 
-Result<void> BufRing::init(io_uring* ring, uint16_t group, uint32_t count, uint32_t size) {
+Result<void> BufRing::init(io_uring* ring, uint16_t group, uint32_t max_count, uint32_t size,
+                           uint32_t initial) {
     uint32_t n = 1;
-    while (n < count && n < 32768) {
+    while (n < max_count && n < 32768) {
         n <<= 1;
     }
     ring_ = ring;
     group_ = group;
     count_ = n;
     size_ = size;
+    chunk_ = n < 256 ? n : 256;
+    chunk_mask_ = chunk_ - 1;
+    while ((1u << chunk_shift_) < chunk_) {
+        ++chunk_shift_;
+    }
     mask_ = io_uring_buf_ring_mask(n);
     ring_bytes_ = sizeof(io_uring_buf) * n;
     void* r =
@@ -36,13 +42,6 @@ Result<void> BufRing::init(io_uring* ring, uint16_t group, uint32_t count, uint3
         return errno_error("mmap buffer ring");
     }
     br_ = static_cast<io_uring_buf_ring*>(r);
-    data_bytes_ = static_cast<size_t>(n) * size;
-    void* d =
-        mmap(nullptr, data_bytes_, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
-    if (d == MAP_FAILED) {
-        return errno_error("mmap buffers");
-    }
-    base_ = static_cast<uint8_t*>(d);
     io_uring_buf_ring_init(br_);
     io_uring_buf_reg reg{};
     reg.ring_addr = reinterpret_cast<uint64_t>(br_);
@@ -53,11 +52,31 @@ Result<void> BufRing::init(io_uring* ring, uint16_t group, uint32_t count, uint3
         return Error{-err, "register buffer ring"};
     }
     registered_ = true;
-    for (uint32_t i = 0; i < n; ++i) {
-        release(static_cast<uint16_t>(i));
-    }
+    do {
+        if (!grow()) {
+            return Error{ENOMEM, "mmap buffers"};
+        }
+    } while (provided_ < initial && provided_ < count_);
     flush();
     return {};
+}
+
+bool BufRing::grow() {
+    if (provided_ >= count_) {
+        return false;
+    }
+    size_t bytes = static_cast<size_t>(chunk_) * size_;
+    void* d = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+    if (d == MAP_FAILED) {
+        return false;
+    }
+    chunks_.push_back(static_cast<uint8_t*>(d));
+    uint32_t first = provided_;
+    provided_ += chunk_;
+    for (uint32_t i = 0; i < chunk_; ++i) {
+        release(static_cast<uint16_t>(first + i));
+    }
+    return true;
 }
 
 }  // namespace tp::engine

@@ -167,8 +167,12 @@ void Worker::loop() {
             ++n;
         }
         io_uring_cq_advance(ring, n);
-        if (bufs_.flush() > 0 && !starved_.empty()) {
-            retry_starved();
+        if (!starved_.empty()) {
+            bufs_.grow();  // the ring ran dry: add a chunk, up to the configured maximum
+        }
+        int returned = bufs_.flush();
+        if (returned > 0 && !starved_.empty()) {
+            retry_starved(static_cast<size_t>(returned));
         }
     }
 }
@@ -541,9 +545,13 @@ void Worker::execute(uint32_t s, const Actions& acts) {
     }
 }
 
-void Worker::retry_starved() {
+void Worker::retry_starved(size_t limit) {
+    // Oldest first, and about as many as there are buffers to take, so a dry ring does not
+    // turn into a storm of receives that fail again.
     starved_scratch_.clear();
-    starved_scratch_.swap(starved_);
+    size_t n = limit < starved_.size() ? limit : starved_.size();
+    starved_scratch_.assign(starved_.begin(), starved_.begin() + static_cast<ptrdiff_t>(n));
+    starved_.erase(starved_.begin(), starved_.begin() + static_cast<ptrdiff_t>(n));
     for (const Starved& st : starved_scratch_) {
         Pool::Slot* slot = pool_.find(st.slot, st.gen);
         if (slot == nullptr) {
@@ -580,7 +588,7 @@ void Worker::on_tick() {
         maybe_arm_accept(li);
     }
     if (!starved_.empty()) {
-        retry_starved();
+        retry_starved(starved_.size());
     }
     check_lingering(false);
 }

@@ -121,7 +121,7 @@ class Worker {
     bool take_place(ListenerShared& l);
     void start_conn(uint32_t li, int fd);
     void execute(uint32_t slot, const Actions& acts);
-    void retry_starved();
+    void retry_starved(size_t limit);
     void stop_accepting();
     void close_all();
     void check_lingering(bool force);
