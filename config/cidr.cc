@@ -34,7 +34,11 @@ std::optional<Cidr> parse_cidr(std::string_view text, std::string& why) {
     std::string_view addr_text = text.substr(0, slash);
     auto addr = parse_ip(addr_text);
     if (!addr) {
-        why = "\"" + std::string(addr_text) + "\" is not an IPv4 or IPv6 address";
+        // Appended piece by piece: g++ 12 -O3 warns falsely (-Wrestrict) on `"..." + string`.
+        std::string msg(1, '"');
+        msg += addr_text;
+        msg += "\" is not an IPv4 or IPv6 address";
+        why = std::move(msg);
         return std::nullopt;
     }
     int max = addr->family == AF_INET ? 32 : 128;

@@ -136,8 +136,9 @@ class Writer {
             auto* sin6 = reinterpret_cast<const sockaddr_in6*>(sa);
             port = ntohs(sin6->sin6_port);
             if (!IN6_IS_ADDR_UNSPECIFIED(&sin6->sin6_addr)) {
-                addr =
-                    "[" + std::string(inet_ntop(AF_INET6, &sin6->sin6_addr, buf, sizeof buf)) + "]";
+                addr.assign("[")
+                    .append(inet_ntop(AF_INET6, &sin6->sin6_addr, buf, sizeof buf))
+                    .append("]");
             }
         }
         return std::string(fam == 4 ? "tproxy ip to " : "tproxy ip6 to ") + addr + ":" +
@@ -157,10 +158,24 @@ class Writer {
         }
         std::string a = format_ip(r.to.addr);
         if (r.to.addr.family == AF_INET) {
-            return "dnat ip to " + a + (r.to.port ? ":" + std::to_string(r.to.port) : "");
+            std::string s = "dnat ip to ";
+            s += a;
+            if (r.to.port) {
+                s += ':';
+                s += std::to_string(r.to.port);
+            }
+            return s;
         }
-        return r.to.port ? "dnat ip6 to [" + a + "]:" + std::to_string(r.to.port)
-                         : "dnat ip6 to " + a;
+        std::string s = "dnat ip6 to ";
+        if (r.to.port) {
+            s += '[';
+            s += a;
+            s += "]:";
+            s += std::to_string(r.to.port);
+        } else {
+            s += a;
+        }
+        return s;
     }
 
     void line(const std::string& text) {

@@ -116,9 +116,10 @@ TEST(ConfigRaw, AliasBombIsRejectedQuickly) {
     // counted while the tree is built, so nothing is ever walked.
     std::string y = "x0: &a0 [lol]\n";
     for (int i = 1; i < 9; ++i) {
-        y += "x" + std::to_string(i) + ": &a" + std::to_string(i) + " [";
+        y.append("x").append(std::to_string(i)).append(": &a").append(std::to_string(i));
+        y.append(" [");
         for (int j = 0; j < 9; ++j) {
-            y += (j ? ", *a" : "*a") + std::to_string(i - 1);
+            y.append(j ? ", *a" : "*a").append(std::to_string(i - 1));
         }
         y += "]\n";
     }
