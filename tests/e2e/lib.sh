@@ -57,7 +57,7 @@ e2e_init() {  # NAME TPENGINE [lab.sh up options]
     shift 2
     [ "$(id -u)" -eq 0 ] || skip "needs root (network namespaces)"
     local c
-    for c in ip nft ss python3 curl iperf3 socat nginx sha256sum timeout; do
+    for c in ip nft ss python3 curl iperf3 socat nginx conntrack sha256sum timeout; do
         command -v "$c" >/dev/null || skip "needs $c"
     done
     [ -x "$TPENGINE" ] || die "no tpengine binary at '$TPENGINE'"
