@@ -107,6 +107,16 @@ def main():
         nslib.fail("the table was not restored")
     echo(client, "five")
 
+    # A new table name: the new table replaces the old one in the same transaction.
+    nslib.write_config(cfg, ports=(80, 443, 8080), upstream="127.0.0.1:9000", rt=101,
+                       table="tpb")
+    p.send_signal(signal.SIGHUP)
+    nslib.wait_for_line(p, "reloaded")
+    s = ns.snapshot()
+    if nslib.count_ours(s, table="tpb", rt=101) != (1, 1, 1, 1, 1) or "table inet tpa" in s:
+        nslib.fail("table rename did not replace tpa by tpb:\n" + s)
+    echo(client, "six")
+
     client.stdin.close()
     client.wait(timeout=10)
     rc, out = nslib.stop(p)

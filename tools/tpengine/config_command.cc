@@ -387,9 +387,9 @@ int do_run(const Options& o) {
         return kExitFailure;
     }
     std::unique_ptr<config::KernelApplier> applier;
-    InstanceLock lock;
+    auto lock = std::make_unique<InstanceLock>();
     if (!o.no_rules) {
-        if (std::string busy = lock.acquire(current.kernel.nft_table); !busy.empty()) {
+        if (std::string busy = lock->acquire(current.kernel.nft_table); !busy.empty()) {
             log_line(busy + "; nothing applied");
             return kExitFailure;
         }
@@ -448,6 +448,15 @@ int do_run(const Options& o) {
         if (!load(o, next, "reload rejected; the running configuration stays in force")) {
             return;
         }
+        // A new table name needs its own lock before anything changes.
+        std::unique_ptr<InstanceLock> next_lock;
+        if (applier && next.kernel.nft_table != current.kernel.nft_table) {
+            next_lock = std::make_unique<InstanceLock>();
+            if (std::string busy = next_lock->acquire(next.kernel.nft_table); !busy.empty()) {
+                log_line("reload rejected: " + busy);
+                return;
+            }
+        }
         // Listeners the new file drops stay up until the new rules no longer point at them.
         plan::Plan bridge = with_retiring_listeners(next.plan, current.plan);
         if (Result<void> u = engine->update(bridge); !u) {
@@ -483,6 +492,9 @@ int do_run(const Options& o) {
                 log_line("could not close the listeners the new file dropped: " +
                          engine_error(u.error()));
             }
+        }
+        if (next_lock) {
+            lock = std::move(next_lock);
         }
         current = std::move(next);
         log_line("reloaded; " + running_line(current, o.no_rules));
