@@ -97,6 +97,14 @@ def main():
     holder.wait(timeout=10)
     nslib.expect_same(before, ns.snapshot(), "after the holder exited")
 
+    # Tables above 255 only fit in FRA_TABLE / RTA_TABLE.
+    ns.run([driver, "apply"] + base + ["--rt-table", "1000"], check=True)
+    s = ns.snapshot()
+    if s.count("fwmark 0x1/0x1 lookup 1000") != 2 or s.count("local default dev lo table 1000") != 2:
+        nslib.fail("table 1000 not used:\n" + s)
+    ns.run([driver, "sweep"] + base + ["--rt-table", "1000"], check=True)
+    nslib.expect_same(before, ns.snapshot(), "sweep of table 1000")
+
     # Replace: routing moves from table 100 to 101, new rules in before the old ones go.
     ns.run([driver, "apply"] + base, check=True)
     ns.run([driver, "replace"] + base + ["--next-rt-table", "101"], check=True)
