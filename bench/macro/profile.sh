@@ -5,7 +5,10 @@
 #   bench/macro/profile.sh [--relay "CMD with {LISTEN} {SERVER}"] WORKLOAD [SECONDS]
 #   WORKLOAD: bulk1 | bulk8 | rr64 | pingpong | connrate
 # Default relay: tpengine relay --workers 1 -L 127.0.0.1 {LISTEN} 127.0.0.1 {SERVER}
+# PROFILE_RT=PRIO runs relay, client and server SCHED_FIFO (a busy shared machine).
 set -u
+RT=()
+[ -n "${PROFILE_RT:-}" ] && RT=(chrt -f "$PROFILE_RT")
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 TPBENCH=${TPBENCH:-$REPO/build-bench/tools/tpbench/tpbench}
 TPENGINE=${TPENGINE:-$REPO/build-bench/tools/tpengine/tpengine}
@@ -29,18 +32,19 @@ port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); 
 wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
 
 SPORT=$(port); LPORT=$(port)
-taskset -c 0 "$TPBENCH" serve --listen 127.0.0.1:$SPORT --mode $MODE 2>/dev/null & PIDS+=($!)
+"${RT[@]}" taskset -c 0 "$TPBENCH" serve --listen 127.0.0.1:$SPORT --mode $MODE 2>/dev/null & PIDS+=($!)
 wait_port $SPORT
 CMD=${RELAY//\{LISTEN\}/$LPORT}; CMD=${CMD//\{SERVER\}/$SPORT}
-taskset -c 1 $CMD >"$WORK/relay.log" 2>&1 & RPID=$!; PIDS+=($RPID)
+"${RT[@]}" taskset -c 1 $CMD >"$WORK/relay.log" 2>&1 & RPID=$!; PIDS+=($RPID)
 wait_port $LPORT
 
 EV=io_uring:io_uring_submit_req,syscalls:sys_enter_io_uring_enter,io_uring:io_uring_poll_arm,task-clock
-perf stat -e $EV -p $RPID -o "$WORK/stat.txt" & SP=$!
-perf record -q -e cpu-clock -g -p $RPID -o "$WORK/perf.data" 2>/dev/null & RP=$!
+"${RT[@]}" perf stat -e $EV -p $RPID -o "$WORK/stat.txt" & SP=$!
+"${RT[@]}" perf record -q -e cpu-clock -g -p $RPID -o "$WORK/perf.data" 2>/dev/null & RP=$!
 sleep 0.2
-taskset -c 0 "$TPBENCH" $ARGS --target 127.0.0.1:$LPORT --duration $SECS --json >"$WORK/out.json"
+"${RT[@]}" taskset -c 0 "$TPBENCH" $ARGS --target 127.0.0.1:$LPORT --duration $SECS --json >"$WORK/out.json"
 kill -INT $SP $RP; wait $SP $RP 2>/dev/null
+[ -n "${PROFILE_KEEP:-}" ] && cp "$WORK/perf.data" "$PROFILE_KEEP"
 
 python3 - "$WORK/out.json" "$WORK/stat.txt" "$UNIT" <<'PY'
 import json, re, sys
