@@ -69,11 +69,13 @@ void check_nft(const LoadedConfig& config, PreflightReport& r) {
         r.failures.push_back("nftables: " + err + ": is libnftables installed?");
         return;
     }
-    err = nft->run(config.kernel.nft_batch, /*check_only=*/true);
+    // Without CAP_NET_ADMIN say so once (libnftables would also print its own line).
+    bool permitted = nft->table_state(config.kernel.nft_table) != -EPERM;
+    err = permitted ? nft->run(config.kernel.nft_batch, /*check_only=*/true) : "EPERM";
     if (err.empty()) {
         return;
     }
-    if (err.find("Operation not permitted") != std::string::npos) {
+    if (!permitted || err.find("Operation not permitted") != std::string::npos) {
         r.failures.push_back("nftables: no permission to load table inet " +
                              config.kernel.nft_table + ": run as root or with CAP_NET_ADMIN");
     } else if (config.uses_tproxy && err.find("No such file or directory") != std::string::npos) {
