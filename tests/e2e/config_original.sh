@@ -22,14 +22,15 @@ rules:
     interfaces: [lan0]
     protocol: tcp
     destinations: [198.51.100.0/24, "2001:db8:2::/64"]
-    ports: [80, 8080, 5201, 9000]
+    ports: [80, 7000, 8080, 5201, 9000]
     action: tproxy
     listener: tp
 YAML
-bound=$(in_x ss -Htln | awk '{print $4}' | grep -E ':(80|8080|5201|9000)$' || true)
+bound=$(in_x ss -Htln | awk '{print $4}' | grep -E ':(80|7000|8080|5201|9000)$' || true)
 [ -z "$bound" ] || fail "something listens on X on a rule's port: $bound"
 who orig-v4 "$Z_ADDR" 8080 "$Z_ADDR" "$Y_ADDR" yes
 check_programs orig-v4 "$Z_ADDR" 80 5201 9000
+check_many orig-v4 "$Z_ADDR" 7000 1000
 who orig-v6 "$Z_ADDR6" 8080 "$Z_ADDR6" "$Y_ADDR6" yes
 check_programs orig-v6 "$Z_ADDR6" 80 5201 9000 6
 tp_stop orig || fail "tpengine -c exited non-zero at stop"

@@ -403,3 +403,14 @@ x_conntrack_entries() {  # prints the count, or "unknown" when conntrack -L fail
     out=$(in_x conntrack -L 2>/dev/null) || { echo unknown; return; }
     grep -c . <<<"$out" || true
 }
+
+# N concurrent connections at once through the method, each echoed back byte for byte by Z.
+check_many() {  # LABEL HOST PORT N   (Z's echo server listens on 7000)
+    if ! wait_listen in_z 7000 1; then
+        bg ip netns exec "$LAB_PREFIX-z" $PEER echo "$Z_ADDR:7000" >/dev/null
+        wait_listen in_z 7000 || die "echo server did not start"
+    fi
+    local out
+    out=$(in_y timeout 60 $PEER many "$4" "$2" "$3" 2>&1) && ok "$1: $4 concurrent connections echoed byte for byte ($out)" ||
+        fail "$1: $4 concurrent connections: $out"
+}

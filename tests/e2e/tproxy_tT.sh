@@ -6,10 +6,12 @@ source "$(dirname "$0")/lib.sh"
 e2e_init tproxy_tT "$1" --spoof-route
 z_services
 x_no_forwarding  # X does not forward in this set-up: it relays
-x_nft_lab "$RELAY_MAP"
+x_nft_lab "$RELAY_MAP 7000:57000"
 relays -t -T
+tp_relay r57000 -t -T 57000 "$Z_ADDR" 7000
 who tproxy-tT "$Z_ADDR" 8080 "$Z_ADDR" client-port yes
 check_programs tproxy-tT "$Z_ADDR" 80 5201 9000
+check_many tproxy-tT "$Z_ADDR" 7000 1000
 n=$(x_conntrack_entries)
 [ "$n" = 0 ] && ok "tproxy-tT: X's conntrack table is empty: no connection tracking involved" ||
     fail "tproxy-tT: X's conntrack table holds $n entries"

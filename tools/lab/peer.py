@@ -4,6 +4,8 @@ client that prints its own view (getsockname/getpeername) plus what the server s
 
   peer.py server --log FILE ADDR:PORT [ADDR:PORT...]   ([v6]:port for IPv6)
   peer.py client [--timeout S] [--during CMD] HOST PORT
+  peer.py echo ADDR:PORT                               (echo server, half-close aware)
+  peer.py many N HOST PORT                             (N concurrent echo round trips)
 
 The client prints key=value lines: client_local, client_peer, server_peer, server_local (each
 IP:PORT, v6 in brackets) and, with --during, CMD's output (run while the connection is open,
@@ -120,13 +122,68 @@ def client(args):
     return 0
 
 
+def echo(args):
+    import asyncio
+
+    host, port = parse_hostport(args[0])
+
+    async def handle(r, w):
+        try:
+            while data := await r.read(65536):
+                w.write(data)
+                await w.drain()
+            w.write_eof()
+            await w.drain()
+        except OSError:
+            pass
+        w.close()
+
+    async def run():
+        srv = await asyncio.start_server(handle, host, port, backlog=4096)
+        print("peer.py: echo listening", flush=True)
+        async with srv:
+            await srv.serve_forever()
+
+    asyncio.run(run())
+
+
+def many(args):
+    """N concurrent connections, each sends its own random payload, half-closes, and must get it
+    back byte for byte. Prints "ok=K of N" and the first errors; exit 0 only if all came back."""
+    import asyncio
+    import os
+    import resource
+
+    n, host, port = int(args[0]), args[1], int(args[2])
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 2 * n + 64)), hard))
+
+    async def one(i):
+        r, w = await asyncio.wait_for(asyncio.open_connection(host, port), 15)
+        data = os.urandom(1000 + 37 * i)
+        w.write(data)
+        await w.drain()
+        w.write_eof()
+        got = await asyncio.wait_for(r.read(), 30)
+        w.close()
+        return got == data or f"connection {i}: {len(got)} of {len(data)} bytes back, or different"
+
+    async def run():
+        return await asyncio.gather(*(one(i) for i in range(n)), return_exceptions=True)
+
+    res = asyncio.run(run())
+    good = sum(1 for x in res if x is True)
+    print(f"ok={good} of {n}")
+    for x in [x for x in res if x is not True][:3]:
+        print(f"error={x!r}")
+    return 0 if good == n else 1
+
+
 def main():
-    if len(sys.argv) < 2 or sys.argv[1] not in ("server", "client"):
+    modes = {"server": serve, "client": client, "echo": echo, "many": many}
+    if len(sys.argv) < 2 or sys.argv[1] not in modes:
         sys.exit(__doc__)
-    if sys.argv[1] == "server":
-        serve(sys.argv[2:])
-        return 0
-    return client(sys.argv[2:])
+    return modes[sys.argv[1]](sys.argv[2:]) or 0
 
 
 if __name__ == "__main__":
