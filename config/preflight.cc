@@ -188,6 +188,18 @@ void check_listeners(const plan::Plan& plan, PreflightReport& r) {
     }
 }
 
+void check_ipv6(const KernelSetup& setup, PreflightReport& r) {
+    bool v6 = false;
+    for (const PolicyRule& rule : setup.rules) {
+        v6 = v6 || rule.family == AF_INET6;
+    }
+    if (v6 && access("/proc/sys/net/ipv6", F_OK) != 0) {
+        r.failures.push_back(
+            "IPv6 is disabled in this kernel (ipv6.disable=1) but the rules need IPv6 policy "
+            "routing: give the tproxy rules IPv4 addresses only, or enable IPv6");
+    }
+}
+
 void check_routing_collisions(const KernelSetup& setup, PreflightReport& r) {
     std::string err;
     auto rtnl = Rtnl::open(&err);
@@ -264,6 +276,7 @@ PreflightReport preflight(const LoadedConfig& config, bool with_rules) {
     }
     check_listeners(config.plan, r);
     if (with_rules) {
+        check_ipv6(config.kernel, r);
         check_routing_collisions(config.kernel, r);
     }
     return r;
