@@ -8,7 +8,7 @@
 #   dnat:     Y -> X:9020/9021, DNAT to Z:9000/9001 (kernel forwarding, no relay)
 # Client (Y) and servers (Z) on CPU 0. Repetitions interleaved; median (min-max). Relay CPU for
 # redirect/tproxy from the tpengine process; DNAT's cost is softirq time no process owns.
-#   bench/macro/methods.sh [--reps N] [--duration S]
+#   bench/macro/methods.sh [--reps N] [--duration S] [--rt PRIO]   (--rt: SCHED_FIFO, busy machine)
 set -u
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 TPBENCH=${TPBENCH:-$REPO/build-bench/tools/tpbench/tpbench}
@@ -16,11 +16,13 @@ TPENGINE=${TPENGINE:-$REPO/build-bench/tools/tpengine/tpengine}
 LAB=$REPO/tools/lab/lab.sh
 REPS=3
 DUR=2
+RT=()
 while [ $# -gt 0 ]; do
     case $1 in
     --reps) REPS=$2; shift 2 ;;
     --duration) DUR=$2; shift 2 ;;
-    *) echo "usage: methods.sh [--reps N] [--duration S]" >&2; exit 2 ;;
+    --rt) RT=(chrt -f "$2"); shift 2 ;;
+    *) echo "usage: methods.sh [--reps N] [--duration S] [--rt PRIO]" >&2; exit 2 ;;
     esac
 done
 [ "$(id -u)" -eq 0 ] || { echo "methods.sh: needs root (network namespaces)" >&2; exit 77; }
@@ -48,8 +50,11 @@ in_z() { ip netns exec "$LAB_PREFIX-z" "$@"; }
 "$LAB" up --spoof-route >/dev/null || exit 1
 Z=198.51.100.2
 X=192.0.2.1
-for p in 9000 9010; do in_z taskset -c 0 "$TPBENCH" serve --listen $Z:$p --mode sink 2>/dev/null & done
-for p in 9001 9011; do in_z taskset -c 0 "$TPBENCH" serve --listen $Z:$p --mode echo 2>/dev/null & done
+# connrate opens ~10^4 connections a second to one address: without TIME_WAIT reuse (the kernel
+# default only reuses on loopback) Y's and X's ephemeral ports run out within seconds.
+for ns in y x; do ip netns exec "$LAB_PREFIX-$ns" sysctl -qw net.ipv4.tcp_tw_reuse=1; done
+for p in 9000 9010; do in_z "${RT[@]}" taskset -c 0 "$TPBENCH" serve --listen $Z:$p --mode sink 2>/dev/null & done
+for p in 9001 9011; do in_z "${RT[@]}" taskset -c 0 "$TPBENCH" serve --listen $Z:$p --mode echo 2>/dev/null & done
 cat >"$WORK/methods.yaml" <<YAML
 workers: 1
 nftables: {table: tpbench_methods}
@@ -63,7 +68,7 @@ rules:
   - {name: m-dnat-echo, interfaces: [lan0], protocol: tcp, destinations: [$X/32], ports: [9021], action: dnat, to: "$Z:9001"}
 YAML
 # Not through in_x: a backgrounded function is a subshell, and $! must be tpengine itself.
-ip netns exec "$LAB_PREFIX-x" taskset -c 1 "$TPENGINE" -c "$WORK/methods.yaml" >"$WORK/tpengine.log" 2>&1 &
+ip netns exec "$LAB_PREFIX-x" "${RT[@]}" taskset -c 1 "$TPENGINE" -c "$WORK/methods.yaml" >"$WORK/tpengine.log" 2>&1 &
 TP_PID=$!
 for _ in $(seq 100); do
     grep -qE 'relay listening on|running \(' "$WORK/tpengine.log" && break
@@ -90,7 +95,7 @@ for rep in $(seq "$REPS"); do
         esac
         for m in redirect tproxy dnat; do
             before=$(cpu_ticks)
-            in_y taskset -c 0 "$TPBENCH" $args --target "$(target $m $kind)" --duration "$DUR" --json \
+            in_y "${RT[@]}" taskset -c 0 "$TPBENCH" $args --target "$(target $m $kind)" --duration "$DUR" --json \
                 >"$WORK/run.json" 2>"$WORK/run.err"
             after=$(cpu_ticks)
             python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); r["method"]=sys.argv[2]; r["workload"]=sys.argv[3]; r["relay_ticks"]=int(sys.argv[4]); print(json.dumps(r))' \
@@ -116,7 +121,9 @@ for wl, (key, unit) in metric.items():
         if not ok:
             cells.append("failed"); p99s.append("-"); cost.append("-"); continue
         v = [r[key] for r in ok]
-        cells.append(f"{statistics.median(v):,.2f} ({min(v):,.2f}-{max(v):,.2f})")
+        errs = sum(r.get("errors_total", 0) for r in ok)
+        cells.append(f"{statistics.median(v):,.2f} ({min(v):,.2f}-{max(v):,.2f})"
+                     + (f" err {errs}" if errs else ""))
         p99s.append(f"{statistics.median([r['latency_us']['p99'] for r in ok]):,.1f}" if "latency_us" in ok[0] else "-")
         if m == "dnat":
             cost.append("-")
