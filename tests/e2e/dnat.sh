@@ -13,12 +13,14 @@ rules:
   - {name: fwd-probe, interfaces: [lan0], protocol: tcp, destinations: [$X_LAN/32], ports: [8080], action: dnat, to: "$Z_ADDR:8080"}
   - {name: fwd-iperf, interfaces: [lan0], protocol: tcp, destinations: [$X_LAN/32], ports: [5201], action: dnat, to: "$Z_ADDR:5201"}
   - {name: fwd-bulk, interfaces: [lan0], protocol: tcp, destinations: [$X_LAN/32], ports: [9000], action: dnat, to: "$Z_ADDR:9000"}
+  - {name: fwd-probe6, interfaces: [lan0], protocol: tcp, destinations: ["$X_LAN6/128"], ports: [8080], action: dnat, to: "[$Z_ADDR6]:8080"}
 YAML
 who dnat "$X_LAN" 8080 "$X_LAN" "$Y_ADDR" no
 in_x conntrack -L -p tcp --dport 8080 2>/dev/null | grep "dst=$X_LAN.*src=$Z_ADDR" >/dev/null &&
     ok "dnat: X's conntrack holds the translation $X_LAN -> $Z_ADDR" ||
     log "note: conntrack tool could not show the entry (not asserted)"
 check_programs dnat "$X_LAN" 80 5201 9000
+who dnat-v6 "$X_LAN6" 8080 "$X_LAN6" "$Y_ADDR6" no
 # DNAT is routing: with forwarding off in X, Y's next connection gets nowhere.
 x_no_forwarding
 if in_y $PEER client --timeout 2 "$X_LAN" 8080 >"$TMP/dnat-noforward.txt" 2>&1; then
