@@ -28,18 +28,22 @@ in_y() { ip netns exec "$LAB_PREFIX-y" "$@"; }
 in_x() { ip netns exec "$LAB_PREFIX-x" "$@"; }
 in_z() { ip netns exec "$LAB_PREFIX-z" "$@"; }
 
+# Signal only processes still running inside this lab's namespaces: a PID remembered from
+# earlier may have exited and been reused by an unrelated process since.
+ours() { [[ "$(ip netns identify "$1" 2>/dev/null)" == "$LAB_PREFIX-"? ]]; }
+
 e2e_cleanup() {
     local rc=$? pid
     trap - EXIT INT TERM
     for pid in "${TP_PIDS[@]}"; do  # SIGTERM first: tpengine removes its rules on a clean stop
-        kill -TERM "$pid" 2>/dev/null || true
+        ours "$pid" && kill -TERM "$pid" 2>/dev/null || true
     done
     for pid in "${TP_PIDS[@]}"; do
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$pid" 2>/dev/null || true
+        for _ in $(seq 50); do ours "$pid" || break; sleep 0.1; done
+        ours "$pid" && kill -9 "$pid" 2>/dev/null || true
     done
     disown_all
-    for pid in "${BG_PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+    for pid in "${BG_PIDS[@]}"; do ours "$pid" && kill -9 "$pid" 2>/dev/null || true; done
     "$LAB" down >/dev/null 2>&1 || true
     if [ -n "${KEEP_TMP:-}" ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
     if [ "$rc" -eq 0 ] && [ "$FAILS" -gt 0 ]; then rc=1; fi
@@ -147,9 +151,9 @@ tp_start() {  # NAME ARGS...: tpengine ARGS in X, log $TMP/NAME.log; waits for i
 tp_stop() {  # NAME: SIGTERM, wait for exit; returns its exit code
     local pid
     eval "pid=\$TP_PID_$1"
-    kill -TERM "$pid" 2>/dev/null || true
+    ours "$pid" && kill -TERM "$pid" 2>/dev/null || true
     local rc=0
-    timeout 15 tail --pid="$pid" -f /dev/null || { kill -9 "$pid" 2>/dev/null || true; }
+    timeout 15 tail --pid="$pid" -f /dev/null || { ours "$pid" && kill -9 "$pid" 2>/dev/null || true; }
     wait "$pid" 2>/dev/null || rc=$?
     return $rc
 }
