@@ -78,7 +78,9 @@ def client_resets_during_connect(ctx, early_data):
         s = r.connect()
         if early_data:
             s.sendall(b"request")
-            time.sleep(0.05)
+        # reset only once the relay has the connection (else the kernel may drop it unaccepted)
+        r.wait_stats(lambda st: st["total"]["accepted"] == i + 1, 10, "the relay to accept")
+        time.sleep(0.05)
         h.rst_close(s)
     st = r.finish(expect_accepted=3, timeout=15)
     if st:
