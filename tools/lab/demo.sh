@@ -28,7 +28,8 @@ tp_pid=
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
-    if [ -n "$tp_pid" ] && kill -0 "$tp_pid" 2>/dev/null; then
+    # Only while it still runs inside X (the PID of an exited process may have been reused).
+    if [ -n "$tp_pid" ] && [ "$(ip netns identify "$tp_pid" 2>/dev/null)" = "$LAB_PREFIX-x" ]; then
         kill -TERM "$tp_pid" 2>/dev/null || true
         timeout 15 tail --pid="$tp_pid" -f /dev/null || kill -9 "$tp_pid" 2>/dev/null || true
     fi
