@@ -1,0 +1,116 @@
+"""Reloads never open a gap: with capture_local, this namespace's own connections to
+198.51.100.1:80 are intercepted (output chain mark -> policy route via lo -> tproxy) and
+relayed to an echo server, while 20 SIGHUPs alternate between two rule sets (so the table is
+replaced each time). Any moment without the table or the policy routing sends a SYN out of the
+veth to nowhere and that connection fails; the test demands zero failures."""
+import os
+import signal
+import subprocess
+import tempfile
+
+import nslib
+
+ECHO = """import socket, threading
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 9000)); s.listen(512)
+print("ready", flush=True)
+def serve(c):
+    while True:
+        d = c.recv(4096)
+        if not d: break
+        c.sendall(d)
+    c.close()
+while True:
+    c, _ = s.accept(); threading.Thread(target=serve, args=(c,), daemon=True).start()
+"""
+
+# Connects over and over until stdin closes; prints the tally.
+CLIENT = """import socket, sys, threading
+stop = threading.Event()
+threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+ok = fail = 0
+errors = {}
+print("started", flush=True)
+while not stop.is_set():
+    try:
+        c = socket.create_connection(("198.51.100.1", 80), timeout=5)
+        c.sendall(b"ping\\n")
+        got = b""
+        while not got.endswith(b"\\n"):
+            d = c.recv(64)
+            if not d: break
+            got += d
+        c.close()
+        if got == b"ping\\n":
+            ok += 1
+        else:
+            fail += 1
+            errors["short reply"] = errors.get("short reply", 0) + 1
+    except OSError as e:
+        fail += 1
+        errors[str(e)] = errors.get(str(e), 0) + 1
+print(f"done ok={ok} fail={fail} errors={errors}", flush=True)
+"""
+
+
+def config(path, extra_port):
+    with open(path, "w") as f:
+        f.write(f"""workers: 1
+routing: {{mark: 0x1, mask: 0x1, table: 100, priority: 100, bypass_mark: 0x2}}
+nftables: {{table: tpa}}
+capture_local: true
+listeners:
+  - name: web
+    address: "::"
+    port: 50080
+    transparent: true
+    upstream: {{to: "127.0.0.1:9000"}}
+rules:
+  - name: lab
+    destinations: [198.51.100.0/24]
+    ports: [80, {extra_port}]
+    action: tproxy
+    listener: web
+""")
+
+
+def main():
+    nslib.require_root()
+    tmp = tempfile.mkdtemp(prefix="tpa-load-")
+    cfg = os.path.join(tmp, "proxy.yaml")
+    config(cfg, 8081)
+    ns = nslib.Netns("load")
+    # A route for 198.51.100.0/24 that leads nowhere: only interception can answer.
+    # (a veth pair inside the namespace; nothing answers for 192.0.2.2).
+    ns.sh("ip link add v0 type veth peer name v1 && "
+          "sysctl -qw net.ipv6.conf.v0.disable_ipv6=1 net.ipv6.conf.v1.disable_ipv6=1 && "
+          "ip link set v0 up && ip link set v1 up && "
+          "ip addr add 192.0.2.1/24 dev v0 && ip route add 198.51.100.0/24 via 192.0.2.2 dev v0")
+    before = ns.snapshot()
+    server = ns.spawn(["python3", "-c", ECHO])
+    nslib.wait_for_line(server, "ready")
+    p = nslib.start(ns, cfg)
+    client = ns.spawn(["python3", "-c", CLIENT], stdin=subprocess.PIPE)
+    nslib.wait_for_line(client, "started")
+    for i in range(20):
+        port = 8082 if i % 2 == 0 else 8081
+        config(cfg, port)
+        p.send_signal(signal.SIGHUP)
+        nslib.wait_for_line(p, "reloaded")
+        if f"{{ 80, {port} }}" not in nslib.nft_table(ns):
+            nslib.fail(f"reload {i}: port {port} not in the table:\n" + nslib.nft_table(ns))
+    client.stdin.close()
+    line = nslib.wait_for_line(client, "done ok=", timeout=30)[-1]
+    print(line.strip())
+    fields = dict(kv.split("=", 1) for kv in line.split()[1:3])
+    if int(fields["fail"]) != 0 or int(fields["ok"]) == 0:
+        nslib.fail("connections failed across reloads: " + line)
+    rc, out = nslib.stop(p)
+    if rc != 0:
+        nslib.fail(f"stop: exit {rc}\n{out}")
+    nslib.expect_same(before, ns.snapshot(), "after stop")
+    print("ok")
+
+
+if __name__ == "__main__":
+    main()
