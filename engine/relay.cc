@@ -37,13 +37,36 @@ void Relay::release(uint16_t buf, Actions& out) {
     out.push(a);
 }
 
-void Relay::drop_bufs(Dir& d, Actions& out) {
-    int keep = d.send_inflight ? 1 : 0;  // the kernel still reads the head buffer
-    while (d.count > keep) {
-        int last = (d.head + d.count - 1) % depth;
-        release(d.bufs[last], out);
-        --d.count;
+void Relay::push(Dir& d, uint16_t buf, uint32_t len) {
+    chain_.len[buf] = len;
+    if (d.count == 0) {
+        d.head = buf;
+    } else {
+        chain_.next[d.tail] = buf;
     }
+    d.tail = buf;
+    ++d.count;
+}
+
+void Relay::pop(Dir& d) {
+    d.head = chain_.next[d.head];
+    --d.count;
+    d.off = 0;
+}
+
+void Relay::drop_bufs(Dir& d, Actions& out) {
+    if (d.count == 0) {
+        return;
+    }
+    // The kernel may still be reading the head buffer: keep it until its send completes.
+    int keep = d.send_inflight ? 1 : 0;
+    uint16_t b = keep ? chain_.next[d.head] : d.head;
+    for (int i = keep; i < d.count; ++i) {
+        release(b, out);
+        b = chain_.next[b];
+    }
+    d.count = static_cast<uint16_t>(keep);
+    d.tail = d.head;
     if (keep == 0) {
         d.off = 0;
     }
@@ -52,7 +75,7 @@ void Relay::drop_bufs(Dir& d, Actions& out) {
 void Relay::issue_recv(Side from, Actions& out) {
     Dir& d = dir_[idx(from)];
     if (d.recv_inflight || d.eof || d.count >= depth || dead_[idx(from)] ||
-        no_send_[idx(other(from))]) {
+        dead_[idx(other(from))] || no_send_[idx(other(from))]) {
         return;
     }
     d.recv_inflight = true;
@@ -68,9 +91,9 @@ void Relay::issue_send(Side to, Actions& out) {
     d.send_inflight = true;
     ++ops_[idx(to)];
     Action a = act(ActionType::send, to);
-    a.buf = d.head_buf();
+    a.buf = d.head;
     a.off = d.off;
-    a.len = d.head_len() - d.off;
+    a.len = head_len(d) - d.off;
     out.push(a);
 }
 
@@ -160,11 +183,15 @@ void Relay::on_watch(int res, Actions& out) {
     }
 }
 
-void Relay::on_recv(uint64_t now_ms, Side from, int res, bool has_buf, uint16_t buf, Actions& out) {
+void Relay::on_recv(uint64_t now_ms, Side from, int res, bool has_buf, uint16_t buf, bool more,
+                    Actions& out) {
     Dir& d = dir_[idx(from)];
     Side to = other(from);
-    --ops_[idx(from)];
-    d.recv_inflight = false;
+    if (!more) {  // the (multishot) receive has ended
+        --ops_[idx(from)];
+        d.recv_inflight = false;
+        d.recv_cancelling = false;
+    }
     if (phase_ == Phase::closing || phase_ == Phase::done) {
         if (has_buf) {
             release(buf, out);
@@ -177,20 +204,19 @@ void Relay::on_recv(uint64_t now_ms, Side from, int res, bool has_buf, uint16_t 
             release(buf, out);  // nowhere to deliver it
             return;
         }
-        d.push(buf, static_cast<uint32_t>(res));
+        push(d, buf, static_cast<uint32_t>(res));
         last_activity_ = now_ms;
+        if (d.count >= depth && d.recv_inflight && !d.recv_cancelling) {
+            // Backpressure: stop receiving until the queue drains.
+            d.recv_cancelling = true;
+            ++ops_[idx(from)];
+            out.push(act(ActionType::cancel_recv, from));
+        }
         if (phase_ == Phase::relaying) {
             issue_send(to, out);
-            issue_recv(from, out);
-        } else if (d.count < depth) {
-            issue_recv(from, out);
-        } else if (!watching_) {
-            // Connecting with full buffers: no receive is pending on the client, so watch it
-            // for a reset instead (a poll for POLLERR/POLLHUP only, not for data).
-            watching_ = true;
-            ++ops_[C];
-            out.push(act(ActionType::watch, Side::client));
         }
+        issue_recv(from, out);
+        maybe_watch(out);
         return;
     }
     if (has_buf) {  // no data in it: give it straight back
@@ -214,22 +240,37 @@ void Relay::on_recv(uint64_t now_ms, Side from, int res, bool has_buf, uint16_t 
     }
     switch (-res) {
         case ENOBUFS:  // provided ring empty: retry once buffers come back
-            d.recv_inflight = true;
-            ++ops_[idx(from)];
-            out.push(act(ActionType::recv_later, from));
+            if (!d.recv_inflight) {
+                d.recv_inflight = true;
+                ++ops_[idx(from)];
+                out.push(act(ActionType::recv_later, from));
+            }
             return;
         case EINTR:
         case EAGAIN:
             issue_recv(from, out);
             return;
-        case ECANCELED:  // we cancelled it
+        case ECANCELED:  // stopped for backpressure, or the other side failed
             if (no_send_[idx(from)] && d.count == 0 && !d.send_inflight) {
                 side_failed(from, out);
+                return;
             }
+            issue_recv(from, out);
+            maybe_watch(out);
             return;
         default:
             side_failed(from, out);
             return;
+    }
+}
+
+void Relay::maybe_watch(Actions& out) {
+    // Connecting with the client's receive stopped (buffers full): watch it for a reset.
+    Dir& d = dir_[C];
+    if (phase_ == Phase::connecting && !d.recv_inflight && !watching_ && !d.eof && !dead_[C]) {
+        watching_ = true;
+        ++ops_[C];
+        out.push(act(ActionType::watch, Side::client));
     }
 }
 
@@ -246,12 +287,12 @@ void Relay::on_send(uint64_t now_ms, Side to, int res, Actions& out) {
     if (res > 0 && !dead_[idx(to)] && !no_send_[idx(to)]) {
         last_activity_ = now_ms;
         d.off += static_cast<uint32_t>(res);
-        if (d.off < d.head_len()) {  // partial send: continue from the offset
+        if (d.off < head_len(d)) {  // partial send: continue from the offset
             issue_send(to, out);
             return;
         }
-        release(d.head_buf(), out);
-        d.pop();
+        release(d.head, out);
+        pop(d);
         issue_recv(from, out);
         if (d.count > 0) {
             issue_send(to, out);

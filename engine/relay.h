@@ -66,6 +66,14 @@ struct Actions {
     const Action& operator[](int i) const { return items[i]; }
 };
 
+// The buffers a direction holds are linked through arrays the worker owns, one entry per
+// buffer of its ring: a direction's queue costs no storage of its own, and its length is
+// bounded by the ring, not by the connection.
+struct BufChain {
+    uint16_t* next = nullptr;  // next buffer id in the same queue
+    uint32_t* len = nullptr;   // bytes received into the buffer
+};
+
 // Why a connection could not start relaying (decided by the worker before connect).
 enum class StartOutcome : uint8_t { ok, self_connect, no_origdst, error };
 
@@ -73,16 +81,22 @@ class Relay {
   public:
     enum class Phase : uint8_t { idle, connecting, relaying, closing, done };
 
-    void init(const plan::Timeouts& t) {
+    void init(const plan::Timeouts& t, BufChain chain) {
         *this = Relay{};
         timeouts_ = t;
+        chain_ = chain;
     }
 
     // Events. `now_ms` is a monotonic clock in milliseconds.
     void on_start(uint64_t now_ms, StartOutcome outcome, Actions& out);
     void on_connect(uint64_t now_ms, int res, Actions& out);
-    // `res` is the recv result; `buf` is valid when `has_buf` (IORING_CQE_F_BUFFER).
-    void on_recv(uint64_t now_ms, Side from, int res, bool has_buf, uint16_t buf, Actions& out);
+    // `res` is the recv result; `buf` is valid when `has_buf` (IORING_CQE_F_BUFFER); `more`
+    // (IORING_CQE_F_MORE) says the multishot receive stays armed.
+    void on_recv(uint64_t now_ms, Side from, int res, bool has_buf, uint16_t buf, bool more,
+                 Actions& out);
+    void on_recv(uint64_t now_ms, Side from, int res, bool has_buf, uint16_t buf, Actions& out) {
+        on_recv(now_ms, from, res, has_buf, buf, false, out);
+    }
     void on_send(uint64_t now_ms, Side to, int res, Actions& out);
     void on_shutdown(Side side, int res, Actions& out);
     void on_cancel_done(Side side, Actions& out);  // the completion of a cancel request
@@ -92,41 +106,32 @@ class Relay {
 
     Phase phase() const { return phase_; }
     bool half_closed() const { return dir_[0].shut != dir_[1].shut; }
-    // Buffers a direction may hold: one being sent plus one received meanwhile, so the next
-    // receive overlaps the current send while memory per connection stays bounded.
+    // Buffers a direction holds before its multishot receive is stopped: one being sent plus
+    // one received meanwhile, so receiving overlaps sending while memory stays bounded (a few
+    // more may land while the stop is on its way; the ring bounds them).
     static constexpr int depth = 2;
     int ops_in_flight(Side s) const { return ops_[idx(s)]; }
     CloseCause cause() const { return cause_; }
+    int queued(Side from) const { return dir_[idx(from)].count; }
 
   private:
     // Bytes flowing from side `from` to other(from); indexed by idx(from).
     struct Dir {
-        uint16_t bufs[depth] = {};  // FIFO of received buffers; bufs[head] is being sent
-        uint32_t lens[depth] = {};
-        uint8_t head = 0;
-        uint8_t count = 0;
-        uint32_t off = 0;  // bytes of the head buffer already sent
-        bool recv_inflight = false;
+        uint16_t head = 0;             // first queued buffer: the one being sent
+        uint16_t tail = 0;             // last queued buffer
+        uint16_t count = 0;            // buffers queued
+        uint32_t off = 0;              // bytes of the head buffer already sent
+        bool recv_inflight = false;    // a (multishot) receive is armed
+        bool recv_cancelling = false;  // ... and asked to stop (queue full)
         bool send_inflight = false;
         bool eof = false;        // the source sent FIN
         bool shut = false;       // shutdown(SHUT_WR) issued on the destination
         bool shut_done = false;  // ... and completed
-
-        uint16_t head_buf() const { return bufs[head]; }
-        uint32_t head_len() const { return lens[head]; }
-        void push(uint16_t b, uint32_t len) {
-            int i = (head + count) % depth;
-            bufs[i] = b;
-            lens[i] = len;
-            ++count;
-        }
-        void pop() {
-            head = static_cast<uint8_t>((head + 1) % depth);
-            --count;
-            off = 0;
-        }
     };
 
+    void push(Dir& d, uint16_t buf, uint32_t len);
+    void pop(Dir& d);
+    uint32_t head_len(const Dir& d) const { return chain_.len[d.head]; }
     void issue_recv(Side from, Actions& out);
     void issue_send(Side to, Actions& out);
     void issue_shutdown(Side to, Actions& out);
@@ -134,12 +139,14 @@ class Relay {
     void side_failed(Side s, Actions& out);           // s was reset or errored
     void teardown(CloseCause cause, bool rst_client, bool rst_upstream, Actions& out);
     void maybe_finish(Actions& out);
+    void maybe_watch(Actions& out);
     void check_done(Actions& out);
     void arm(uint64_t deadline, Actions& out);
     void drop_bufs(Dir& d, Actions& out);  // release every buffer not being sent
     void release(uint16_t buf, Actions& out);
 
     plan::Timeouts timeouts_{};
+    BufChain chain_{};
     Dir dir_[2];
     uint16_t ops_[2] = {0, 0};  // operations in flight on each side's socket
     bool open_[2] = {false, false};

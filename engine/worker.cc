@@ -120,6 +120,8 @@ Result<void> Worker::setup() {
     if (auto r = bufs_.init(ring_.get(), 0, cfg_.buffers, cfg_.buffer_size); !r) {
         return r;
     }
+    chain_next_.assign(bufs_.max_count(), 0);
+    chain_len_.assign(bufs_.max_count(), 0);
     epoch_ns_ = mono_ns();
     now_ = 0;
     io_uring_sqe* sqe = ring_.get_sqe();
@@ -342,7 +344,7 @@ void Worker::start_conn(uint32_t li, int fd) {
     wheel_.reserve_ids(pool_.capacity());
     uint32_t s = static_cast<uint32_t>(slot);
     Conn& c = pool_.slot(s).value;
-    c.relay.init(lc.timeouts);
+    c.relay.init(lc.timeouts, BufChain{chain_next_.data(), chain_len_.data()});
     c.fd[0] = fd;
     c.fd[1] = -1;
     c.listener = li;
@@ -385,7 +387,7 @@ void Worker::start_conn(uint32_t li, int fd) {
                           : outcome == StartOutcome::no_origdst   ? " refused (no original dst)"
                                                                   : " refused (upstream socket)";
         std::fprintf(stderr, "tpengine: worker %u: client %s original %s upstream %s%s\n",
-                     cfg_.index, format_addr(client).c_str(), format_addr(orig).c_str(),
+                     cfg_.index, format_addr(unmap_v4(client)).c_str(), format_addr(orig).c_str(),
                      format_addr(c.target).c_str(), why);
     }
     Actions acts;
@@ -412,8 +414,9 @@ void Worker::handle_conn(const UserData& u, const io_uring_cqe* cqe) {
         case Op::recv_upstream: {
             Side side = u.op == Op::recv_client ? Side::client : Side::upstream;
             bool has_buf = cqe->flags & IORING_CQE_F_BUFFER;
+            bool more = cqe->flags & IORING_CQE_F_MORE;
             uint16_t bid = static_cast<uint16_t>(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
-            c.relay.on_recv(now_, side, res, has_buf, bid, acts);
+            c.relay.on_recv(now_, side, res, has_buf, bid, more, acts);
             break;
         }
         case Op::send_client:
@@ -457,14 +460,9 @@ void Worker::execute(uint32_t s, const Actions& acts) {
                 io_uring_sqe_set_data64(sqe, ud(Op::connect, gen, s));
                 break;
             }
-            case ActionType::recv: {
-                io_uring_sqe* sqe = ring_.get_sqe();
-                io_uring_prep_recv(sqe, fd, nullptr, bufs_.buffer_size(), 0);
-                sqe->flags |= IOSQE_BUFFER_SELECT;
-                sqe->buf_group = bufs_.group();
-                io_uring_sqe_set_data64(sqe, ud(recv_op(a.side), gen, s));
+            case ActionType::recv:
+                prep_recv(fd, a.side, gen, s);
                 break;
-            }
             case ActionType::recv_later:
                 starved_.push_back(Starved{s, gen, a.side});
                 break;
@@ -545,6 +543,16 @@ void Worker::execute(uint32_t s, const Actions& acts) {
     }
 }
 
+void Worker::prep_recv(int fd, Side side, uint32_t gen, uint32_t slot) {
+    // One multishot receive per direction for as long as the relay wants bytes: no re-submit
+    // and no poll re-arm per message. Buffers come from the provided ring.
+    io_uring_sqe* sqe = ring_.get_sqe();
+    io_uring_prep_recv_multishot(sqe, fd, nullptr, 0, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = bufs_.group();
+    io_uring_sqe_set_data64(sqe, ud(recv_op(side), gen, slot));
+}
+
 void Worker::retry_starved(size_t limit) {
     // Oldest first, and about as many as there are buffers to take, so a dry ring does not
     // turn into a storm of receives that fail again.
@@ -565,11 +573,7 @@ void Worker::retry_starved(size_t limit) {
             execute(st.slot, acts);
             continue;
         }
-        io_uring_sqe* sqe = ring_.get_sqe();
-        io_uring_prep_recv(sqe, c.fd[idx(st.side)], nullptr, bufs_.buffer_size(), 0);
-        sqe->flags |= IOSQE_BUFFER_SELECT;
-        sqe->buf_group = bufs_.group();
-        io_uring_sqe_set_data64(sqe, ud(recv_op(st.side), st.gen, st.slot));
+        prep_recv(c.fd[idx(st.side)], st.side, st.gen, st.slot);
     }
 }
 

@@ -122,6 +122,7 @@ class Worker {
     void start_conn(uint32_t li, int fd);
     void execute(uint32_t slot, const Actions& acts);
     void retry_starved(size_t limit);
+    void prep_recv(int fd, Side side, uint32_t gen, uint32_t slot);
     void stop_accepting();
     void close_all();
     void check_lingering(bool force);
@@ -139,6 +140,8 @@ class Worker {
     std::vector<Starved> starved_;
     std::vector<Starved> starved_scratch_;
     std::vector<Lingering> lingering_;
+    std::vector<uint16_t> chain_next_;  // BufChain storage: one entry per ring buffer
+    std::vector<uint32_t> chain_len_;
     Actions acts_;
 
     UniqueFd wake_fd_;

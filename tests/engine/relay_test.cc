@@ -7,6 +7,7 @@
 #include <poll.h>
 
 #include <cerrno>
+#include <vector>
 
 namespace tp::engine {
 namespace {
@@ -21,7 +22,7 @@ class RelayTest : public ::testing::Test {
         t.connect_ms = 1000;
         t.idle_ms = 5000;
         t.half_closed_ms = 2000;
-        r.init(t);
+        r.init(t, BufChain{next_.data(), len_.data()});
     }
 
     // Counts actions of a type (and side, unless any_side).
@@ -70,6 +71,8 @@ class RelayTest : public ::testing::Test {
         out.clear();
     }
 
+    std::vector<uint16_t> next_ = std::vector<uint16_t>(65536);
+    std::vector<uint32_t> len_ = std::vector<uint32_t>(65536);
     Relay r;
     Actions out;
 };
@@ -487,6 +490,69 @@ TEST_F(RelayTest, WatchIsCancelledOnceConnected) {
     r.on_cancel_done(C, out);
     EXPECT_EQ(r.ops_in_flight(C), 0);
     EXPECT_EQ(r.phase(), Relay::Phase::relaying);
+}
+
+TEST_F(RelayTest, MultishotReceiveStaysArmed) {
+    connected();
+    EXPECT_EQ(r.ops_in_flight(U), 1);
+    r.on_recv(20, U, 10, true, 1, /*more=*/true, out);
+    EXPECT_EQ(count(ActionType::send, C), 1);
+    EXPECT_EQ(count(ActionType::recv), 0) << "the multishot receive is still armed";
+    EXPECT_EQ(r.ops_in_flight(U), 1);
+    out.clear();
+    r.on_send(21, C, 10, out);
+    EXPECT_EQ(count(ActionType::recv), 0);
+    EXPECT_EQ(count(ActionType::release_buf), 1);
+}
+
+TEST_F(RelayTest, MultishotStoppedWhenQueueFullAndRearmedWhenDrained) {
+    connected();
+    r.on_recv(20, C, 100, true, 1, true, out);
+    EXPECT_EQ(count(ActionType::cancel_recv), 0);
+    out.clear();
+    r.on_recv(21, C, 100, true, 2, true, out);
+    EXPECT_EQ(count(ActionType::cancel_recv, C), 1) << "two buffers queued: stop receiving";
+    out.clear();
+    r.on_recv(22, C, 100, true, 3, true, out);  // landed before the stop took effect
+    EXPECT_EQ(r.queued(C), 3);
+    EXPECT_EQ(count(ActionType::cancel_recv), 0) << "one stop is enough";
+    r.on_recv(23, C, -ECANCELED, false, 0, false, out);
+    r.on_cancel_done(C, out);
+    EXPECT_EQ(count(ActionType::recv), 0) << "still full";
+    out.clear();
+    // Drain in order: 1, 2, 3; the receive comes back once fewer than two are queued.
+    r.on_send(24, U, 100, out);
+    const Action* s = find(ActionType::send, U);
+    ASSERT_NE(s, nullptr);
+    EXPECT_EQ(s->buf, 2);
+    EXPECT_EQ(count(ActionType::recv), 0);
+    out.clear();
+    r.on_send(25, U, 100, out);
+    s = find(ActionType::send, U);
+    ASSERT_NE(s, nullptr);
+    EXPECT_EQ(s->buf, 3);
+    EXPECT_EQ(count(ActionType::recv, C), 1);
+    out.clear();
+    r.on_send(26, U, 100, out);
+    EXPECT_EQ(count(ActionType::release_buf), 1);
+    EXPECT_EQ(r.queued(C), 0);
+}
+
+TEST_F(RelayTest, TeardownReleasesEveryQueuedBuffer) {
+    connected();
+    r.on_recv(20, C, 100, true, 1, true, out);
+    r.on_recv(21, C, 100, true, 2, true, out);
+    r.on_recv(22, C, 100, true, 3, true, out);
+    out.clear();
+    r.on_stop(out);
+    r.on_send(23, U, -ECANCELED, out);
+    r.on_recv(23, C, -ECANCELED, false, 0, false, out);
+    r.on_recv(23, U, -ECANCELED, false, 0, false, out);
+    r.on_cancel_done(C, out);  // the backpressure stop
+    r.on_cancel_done(C, out);
+    r.on_cancel_done(U, out);
+    EXPECT_EQ(count(ActionType::release_buf), 3);
+    expect_finished(CloseCause::shutdown);
 }
 
 TEST_F(RelayTest, EveryStartFinishesExactlyOnce) {
