@@ -509,7 +509,7 @@ def main():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="1 repetition of 1 s, 2,000 idle conns")
     ap.add_argument("--reps", type=int, help="interleaved repetitions (default 5; --quick 1)")
-    ap.add_argument("--duration", type=float, help="seconds per run (default 3; --quick 1)")
+    ap.add_argument("--duration", type=float, help="seconds per run (default 2; --quick 1)")
     ap.add_argument("--only", default=",".join(ALL_TARGETS),
                     help="comma list of targets: " + ",".join(ALL_TARGETS))
     ap.add_argument("--workloads", default=",".join(WORKLOADS),
@@ -538,7 +538,7 @@ def main():
     if args.quick:
         args.memory_conns = min(args.memory_conns, 2000)
     args.reps = args.reps or (1 if args.quick else 5)
-    args.duration = args.duration or (1.0 if args.quick else 3.0)
+    args.duration = args.duration or (1.0 if args.quick else 2.0)
     # Each relayed connection costs the relay two descriptors; a container may forbid raising
     # the hard limit (no CAP_SYS_RESOURCE), so stay under it.
     import resource
