@@ -529,8 +529,11 @@ class ThreadServer:
             with self.lock:
                 self.active -= 1
 
-    def join(self, timeout=30):
+    def join(self, timeout=30, connections=1):
+        """Waits for `connections` accepted connections, then for every handler to return."""
         end = time.monotonic() + timeout
+        wait_until(lambda: self.accepted >= connections, timeout,
+                   f"the server to accept {connections} connection(s) (has {self.accepted})")
         for t in list(self.threads):
             t.join(max(0.1, end - time.monotonic()))
         check(not any(t.is_alive() for t in self.threads), "server handlers did not finish")

@@ -46,7 +46,7 @@ def test(ctx):
     h.check(how in ("eof", "reset") and data == b"", f"held half-closed connection: {how} with {data!r}")
     t.join(10)
     h.check(ok.get("r") == (b"Eping", "eof"), f"normal half-closed exchange: {ok}")
-    srv.join()
+    srv.join(connections=2)
     srv.check()
     st = r.finish(expect_accepted=2)
     if st:

@@ -44,7 +44,7 @@ def test(ctx):
     t.join(30)
     h.check("error" not in res, f"trickle connection failed: {res.get('error')}")
     h.check(res.get("answer") == (b"10", "eof"), f"trickle connection: expected b'10' then EOF, got {res}")
-    srv.join()
+    srv.join(connections=2)
     srv.check()
     st = r.finish(expect_accepted=2)
     if st:

@@ -80,7 +80,7 @@ def test(ctx):
     bad = [i for i, c in enumerate(clients) if c["got"] != c["out"]]
     h.check(not bad, f"clients {bad} did not get their bytes back")
     h.check(srv.accepted == N, f"upstream saw {srv.accepted}, expected {N}")
-    srv.join()
+    srv.join(connections=N)
     srv.check()
     st = r.finish(expect_accepted=N)
     if st:
