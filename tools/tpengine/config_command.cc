@@ -1,12 +1,13 @@
 // `tpengine -c FILE`: load the rule set, bring the listeners up, apply the kernel set-up under
 // an undo journal, serve, reload on SIGHUP, and take the rules out before the listeners close.
 // Also --check (validate + preflight), --dry-run (print), --cleanup (sweep) and --no-rules.
-#include <fcntl.h>
-#include <sys/file.h>
-#include <sys/stat.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstddef>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -266,54 +267,56 @@ int do_dry_run(const Options& o) {
 }
 
 // One instance per nft table per network namespace: a second one would sweep the first's
-// rules as "stale" and each would remove the other's at stop. flock() is released by the
-// kernel when the holder dies, so kill -9 leaves no stale lock.
+// rules as "stale" and each would remove the other's at stop. The lock is a listening unix
+// socket in the abstract namespace, which is scoped to the network namespace and released by
+// the kernel when the holder dies (kill -9 included); no file is left anywhere.
 class InstanceLock {
   public:
-    // Returns "" when locked (or when locking is impossible, e.g. no /run: best effort),
-    // else why not.
+    // Returns "" when locked (or when no socket can be made: best effort), else why not.
     std::string acquire(const std::string& table) {
-        struct stat ns {};
-        if (stat("/proc/self/ns/net", &ns) != 0) {
-            return {};
-        }
-        mkdir("/run/tpengine", 0755);
-        std::string path =
-            "/run/tpengine/netns-" + std::to_string(ns.st_ino) + "-" + table + ".lock";
-        fd_ = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        sockaddr_un addr{};
+        addr.sun_family = AF_UNIX;
+        std::string name = "tpengine/table/inet/" + table;
+        std::memcpy(addr.sun_path + 1, name.data(),
+                    std::min(name.size(), sizeof addr.sun_path - 2));
+        auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 +
+                                          std::min(name.size(), sizeof addr.sun_path - 2));
+        fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd_ < 0) {
             return {};
         }
-        if (flock(fd_, LOCK_EX | LOCK_NB) != 0) {
-            char pid[32] = {};
-            ssize_t n = pread(fd_, pid, sizeof pid - 1, 0);
-            std::string who = n > 0 ? std::string(pid, static_cast<size_t>(n)) : "?";
-            while (!who.empty() && (who.back() == '\n' || who.back() == ' ')) {
-                who.pop_back();
+        if (bind(fd_, reinterpret_cast<sockaddr*>(&addr), len) == 0 && listen(fd_, 1) == 0) {
+            return {};
+        }
+        int e = errno;
+        close(fd_);
+        fd_ = -1;
+        if (e != EADDRINUSE) {
+            return {};
+        }
+        // Who holds it: ask the kernel for the listener's credentials.
+        std::string who = "?";
+        int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (probe >= 0) {
+            ucred cred{};
+            socklen_t clen = sizeof cred;
+            if (connect(probe, reinterpret_cast<sockaddr*>(&addr), len) == 0 &&
+                getsockopt(probe, SOL_SOCKET, SO_PEERCRED, &cred, &clen) == 0) {
+                who = std::to_string(cred.pid);
             }
-            close(fd_);
-            fd_ = -1;
-            return "another tpengine (pid " + who + ") runs table inet " + table +
-                   " in this network namespace (lock " + path + ")";
+            close(probe);
         }
-        path_ = path;
-        std::string pid = std::to_string(getpid()) + "\n";
-        if (ftruncate(fd_, 0) == 0) {
-            ssize_t w = pwrite(fd_, pid.data(), pid.size(), 0);
-            (void)w;
-        }
-        return {};
+        return "another tpengine (pid " + who + ") runs table inet " + table +
+               " in this network namespace";
     }
     ~InstanceLock() {
         if (fd_ >= 0) {
-            unlink(path_.c_str());  // ours while we hold it; keeps /run tidy
             close(fd_);
         }
     }
 
   private:
     int fd_ = -1;
-    std::string path_;
 };
 
 int do_cleanup(const Options& o) {
