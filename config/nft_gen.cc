@@ -232,7 +232,11 @@ class Writer {
 
 std::string Writer::run() {
     const std::string& t = m_.nft_table;
-    std::string mark = hex(m_.routing.mark);
+    // Only the bits under the mask are ours: other software's bits are kept.
+    const Routing& rt = m_.routing;
+    std::string set_mark =
+        rt.mask == 0xffffffff ? "meta mark set " + hex(rt.mark)
+                              : "meta mark set meta mark & " + hex(~rt.mask) + " | " + hex(rt.mark);
     std::string bypass = "meta mark " + hex(m_.routing.bypass_mark) + " return";
     bool closed = m_.fail == FailMode::closed;
 
@@ -269,7 +273,7 @@ std::string Writer::run() {
 
     if (last_tproxy != SIZE_MAX) {
         chain_head("divert", "type filter hook prerouting priority mangle; policy accept;");
-        line("meta l4proto tcp socket transparent 1 meta mark set " + mark + " accept");
+        line("meta l4proto tcp socket transparent 1 " + set_mark + " accept");
         chain_end();
 
         chain_head("pre", "type filter hook prerouting priority mangle + 1; policy accept;");
@@ -282,8 +286,8 @@ std::string Writer::run() {
             } else if (r.action == Action::tproxy) {
                 for (int fam : families(r)) {
                     std::string m = match(r, fam);
-                    line(m + counter("rule-" + r.name) + tproxy_target(r, fam) + " meta mark set " +
-                         mark + " accept");
+                    line(m + counter("rule-" + r.name) + tproxy_target(r, fam) + " " + set_mark +
+                         " accept");
                     if (closed) {
                         line(m + counter("drop-" + r.name) + "drop");
                     }
@@ -325,7 +329,7 @@ std::string Writer::run() {
             if (r.action == Action::bypass) {
                 lines(r, "", "return", true);
             } else if (r.action == Action::tproxy) {
-                lines(r, "", "meta mark set " + mark + " accept", true);
+                lines(r, "", set_mark + " accept", true);
             } else {
                 lines(r, "", "accept", true);  // handled in nat_out
             }
