@@ -102,6 +102,12 @@ void Relay::issue_shutdown(Side to, Actions& out) {
     if (d.shut || dead_[idx(to)] || no_send_[idx(to)]) {
         return;
     }
+    if (dir_[idx(to)].shut_done) {
+        // The other direction is over too and both FINs were read, so nothing is left unread:
+        // close() sends this FIN itself, one operation fewer per connection.
+        teardown(CloseCause::normal, false, false, out);
+        return;
+    }
     d.shut = true;
     ++ops_[idx(to)];
     out.push(act(ActionType::shutdown, to));

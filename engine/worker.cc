@@ -113,7 +113,9 @@ Result<void> Worker::setup() {
         CPU_SET(cfg_.cpu, &set);
         pthread_setaffinity_np(pthread_self(), sizeof set, &set);
     }
-    if (auto r = ring_.init(4096, 65536); !r) {
+    // Small rings: they are resident memory (bench: idle RSS). A full SQ is submitted early
+    // by get_sqe(); a full CQ spills to the kernel overflow list (IORING_FEAT_NODROP).
+    if (auto r = ring_.init(1024, 8192); !r) {
         return r;
     }
     ring_mode_ = ring_.mode_name();
