@@ -3,6 +3,7 @@
 
 #include "config/yaml_tree.h"
 
+#include <yaml-cpp/depthguard.h>
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/exceptions.h>
 #include <yaml-cpp/mark.h>
@@ -251,6 +252,10 @@ std::shared_ptr<const YamlNode> parse_yaml(const std::string& text, Diags& diags
                 break;
             }
         }
+    } catch (const YAML::DeepRecursion& e) {
+        // yaml-cpp's own message for this one is "bad file".
+        diags.error(pos_of(e.mark), "", "YAML syntax error: nesting is too deep");
+        return nullptr;
     } catch (const YAML::Exception& e) {
         diags.error(pos_of(e.mark), "", "YAML syntax error: " + e.msg);
         return nullptr;

@@ -149,6 +149,11 @@ TEST(ConfigRaw, AliasBombThroughRulesStopsAtTheLimit) {
               "has more than 4000000 nodes (an alias bomb?)");
 }
 
+TEST(ConfigRaw, DeepNestingRejected) {
+    std::string y = "rules: " + std::string(100'000, '[');
+    EXPECT_EQ(first_error(y), "t.yaml:1:1: YAML syntax error: nesting is too deep");
+}
+
 TEST(ConfigRaw, AliasesWork) {
     auto c = load_ok(std::string(kListener) +
                      "rules:\n"
