@@ -27,6 +27,8 @@ Result<void> Ring::init(unsigned sq_entries, unsigned cq_entries) {
         if (err == 0) {
             flags_ = p.flags;
             ready_ = true;
+            // Registered ring fd: io_uring_enter skips the fd table lookup (optional).
+            registered_fd_ = io_uring_register_ring_fd(&ring_) == 1;
             return {};
         }
         if (err != -EINVAL) {
@@ -47,12 +49,13 @@ io_uring_sqe* Ring::get_sqe() {
 
 const char* Ring::mode_name() const {
     if (flags_ & IORING_SETUP_DEFER_TASKRUN) {
-        return "single-issuer+defer-taskrun";
+        return registered_fd_ ? "single-issuer+defer-taskrun, registered ring fd"
+                              : "single-issuer+defer-taskrun";
     }
     if (flags_ & IORING_SETUP_COOP_TASKRUN) {
-        return "coop-taskrun";
+        return registered_fd_ ? "coop-taskrun, registered ring fd" : "coop-taskrun";
     }
-    return "plain";
+    return registered_fd_ ? "plain, registered ring fd" : "plain";
 }
 
 }  // namespace tp::engine

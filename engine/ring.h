@@ -31,6 +31,7 @@ class Ring {
     io_uring ring_{};
     unsigned flags_ = 0;
     bool ready_ = false;
+    bool registered_fd_ = false;
 };
 
 }  // namespace tp::engine

@@ -470,7 +470,9 @@ void Worker::execute(uint32_t s, const Actions& acts) {
                 break;
             case ActionType::send: {
                 io_uring_sqe* sqe = ring_.get_sqe();
-                io_uring_prep_send(sqe, fd, bufs_.addr(a.buf) + a.off, a.len, MSG_NOSIGNAL);
+                // MSG_WAITALL: io_uring itself continues a short send on a stream socket.
+                io_uring_prep_send(sqe, fd, bufs_.addr(a.buf) + a.off, a.len,
+                                   MSG_NOSIGNAL | MSG_WAITALL);
                 io_uring_sqe_set_data64(sqe, ud(send_op(a.side), gen, s));
                 break;
             }
