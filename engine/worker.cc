@@ -379,6 +379,15 @@ void Worker::start_conn(uint32_t li, int fd) {
         if (!up) {
             outcome = StartOutcome::error;
             log_limited(up.error().what, up.error().code);
+            int err = up.error().code;
+            if ((err == EMFILE || err == ENFILE) && l.resume_at_ms <= now_) {
+                // Out of descriptors: accepting more would only reset them too.
+                l.resume_at_ms = now_ + kFdPauseMs;
+                WorkerStats::add(stats_.accept_paused, 1);
+                if (l.armed) {
+                    cancel_accept(li);
+                }
+            }
         } else {
             c.fd[1] = up.value().release();
         }
