@@ -21,11 +21,12 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Characters a generated batch may contain; input values are limited far more tightly.
+// Characters a generated batch may contain (`&` and `|` only in mark arithmetic); input values
+// are limited far more tightly.
 bool batch_is_clean(const std::string& batch) {
     for (char c : batch) {
         bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                  std::string_view(" \t\n_.-:/,@{}[]\"+!=;").find(c) != std::string_view::npos;
+                  std::string_view(" \t\n_.-:/,@{}[]\"+!=;&|").find(c) != std::string_view::npos;
         if (!ok) {
             return false;
         }
