@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Options that change what the relay does per connection: --mark puts SO_MARK on upstream
 sockets (seen by `ss -e` as fwmark), -v logs one line per connection naming the client, the
-original destination and the upstream, -f (TCP Fast Open listener) still relays byte-exact."""
+original destination and the upstream, -f (TCP Fast Open listener) still relays byte-exact.
+REMOTEPORT defaults to LOCALPORT, and HOST may be a host name."""
 import os
 import re
 import subprocess
@@ -50,6 +51,18 @@ def test(ctx):
                 f"{host}:{srv.port}: {lines[0]}")
     h.log(f"-v line: {lines[0]}")
     h.log(f"--mark ok ({marks}), -f relays, {st['total']['accepted'] if st else '?'} connections logged")
+    # REMOTEPORT defaults to LOCALPORT (tcprdr), and HOST may be a name
+    lport = h.free_port(family, "127.0.0.2")
+    srv3 = h.ProtoServer(ctx, family=family, host="127.0.0.2", port=lport)
+    r3 = ctx.relay(["-L", host, lport, "127.0.0.2"], family=family, upstream_ports=[lport]).start()
+    h.proto_client(r3, "E", 1000, server=srv3)
+    r3.finish(expect_accepted=1)
+    srv4 = h.ProtoServer(ctx, family=family)
+    r4 = ctx.relay(["-4", "-L", host, h.free_port(family, host), "localhost", srv4.port], family=family,
+                   upstream_ports=[srv4.port]).start()
+    h.proto_client(r4, "E", 1000, server=srv4)
+    r4.finish(expect_accepted=1)
+    h.log("REMOTEPORT defaults to LOCALPORT; HOST `localhost` resolves")
     if not root:
         h.log("not root: --mark not checked")
         return
