@@ -103,6 +103,7 @@ def main():
     ns.sh("nft flush ruleset")
     p.send_signal(signal.SIGHUP)
     nslib.wait_for_line(p, "was gone; restored")
+    nslib.wait_for_line(p, "reloaded")  # this reload's last line: the next wait starts clean
     if "8080" not in nslib.nft_table(ns):
         nslib.fail("the table was not restored")
     echo(client, "five")
