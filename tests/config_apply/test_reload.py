@@ -99,6 +99,19 @@ def main():
         nslib.fail("the listener the file dropped is still up")
     echo(client, "four")
 
+    # A reload the kernel refuses (someone's default route in the new route table 102): the
+    # running rules stay exactly as they were.
+    ns.sh("ip route add unreachable default table 102")
+    running = ns.snapshot()
+    nslib.write_config(cfg, ports=(80, 443, 8080), upstream="127.0.0.1:9000", rt=102)
+    p.send_signal(signal.SIGHUP)
+    nslib.wait_for_line(p, "reload rejected: cannot replace the rules")
+    nslib.wait_for_line(p, "File exists")
+    nslib.expect_same(running, ns.snapshot(), "reload refused by the kernel")
+    echo(client, "four-b")
+    ns.sh("ip route del unreachable default table 102")
+    nslib.write_config(cfg, ports=(80, 443, 8080), upstream="127.0.0.1:9000", rt=101)
+
     # An admin flushed the ruleset: a reload with the same file restores the table.
     ns.sh("nft flush ruleset")
     p.send_signal(signal.SIGHUP)
