@@ -5,6 +5,8 @@
 #include <sched.h>
 #include <sys/resource.h>
 
+#include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <thread>
 
@@ -136,6 +138,7 @@ Result<std::unique_ptr<Engine>> Engine::start(const plan::Plan& plan) {
         return v.error();
     }
     raise_fd_limit();
+    std::signal(SIGPIPE, SIG_IGN);  // splice() to a reset peer raises it; errors are handled
     std::unique_ptr<Engine> e(new Engine());
     e->impl_ = std::make_unique<Impl>();
     Impl& im = *e->impl_;
@@ -164,6 +167,7 @@ Result<std::unique_ptr<Engine>> Engine::start(const plan::Plan& plan) {
         wc.buffer_size = plan.buffer_size ? plan.buffer_size : 16384;
         wc.buffers = plan.buffers_per_worker ? plan.buffers_per_worker : 4096;
         wc.log_connections = plan.log_connections;
+        wc.splice = std::getenv("TPENGINE_NO_SPLICE") == nullptr;  // A/B switch for benches
         auto worker = std::make_unique<Worker>(wc);
         std::vector<WorkerListener> wl;
         for (size_t i = 0; i < im.listeners.size(); ++i) {

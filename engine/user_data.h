@@ -18,10 +18,14 @@ enum class Op : uint8_t {
     shutdown_upstream,
     cancel_client,
     cancel_upstream,
-    watch_client,  // poll for an error/hangup on the client while connecting
-    tick,          // the worker's timer wheel tick
-    wake,          // eventfd read: commands from other threads
-    ignore,        // requests whose completion needs no handling (accept cancel, ...)
+    watch_client,      // poll for an error/hangup on the client while connecting
+    splice_in_client,  // bulk direction: POLLIN on the source, then splice into the pipe
+    splice_in_upstream,
+    splice_out_client,  // bulk direction: POLLOUT on the destination, then splice out
+    splice_out_upstream,
+    tick,    // the worker's timer wheel tick
+    wake,    // eventfd read: commands from other threads
+    ignore,  // requests whose completion needs no handling (accept cancel, ...)
 };
 
 struct UserData {

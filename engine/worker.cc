@@ -3,6 +3,7 @@
 // turned back into io_uring requests here.
 #include "engine/worker.h"
 
+#include <fcntl.h>
 #include <linux/sockios.h>
 #include <poll.h>
 #include <pthread.h>
@@ -21,6 +22,10 @@ namespace tp::engine {
 namespace {
 constexpr uint32_t kTickMs = 100;
 constexpr uint64_t kFdPauseMs = 100;
+constexpr uint32_t kTokens = 4096;          // chain ids for bytes held in pipes
+constexpr uint32_t kMaxSplicedDirs = 2048;  // each holds at most Relay::depth tokens
+constexpr int kPipeSize = 1 << 20;
+constexpr size_t kSpliceChunk = 512 * 1024;  // two chunks fit the pipe
 
 uint64_t mono_ns() {
     timespec ts;
@@ -43,6 +48,12 @@ Op shutdown_op(Side s) {
 }
 Op cancel_op(Side s) {
     return s == Side::client ? Op::cancel_client : Op::cancel_upstream;
+}
+Op splice_in_op(Side s) {
+    return s == Side::client ? Op::splice_in_client : Op::splice_in_upstream;
+}
+Op splice_out_op(Side s) {
+    return s == Side::client ? Op::splice_out_client : Op::splice_out_upstream;
 }
 }  // namespace
 
@@ -122,8 +133,13 @@ Result<void> Worker::setup() {
     if (auto r = bufs_.init(ring_.get(), 0, cfg_.buffers, cfg_.buffer_size); !r) {
         return r;
     }
-    chain_next_.assign(bufs_.max_count(), 0);
-    chain_len_.assign(bufs_.max_count(), 0);
+    token_base_ = bufs_.max_count();
+    chain_next_.assign(token_base_ + kTokens, 0);
+    chain_len_.assign(token_base_ + kTokens, 0);
+    free_tokens_.clear();
+    for (uint32_t t = 0; t < kTokens; ++t) {
+        free_tokens_.push_back(static_cast<uint16_t>(token_base_ + kTokens - 1 - t));
+    }
     epoch_ns_ = mono_ns();
     now_ = 0;
     io_uring_sqe* sqe = ring_.get_sqe();
@@ -351,6 +367,11 @@ void Worker::start_conn(uint32_t li, int fd) {
     c.fd[1] = -1;
     c.listener = li;
     c.target = plan::SockAddr{};
+    for (int d = 0; d < 2; ++d) {
+        c.pipe_r[d] = c.pipe_w[d] = -1;
+        c.out_len[d] = 0;
+        c.splice[d] = c.recv_is_splice[d] = c.in_parked[d] = c.in_cancelled[d] = false;
+    }
 
     plan::SockAddr client;
     if (lc.source != plan::SourceMode::proxy || cfg_.log_connections) {
@@ -427,6 +448,10 @@ void Worker::handle_conn(const UserData& u, const io_uring_cqe* cqe) {
             bool has_buf = cqe->flags & IORING_CQE_F_BUFFER;
             bool more = cqe->flags & IORING_CQE_F_MORE;
             uint16_t bid = static_cast<uint16_t>(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+            if (cfg_.splice && has_buf && res == static_cast<int>(bufs_.buffer_size()) &&
+                !c.splice[idx(side)]) {
+                start_splice(c, side);  // a full buffer: bulk; splice from the next receive
+            }
             c.relay.on_recv(now_, side, res, has_buf, bid, more, acts);
             break;
         }
@@ -447,6 +472,16 @@ void Worker::handle_conn(const UserData& u, const io_uring_cqe* cqe) {
             break;
         case Op::watch_client:
             c.relay.on_watch(res, acts);
+            break;
+        case Op::splice_in_client:
+        case Op::splice_in_upstream:
+            splice_in(c, u.op == Op::splice_in_client ? Side::client : Side::upstream, u.gen,
+                      u.slot, res, acts);
+            break;
+        case Op::splice_out_client:
+        case Op::splice_out_upstream:
+            splice_out(c, u.op == Op::splice_out_client ? Side::client : Side::upstream, u.gen,
+                       u.slot, res, acts);
             break;
         case Op::cancel_client:
         case Op::cancel_upstream:
@@ -472,12 +507,19 @@ void Worker::execute(uint32_t s, const Actions& acts) {
                 break;
             }
             case ActionType::recv:
-                prep_recv(fd, a.side, gen, s);
+                arm_recv(c, a.side, gen, s);
                 break;
             case ActionType::recv_later:
                 starved_.push_back(Starved{s, gen, a.side});
                 break;
             case ActionType::send: {
+                if (a.buf >= token_base_) {  // bytes in the direction's pipe
+                    c.out_len[idx(other(a.side))] = a.len;
+                    io_uring_sqe* sqe = ring_.get_sqe();
+                    io_uring_prep_poll_add(sqe, fd, POLLOUT);
+                    io_uring_sqe_set_data64(sqe, ud(splice_out_op(a.side), gen, s));
+                    break;
+                }
                 io_uring_sqe* sqe = ring_.get_sqe();
                 // MSG_WAITALL: io_uring itself continues a short send on a stream socket.
                 io_uring_prep_send(sqe, fd, bufs_.addr(a.buf) + a.off, a.len,
@@ -492,14 +534,17 @@ void Worker::execute(uint32_t s, const Actions& acts) {
                 break;
             }
             case ActionType::cancel_all: {
+                unpark_cancelled(c, a.side, gen, s);
                 io_uring_sqe* sqe = ring_.get_sqe();
                 io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);
                 io_uring_sqe_set_data64(sqe, ud(cancel_op(a.side), gen, s));
                 break;
             }
             case ActionType::cancel_recv: {
+                unpark_cancelled(c, a.side, gen, s);
                 io_uring_sqe* sqe = ring_.get_sqe();
-                io_uring_prep_cancel64(sqe, ud(recv_op(a.side), gen, s), 0);
+                Op target = c.recv_is_splice[idx(a.side)] ? splice_in_op(a.side) : recv_op(a.side);
+                io_uring_prep_cancel64(sqe, ud(target, gen, s), 0);
                 io_uring_sqe_set_data64(sqe, ud(cancel_op(a.side), gen, s));
                 break;
             }
@@ -516,7 +561,11 @@ void Worker::execute(uint32_t s, const Actions& acts) {
                 break;
             }
             case ActionType::release_buf:
-                bufs_.release(a.buf);
+                if (a.buf >= token_base_) {
+                    free_tokens_.push_back(a.buf);
+                } else {
+                    bufs_.release(a.buf);
+                }
                 break;
             case ActionType::close:
                 if (fd >= 0) {
@@ -548,6 +597,7 @@ void Worker::execute(uint32_t s, const Actions& acts) {
                 WorkerStats::sub(stats_.active, 1);
                 listeners_[li]->shared->active.fetch_sub(1, std::memory_order_relaxed);
                 wheel_.disarm(s);
+                end_splice(c);
                 pool_.release(s);
                 try_resume(li);
                 return;  // always the last action; the slot may be reused from here on
@@ -564,6 +614,122 @@ void Worker::prep_recv(int fd, Side side, uint32_t gen, uint32_t slot) {
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = bufs_.group();
     io_uring_sqe_set_data64(sqe, ud(recv_op(side), gen, slot));
+}
+
+void Worker::arm_recv(Conn& c, Side side, uint32_t gen, uint32_t slot) {
+    int d = idx(side);
+    c.recv_is_splice[d] = c.splice[d];
+    if (c.splice[d]) {
+        io_uring_sqe* sqe = ring_.get_sqe();
+        io_uring_prep_poll_add(sqe, c.fd[d], POLLIN);
+        io_uring_sqe_set_data64(sqe, ud(splice_in_op(side), gen, slot));
+    } else {
+        prep_recv(c.fd[d], side, gen, slot);
+    }
+}
+
+void Worker::start_splice(Conn& c, Side from) {
+    int d = idx(from);
+    if (spliced_dirs_ >= kMaxSplicedDirs) {
+        return;
+    }
+    int p[2];
+    if (pipe2(p, O_NONBLOCK | O_CLOEXEC) != 0) {
+        return;  // out of descriptors: stay with copies
+    }
+    fcntl(p[1], F_SETPIPE_SZ, kPipeSize);
+    c.pipe_r[d] = p[0];
+    c.pipe_w[d] = p[1];
+    c.splice[d] = true;
+    ++spliced_dirs_;
+}
+
+void Worker::end_splice(Conn& c) {
+    for (int d = 0; d < 2; ++d) {
+        if (c.pipe_r[d] >= 0) {
+            ::close(c.pipe_r[d]);
+            ::close(c.pipe_w[d]);
+            c.pipe_r[d] = c.pipe_w[d] = -1;
+        }
+        if (c.splice[d]) {
+            c.splice[d] = false;
+            --spliced_dirs_;
+        }
+    }
+}
+
+void Worker::unpark_cancelled(Conn& c, Side side, uint32_t gen, uint32_t slot) {
+    // A parked splice-in is not in the kernel, so no cancel can reach it: complete it with
+    // ECANCELED through a NOP, as the relay expects of a cancelled receive.
+    int d = idx(side);
+    if (c.in_parked[d]) {
+        c.in_parked[d] = false;
+        c.in_cancelled[d] = true;
+        io_uring_sqe* sqe = ring_.get_sqe();
+        io_uring_prep_nop(sqe);
+        io_uring_sqe_set_data64(sqe, ud(splice_in_op(side), gen, slot));
+    }
+}
+
+void Worker::splice_in(Conn& c, Side from, uint32_t gen, uint32_t slot, int res, Actions& acts) {
+    int d = idx(from);
+    if (c.in_cancelled[d]) {
+        c.in_cancelled[d] = false;
+        c.relay.on_recv(now_, from, -ECANCELED, false, 0, false, acts);
+        return;
+    }
+    if (res < 0) {
+        c.relay.on_recv(now_, from, res, false, 0, false, acts);
+        return;
+    }
+    if (free_tokens_.empty()) {  // cannot happen with kTokens >= depth * kMaxSplicedDirs
+        c.relay.on_recv(now_, from, -ENOBUFS, false, 0, false, acts);
+        return;
+    }
+    ssize_t n = splice(c.fd[d], nullptr, c.pipe_w[d], nullptr, kSpliceChunk,
+                       SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (n > 0) {
+        uint16_t token = free_tokens_.back();
+        free_tokens_.pop_back();
+        c.relay.on_recv(now_, from, static_cast<int>(n), true, token, false, acts);
+    } else if (n == 0) {
+        c.relay.on_recv(now_, from, 0, false, 0, false, acts);
+    } else if (errno == EAGAIN) {
+        if (c.relay.queued(from) > 0) {
+            c.in_parked[d] = true;  // the pipe is full: resume after the next splice-out
+        } else {
+            arm_recv(c, from, gen, slot);
+        }
+    } else {
+        c.relay.on_recv(now_, from, -errno, false, 0, false, acts);
+    }
+}
+
+void Worker::splice_out(Conn& c, Side to, uint32_t gen, uint32_t slot, int res, Actions& acts) {
+    Side from = other(to);
+    int d = idx(from);
+    if (res < 0) {
+        c.relay.on_send(now_, to, res, acts);
+        return;
+    }
+    ssize_t n = splice(c.pipe_r[d], nullptr, c.fd[idx(to)], nullptr, c.out_len[d],
+                       SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (n < 0 && errno == EAGAIN) {
+        io_uring_sqe* sqe = ring_.get_sqe();
+        io_uring_prep_poll_add(sqe, c.fd[idx(to)], POLLOUT);
+        io_uring_sqe_set_data64(sqe, ud(splice_out_op(to), gen, slot));
+        return;
+    }
+    int r = n > 0 ? static_cast<int>(n) : (n == 0 ? -EIO : -errno);
+    if (n > 0) {
+        WorkerStats::add(to == Side::upstream ? stats_.bytes_up : stats_.bytes_down,
+                         static_cast<uint64_t>(n));
+    }
+    if (c.in_parked[d]) {  // the pipe has room again
+        c.in_parked[d] = false;
+        arm_recv(c, from, gen, slot);
+    }
+    c.relay.on_send(now_, to, r, acts);
 }
 
 void Worker::retry_starved(size_t limit) {
@@ -586,7 +752,7 @@ void Worker::retry_starved(size_t limit) {
             execute(st.slot, acts);
             continue;
         }
-        prep_recv(c.fd[idx(st.side)], st.side, st.gen, st.slot);
+        arm_recv(c, st.side, st.gen, st.slot);
     }
 }
 

@@ -48,6 +48,7 @@ struct WorkerConfig {
     uint32_t buffer_size = 16384;
     uint32_t buffers = 4096;
     bool log_connections = false;
+    bool splice = true;  // bulk directions move bytes socket -> pipe -> socket (no copies)
 };
 
 class Worker {
@@ -78,6 +79,14 @@ class Worker {
         int fd[2] = {-1, -1};
         uint32_t listener = 0;
         plan::SockAddr target;  // upstream address; stable while connect is in flight
+        // Per direction (indexed by the source side): splice mode for bulk transfers.
+        int pipe_r[2] = {-1, -1};
+        int pipe_w[2] = {-1, -1};
+        uint32_t out_len[2] = {0, 0};  // bytes the pending splice-out should move
+        bool splice[2] = {false, false};
+        bool recv_is_splice[2] = {false, false};  // the armed receive is a POLLIN for splice
+        bool in_parked[2] = {false, false};       // splice-in waits for the pipe to drain
+        bool in_cancelled[2] = {false, false};    // ... and was cancelled meanwhile
     };
     using Pool = ConnPool<Conn>;
 
@@ -123,6 +132,12 @@ class Worker {
     void execute(uint32_t slot, const Actions& acts);
     void retry_starved(size_t limit);
     void prep_recv(int fd, Side side, uint32_t gen, uint32_t slot);
+    void arm_recv(Conn& c, Side side, uint32_t gen, uint32_t slot);
+    void start_splice(Conn& c, Side from);
+    void unpark_cancelled(Conn& c, Side side, uint32_t gen, uint32_t slot);
+    void end_splice(Conn& c);
+    void splice_in(Conn& c, Side from, uint32_t gen, uint32_t slot, int res, Actions& acts);
+    void splice_out(Conn& c, Side to, uint32_t gen, uint32_t slot, int res, Actions& acts);
     void stop_accepting();
     void close_all();
     void check_lingering(bool force);
@@ -142,6 +157,9 @@ class Worker {
     std::vector<Lingering> lingering_;
     std::vector<uint16_t> chain_next_;  // BufChain storage: one entry per ring buffer
     std::vector<uint32_t> chain_len_;
+    uint32_t token_base_ = 0;  // chain ids >= this stand for bytes in a pipe
+    std::vector<uint16_t> free_tokens_;
+    uint32_t spliced_dirs_ = 0;
     Actions acts_;
 
     UniqueFd wake_fd_;
