@@ -25,6 +25,7 @@ import traceback
 TCP_CLOSE_WAIT = 0x08
 TCP_LISTEN = 0x0A
 TCP_TIME_WAIT = 0x06
+TCP_FIN_WAIT2 = 0x05
 
 V4 = (socket.AF_INET, "127.0.0.1")
 V6 = (socket.AF_INET6, "::1")
@@ -397,6 +398,11 @@ class Relay:
             if mine or by_port:
                 found.append((lport, rport, state, inode))
         return found
+
+    def fin_wait2(self):
+        """Relay-side sockets in FIN_WAIT2, orphans included (they have inode 0)."""
+        return [(lp, rp, st) for lp, rp, st, _ in _proc_net_tcp()
+                if st == TCP_FIN_WAIT2 and ((lp == self.port) or rp in self.upstream_ports)]
 
     def close_wait(self):
         return [s for s in self.relay_sockets() if s[2] == TCP_CLOSE_WAIT]

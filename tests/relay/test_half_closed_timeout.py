@@ -48,6 +48,8 @@ def test(ctx):
     h.check(ok.get("r") == (b"Eping", "eof"), f"normal half-closed exchange: {ok}")
     srv.join(connections=2)
     srv.check()
+    # the cut connection leaves nothing half-open behind in the kernel either
+    h.wait_until(lambda: not r.fin_wait2(), 10, f"no relay socket in FIN_WAIT2 (have {r.fin_wait2()})")
     st = r.finish(expect_accepted=2)
     if st:
         cb = st["total"]["closed_by"]
