@@ -83,11 +83,10 @@ int usage_error(const std::string& why) {
 // Returns -1 when options are complete, else the exit code to return at once.
 int parse(int argc, char** argv, Options& o) {
     bool mode_set = false;
-    auto set_mode = [&](Mode m, const char* flag) -> bool {
+    auto set_mode = [&](Mode m) -> bool {
         if (mode_set && o.mode != m) {
             return false;
         }
-        (void)flag;
         o.mode = m;
         mode_set = true;
         return true;
@@ -128,7 +127,7 @@ int parse(int argc, char** argv, Options& o) {
             Mode m = a == "--check"     ? Mode::check
                      : a == "--dry-run" ? Mode::dry_run
                                         : Mode::cleanup;
-            if (!set_mode(m, a.c_str())) {
+            if (!set_mode(m)) {
                 return usage_error("--check, --dry-run and --cleanup exclude each other");
             }
         } else if (a == "--no-rules") {
