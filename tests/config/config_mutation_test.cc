@@ -42,6 +42,10 @@ bool batch_is_clean(const std::string& batch) {
         if (line.find(';') != std::string::npos && line.rfind("\t\ttype ", 0) != 0) {
             return false;
         }
+        if (line.find_first_of("&|") != std::string::npos &&
+            line.find("meta mark set meta mark & ") == std::string::npos) {
+            return false;
+        }
     }
     return true;
 }
