@@ -30,5 +30,6 @@ logged lan-v4
 code=$(in_x curl -sS -g --max-time 10 -o "$TMP/local-curl.out" -w '%{http_code}' "http://$Z_ADDR/index.html" || true)
 [ "$code" = 200 ] && [ "$(sha256sum <"$TMP/local-curl.out" | cut -d' ' -f1)" = "$PAGE_SHA" ] &&
     ok "curl on X itself through tpengine: 200, body intact" || fail "curl on X itself: $code"
+x_no_close_wait capture-local
 tp_stop local || fail "tpengine -c exited non-zero at stop"
 show_table

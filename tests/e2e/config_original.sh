@@ -33,6 +33,7 @@ check_programs orig-v4 "$Z_ADDR" 80 5201 9000
 check_many orig-v4 "$Z_ADDR" 7000 1000
 who orig-v6 "$Z_ADDR6" 8080 "$Z_ADDR6" "$Y_ADDR6" yes
 check_programs orig-v6 "$Z_ADDR6" 80 5201 9000 6
+x_no_close_wait orig
 tp_stop orig || fail "tpengine -c exited non-zero at stop"
 after=$(x_kernel_state)
 [ "$before" = "$after" ] && ok "stop: X's tables, rules and routes are as before" ||

@@ -152,9 +152,13 @@ tp_stop() {  # NAME: SIGTERM, wait for exit; returns its exit code
     local pid
     eval "pid=\$TP_PID_$1"
     ours "$pid" && kill -TERM "$pid" 2>/dev/null || true
-    local rc=0
-    timeout 15 tail --pid="$pid" -f /dev/null || { ours "$pid" && kill -9 "$pid" 2>/dev/null || true; }
+    local rc=0 t0=$SECONDS
+    if ! timeout 30 tail --pid="$pid" -f /dev/null; then
+        log "tpengine $1 still running 30 s after SIGTERM: kill -9"
+        ours "$pid" && kill -9 "$pid" 2>/dev/null || true
+    fi
     wait "$pid" 2>/dev/null || rc=$?
+    [ "$rc" -eq 0 ] || log "tpengine $1 exited $rc, $((SECONDS - t0)) s after SIGTERM; its log ends: $(tail -3 "$TMP/$1.log")"
     return $rc
 }
 
@@ -366,12 +370,33 @@ x_nft_lab() {
     x_policy_routing
 }
 
+# After the traffic: no socket in X is left in CLOSE-WAIT (a peer closed and the relay never
+# closed its side: a leaked connection). Bounded wait for the state, no timing asserted.
+x_no_close_wait() {  # LABEL
+    local left=""
+    for _ in $(seq 30); do
+        left=$(in_x ss -Htan state close-wait)
+        [ -z "$left" ] && break
+        sleep 0.1
+    done
+    [ -z "$left" ] && ok "$1: no socket left in CLOSE-WAIT on X" ||
+        fail "$1: sockets left in CLOSE-WAIT on X: $left"
+}
+
 # The four fixed relays of the tcprdr tests: Y-side port -> Z's service port.
 RELAY_MAP="80:50080 8080:50081 5201:55201 9000:59000"
 relays() {  # FLAGS...: one `tpengine relay FLAGS LPORT Z PORT` per service
     local m
     for m in $RELAY_MAP; do
         tp_relay "r${m##*:}" "$@" "${m##*:}" "$Z_ADDR" "${m%%:*}"
+    done
+}
+stop_relays() {  # each relay must stop cleanly (exit 0) on SIGTERM
+    local m
+    [ "${TP_E2E_STANDIN:-}" = socat ] && return 0
+    for m in $RELAY_MAP; do
+        tp_stop "r${m##*:}" && ok "relay r${m##*:} stopped cleanly on SIGTERM" ||
+            fail "relay r${m##*:} did not stop cleanly on SIGTERM"
     done
 }
 

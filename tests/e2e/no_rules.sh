@@ -24,6 +24,7 @@ tp_start nr -c "$TMP/nr.yaml" --no-rules
 who no-rules-v4 "$Z_ADDR" 8080 "$Z_ADDR" "$Y_ADDR" yes
 check_programs no-rules-v4 "$Z_ADDR" 80 5201 9000
 who no-rules-v6 "$Z_ADDR6" 8080 "$Z_ADDR6" "$Y_ADDR6" yes
+x_no_close_wait no-rules
 tp_stop nr || fail "tpengine --no-rules exited non-zero at stop"
 now=$(x_kernel_state; in_x nft list table inet tpengine_e2e | grep -v -e packets -e '^$')
 [ "$now" = "$applied" ] && ok "--no-rules: the operator's rules are untouched after tpengine stopped" ||

@@ -45,6 +45,7 @@ conn_log "$cl" | grep -Fe "[$Z_ADDR6]:8080" >/dev/null &&
     ok "redirect-v6: original destination [$Z_ADDR6]:8080 recovered and logged" ||
     fail "redirect-v6: no log line with $cl and [$Z_ADDR6]:8080: $(tail -3 "$TMP/redirect.log")"
 check_programs redirect-v6 "$Z_ADDR6" 80 5201 9000 6
+x_no_close_wait redirect
 tp_stop redirect || fail "tpengine -c exited non-zero at stop"
 in_x nft list tables | grep tpengine_e2e >/dev/null && fail "redirect: table left after stop"
 n=$(x_conntrack_entries)

@@ -20,6 +20,8 @@ x_nft_lab ""
 relays -T
 who relay-T "$X_LAN" 50081 "$X_LAN" client-port yes
 check_programs relay-T "$X_LAN" 50080 55201 59000
+x_no_close_wait relay-T
+stop_relays
 n=$(x_conntrack_entries)
 [ "$n" = 0 ] && ok "relay-T: X's conntrack table is empty: no connection tracking involved" ||
     fail "relay-T: X's conntrack table holds $n entries"

@@ -73,5 +73,6 @@ wait "$sink" || true
 [ "$(sha256sum <"$TMP/big.recv" | cut -d' ' -f1)" = "$BIG_SHA" ] &&
     ok "the 32 MiB transfer in flight across both reloads arrived intact" ||
     fail "the transfer across the reloads is corrupt or short ($(stat -c %s "$TMP/big.recv") bytes)"
+x_no_close_wait reload
 tp_stop reload_a || fail "tpengine -c exited non-zero at stop"
 show_table

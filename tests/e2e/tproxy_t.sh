@@ -18,6 +18,8 @@ tp_stop plain || true
 relays -t
 who tproxy-t "$Z_ADDR" 8080 "$Z_ADDR" "$X_WAN" yes
 check_programs tproxy-t "$Z_ADDR" 80 5201 9000
+x_no_close_wait tproxy-t
+stop_relays
 n=$(x_conntrack_entries)
 [ "$n" = 0 ] && ok "tproxy-t: X's conntrack table is empty: no connection tracking involved" ||
     fail "tproxy-t: X's conntrack table holds $n entries"

@@ -12,6 +12,9 @@ tp_relay r57000 -t -T 57000 "$Z_ADDR" 7000
 who tproxy-tT "$Z_ADDR" 8080 "$Z_ADDR" client-port yes
 check_programs tproxy-tT "$Z_ADDR" 80 5201 9000
 check_many tproxy-tT "$Z_ADDR" 7000 1000
+x_no_close_wait tproxy-tT
+stop_relays
+tp_stop r57000 || fail "relay r57000 did not stop cleanly on SIGTERM"
 n=$(x_conntrack_entries)
 [ "$n" = 0 ] && ok "tproxy-tT: X's conntrack table is empty: no connection tracking involved" ||
     fail "tproxy-tT: X's conntrack table holds $n entries"
