@@ -441,8 +441,8 @@ int do_run(const Options& o) {
         if (!r.ok()) {
             removal_failed = true;
             log_line("could not remove:\n" + r.errors);
-        } else if (o.verbose) {
-            log_line("removed " + r.summary());
+        } else {
+            log_line("stopping: removed " + r.summary());
         }
     };
     hooks.on_reload = [&] {
