@@ -458,6 +458,11 @@ void Worker::handle_conn(const UserData& u, const io_uring_cqe* cqe) {
         case Op::send_client:
         case Op::send_upstream: {
             Side side = u.op == Op::send_client ? Side::client : Side::upstream;
+            int from = idx(other(side));
+            if (c.in_parked[from]) {  // a splice-in waiting behind copied bytes: room now
+                c.in_parked[from] = false;
+                arm_recv(c, other(side), u.gen, u.slot);
+            }
             if (res > 0) {
                 WorkerStats::add(side == Side::upstream ? stats_.bytes_up : stats_.bytes_down,
                                  static_cast<uint64_t>(res));
