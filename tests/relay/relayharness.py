@@ -414,7 +414,7 @@ class Relay:
         check(self.alive(), f"tpengine died (rc {self.proc.returncode}):\n{self.output()[-3000:]}")
 
         def ok():
-            return self.fd_count() == self.baseline_fds and not self.relay_sockets()
+            return self.fd_count() == self.baseline_fds and not self.relay_sockets() and not self.fin_wait2()
         try:
             wait_until(ok, timeout, "fd count back at baseline and no relay socket open", interval=0.1)
         except TestFailure:
@@ -422,9 +422,10 @@ class Relay:
             fds = fd_targets(self.proc.pid)
             raise TestFailure(
                 f"LEAK: fd count {len(fds)} (baseline {self.baseline_fds}); "
+                f"relay sockets in FIN_WAIT2 (orphans too): {self.fin_wait2()[:10]}; "
                 f"relay sockets still open (lport, rport, state, inode): {self.relay_sockets()[:20]}; "
                 f"in CLOSE_WAIT: {len(cw)}; fds: {sorted(fds.items())[:60]}")
-        log(f"leak check ok: {self.fd_count()} fds = baseline, no relay socket open, 0 CLOSE_WAIT")
+        log(f"leak check ok: {self.fd_count()} fds = baseline, no relay socket open, 0 CLOSE_WAIT, 0 FIN_WAIT2")
 
     def finish(self, expect_accepted=None, timeout=15):
         """The standard end of a test: all connections gone (active 0), counter balance, leak
