@@ -13,6 +13,7 @@ import os
 import re
 import resource
 import selectors
+import shutil
 import signal
 import socket
 import subprocess
@@ -710,9 +711,14 @@ class Context:
     def relay(self, args, **kw):
         return Relay(self, args, **kw)
 
-    def cleanup(self):
+    def cleanup(self, keep_output=False):
         for r in self.relays:
             r.kill()
+            for f in (getattr(r, "_err", None), getattr(r, "_out", None)):
+                if f:
+                    f.close()
+            if not keep_output:
+                shutil.rmtree(r.dir, ignore_errors=True)
         for s in self.servers:
             try:
                 s.close()
@@ -757,7 +763,7 @@ def main(test, time_limit=110):
                 out = r.output()
                 if out:
                     print(f"--- tpengine output (last 3000 chars, {r.dir}):\n{out[-3000:]}", flush=True)
-        ctx.cleanup()
+        ctx.cleanup(keep_output=rc != 0)  # a failed run keeps the relay's output for a look
     sys.exit(rc)
 
 

@@ -2,10 +2,12 @@
 """Mixed load (reliability F4/L4 in small): 300 connections over 2 workers, 40 at a time.
 Every 10th connection's client resets mid-stream, every 10th (offset 5) the server resets after
 64 KiB, every 10th (offset 3) is a client half-close; the rest echo 32-256 KiB. Resets arrive
-as resets, every other flow is byte-exact, the close causes add up exactly, no leak."""
+as resets, every other flow is byte-exact, the close causes add up exactly, no leak. SIGUSR1
+arrives every 50 ms throughout."""
 import hashlib
 import os
 import random
+import signal
 import socket
 import threading
 
@@ -97,6 +99,14 @@ def test(ctx):
         except Exception as e:  # noqa: BLE001
             with lock:
                 errors.append(f"#{i} ({kind(i)}): {type(e).__name__}: {e}")
+    # counters are read (SIGUSR1) all through the run: that must not disturb any flow
+    stop = threading.Event()
+
+    def poke():
+        while not stop.wait(0.05):
+            if not r.standin and r.alive():
+                os.kill(r.pid(), signal.SIGUSR1)
+    threading.Thread(target=poke, daemon=True).start()
     sem = threading.Semaphore(PAR)
 
     def limited(i):
@@ -113,6 +123,7 @@ def test(ctx):
     for t in threads:
         t.join(60)
     h.check(not any(t.is_alive() for t in threads), f"{sum(t.is_alive() for t in threads)} flows hang")
+    stop.set()
     h.check(not errors, f"{len(errors)} flows failed: {errors[:5]}")
     h.wait_until(lambda: srv.active == 0, 20, "server connections to end")
     h.check(not srv.errors, f"server errors: {srv.errors[:3]}")
