@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Byte-exact relay of random payloads both ways, IPv4 and IPv6 (sha256 compared on both
-ends), and the byte counters equal what went through."""
+ends), and the byte counters equal what went through. Also v4 clients to a v6 upstream and
+the reverse."""
 import socket
 
 import relayharness as h
@@ -33,9 +34,24 @@ def run_family(ctx, family, host):
     h.log(f"{host}: {conns} connections byte-exact, {up} bytes up, {down} down")
 
 
+def cross_family(ctx, client, upstream):
+    """A v4 client relayed to a v6 upstream, and the reverse."""
+    (cf, ch), (uf, uh) = client, upstream
+    srv = h.ProtoServer(ctx, family=uf)
+    r = ctx.relay(["-L", ch, h.free_port(cf, ch), uh, srv.port], family=cf, upstream_ports=[srv.port]).start()
+    for mode in ("E", "D", "U"):
+        h.proto_client(r, mode, 1 << 20, server=srv)
+    h.wait_until(lambda: srv.active == 0, 10, "server connections to end")
+    srv.check()
+    r.finish(expect_accepted=3)
+    h.log(f"{ch} -> {uh}: byte-exact")
+
+
 def test(ctx):
     run_family(ctx, *h.V4)
     run_family(ctx, *h.V6)
+    cross_family(ctx, h.V4, h.V6)
+    cross_family(ctx, h.V6, h.V4)
 
 
 if __name__ == "__main__":
