@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import tempfile
+import time
 
 import nslib
 
@@ -120,6 +121,28 @@ def main():
     if "8080" not in nslib.nft_table(ns):
         nslib.fail("the table was not restored")
     echo(client, "five")
+
+    # A reload whose nft transaction fails after new routing went in (new table name held by
+    # another process, new route table 102): the added rules and routes are undone.
+    owner = subprocess.Popen(ns.cmd(["nft", "-i"]), stdin=subprocess.PIPE,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+    ns.procs.append(owner)
+    owner.stdin.write("add table inet tpb { flags owner; }\n")
+    owner.stdin.flush()
+    for _ in range(50):
+        if "table inet tpb" in ns.sh("nft list tables").stdout:
+            break
+        time.sleep(0.1)
+    running = ns.snapshot()
+    nslib.write_config(cfg, ports=(80, 443, 8080), upstream="127.0.0.1:9000", rt=102,
+                       table="tpb")
+    p.send_signal(signal.SIGHUP)
+    nslib.wait_for_line(p, "reload rejected: cannot replace the rules")
+    nslib.wait_for_line(p, "Operation not permitted")
+    nslib.expect_same(running, ns.snapshot(), "reload whose nft transaction failed")
+    echo(client, "five-b")
+    owner.stdin.close()
+    owner.wait(timeout=10)
 
     # A new table name: the new table replaces the old one in the same transaction.
     nslib.write_config(cfg, ports=(80, 443, 8080), upstream="127.0.0.1:9000", rt=101,
