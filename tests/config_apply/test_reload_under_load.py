@@ -1,5 +1,5 @@
 """Reloads never open a gap: with capture_local, this namespace's own connections to
-198.51.100.1:80 are intercepted (output chain mark -> policy route via lo -> tproxy) and
+198.51.100.1:80 and [2001:db8:2::1]:80 are intercepted (output chain mark -> policy route via lo -> tproxy) and
 relayed to an echo server, while 20 SIGHUPs alternate between two rule sets (so the table is
 replaced each time). Any moment without the table or the policy routing sends a SYN out of the
 veth to nowhere and that connection fails; the test demands zero failures."""
@@ -30,10 +30,11 @@ stop = threading.Event()
 threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
 ok = fail = 0
 errors = {}
+targets = [("198.51.100.1", 80), ("2001:db8:2::1", 80)]
 print("started", flush=True)
 while not stop.is_set():
     try:
-        c = socket.create_connection(("198.51.100.1", 80), timeout=5)
+        c = socket.create_connection(targets[(ok + fail) % 2], timeout=5)
         c.sendall(b"ping\\n")
         got = b""
         while not got.endswith(b"\\n"):
@@ -67,7 +68,7 @@ listeners:
     upstream: {{to: "127.0.0.1:9000"}}
 rules:
   - name: lab
-    destinations: [198.51.100.0/24]
+    destinations: [198.51.100.0/24, "2001:db8:2::/64"]
     ports: [80, {extra_port}]
     action: tproxy
     listener: web
@@ -82,10 +83,13 @@ def main():
     ns = nslib.Netns("load")
     # A route for 198.51.100.0/24 that leads nowhere: only interception can answer.
     # (a veth pair inside the namespace; nothing answers for 192.0.2.2).
+    # No link-local addresses (their DAD would change the routes under the test).
     ns.sh("ip link add v0 type veth peer name v1 && "
-          "sysctl -qw net.ipv6.conf.v0.disable_ipv6=1 net.ipv6.conf.v1.disable_ipv6=1 && "
+          "ip link set v0 addrgenmode none && ip link set v1 addrgenmode none && "
           "ip link set v0 up && ip link set v1 up && "
-          "ip addr add 192.0.2.1/24 dev v0 && ip route add 198.51.100.0/24 via 192.0.2.2 dev v0")
+          "ip addr add 192.0.2.1/24 dev v0 && ip route add 198.51.100.0/24 via 192.0.2.2 dev v0 && "
+          "ip -6 addr add 2001:db8:1::1/64 dev v0 nodad && "
+          "ip -6 route add 2001:db8:2::/64 via 2001:db8:1::2 dev v0")
     before = ns.snapshot()
     server = ns.spawn(["python3", "-c", ECHO])
     nslib.wait_for_line(server, "ready")
