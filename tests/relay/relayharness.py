@@ -511,14 +511,15 @@ class ThreadServer:
                 c, _ = self.sock.accept()
             except OSError:
                 return
+            idx = len(self.threads)
             with self.lock:
-                idx = self.accepted
-                self.accepted += 1
                 self.active += 1
                 self.conns.append(c)
             t = threading.Thread(target=self._run, args=(c, idx), daemon=True)
-            self.threads.append(t)
             t.start()
+            self.threads.append(t)
+            with self.lock:
+                self.accepted += 1  # counted once its thread is listed, so join() sees it
 
     def _run(self, c, idx):
         try:
