@@ -59,11 +59,14 @@ void Relay::drop_bufs(Dir& d, Actions& out) {
         return;
     }
     // The kernel may still be reading the head buffer: keep it until its send completes.
+    // One action for the whole queue: it may be long (multishot receives land a few more
+    // buffers before a stop takes effect).
     int keep = d.send_inflight ? 1 : 0;
-    uint16_t b = keep ? chain_.next[d.head] : d.head;
-    for (int i = keep; i < d.count; ++i) {
-        release(b, out);
-        b = chain_.next[b];
+    if (d.count > keep) {
+        Action a = act(ActionType::release_chain, Side::client);
+        a.buf = keep ? chain_.next[d.head] : d.head;
+        a.len = static_cast<uint32_t>(d.count - keep);
+        out.push(a);
     }
     d.count = static_cast<uint16_t>(keep);
     d.tail = d.head;

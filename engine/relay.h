@@ -20,20 +20,21 @@ constexpr int idx(Side s) {
 }
 
 enum class ActionType : uint8_t {
-    connect,       // start the upstream connect
-    recv,          // receive on `side` with a buffer from the provided ring
-    recv_later,    // like recv, but the ring was empty: retry once buffers come back
-    send,          // send buf[off, off+len) to `side`
-    shutdown,      // shutdown(SHUT_WR) on `side`
-    cancel_all,    // cancel every operation on `side`'s socket
-    cancel_recv,   // cancel only the receive pending on `side`
-    watch,         // poll `side` for an error/hangup (client during connect, buffers full)
-    cancel_watch,  // cancel that poll
-    release_buf,   // give `buf` back to the provided ring
-    close,         // close `side`'s socket; `reset` = SO_LINGER 0 first (RST)
-    arm_timer,     // (re)arm the connection's one timer for `deadline_ms`
-    disarm_timer,  // the connection no longer needs a timer
-    finish,        // the connection is over: count `cause`, free the slot
+    connect,        // start the upstream connect
+    recv,           // receive on `side` with a buffer from the provided ring
+    recv_later,     // like recv, but the ring was empty: retry once buffers come back
+    send,           // send buf[off, off+len) to `side`
+    shutdown,       // shutdown(SHUT_WR) on `side`
+    cancel_all,     // cancel every operation on `side`'s socket
+    cancel_recv,    // cancel only the receive pending on `side`
+    watch,          // poll `side` for an error/hangup (client during connect, buffers full)
+    cancel_watch,   // cancel that poll
+    release_buf,    // give `buf` back to the provided ring
+    release_chain,  // give back `len` queued buffers, from `buf` along the BufChain
+    close,          // close `side`'s socket; `reset` = SO_LINGER 0 first (RST)
+    arm_timer,      // (re)arm the connection's one timer for `deadline_ms`
+    disarm_timer,   // the connection no longer needs a timer
+    finish,         // the connection is over: count `cause`, free the slot
 };
 
 struct Action {

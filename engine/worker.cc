@@ -164,6 +164,7 @@ void Worker::run() {
     start_state_.store(1);
     start_state_.notify_all();
     loop();
+    force_close_remaining();
     check_lingering(true);
     listeners_.clear();
 }
@@ -171,7 +172,7 @@ void Worker::run() {
 void Worker::loop() {
     io_uring* ring = ring_.get();
     for (;;) {
-        if (exit_requested_ && pool_.used() == 0) {
+        if (exit_requested_ && (pool_.used() == 0 || now_ >= exit_deadline_ms_)) {
             break;
         }
         int rc = io_uring_submit_and_wait(ring, 1);
@@ -566,12 +567,17 @@ void Worker::execute(uint32_t s, const Actions& acts) {
                 break;
             }
             case ActionType::release_buf:
-                if (a.buf >= token_base_) {
-                    free_tokens_.push_back(a.buf);
-                } else {
-                    bufs_.release(a.buf);
+                release_buf(a.buf);
+                break;
+            case ActionType::release_chain: {
+                uint16_t b = a.buf;
+                for (uint32_t i = 0; i < a.len; ++i) {
+                    uint16_t next = chain_next_[b];
+                    release_buf(b);
+                    b = next;
                 }
                 break;
+            }
             case ActionType::close:
                 if (fd >= 0) {
                     int queued = 0;
@@ -619,6 +625,14 @@ void Worker::prep_recv(int fd, Side side, uint32_t gen, uint32_t slot) {
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = bufs_.group();
     io_uring_sqe_set_data64(sqe, ud(recv_op(side), gen, slot));
+}
+
+void Worker::release_buf(uint16_t b) {
+    if (b >= token_base_) {
+        free_tokens_.push_back(b);
+    } else {
+        bufs_.release(b);
+    }
 }
 
 void Worker::arm_recv(Conn& c, Side side, uint32_t gen, uint32_t slot) {
@@ -856,6 +870,8 @@ void Worker::apply(Command& cmd) {
             stop_accepting();
             close_all();
             exit_requested_ = true;
+            // Cancellations complete within microseconds; this only bounds a bug.
+            exit_deadline_ms_ = now_ + 2000;
             return;
     }
 }
@@ -878,6 +894,30 @@ void Worker::stop_accepting() {
         } else {
             l.fd.reset();
         }
+    }
+}
+
+void Worker::force_close_remaining() {
+    uint32_t cap = pool_.capacity();
+    for (uint32_t i = 0; i < cap; ++i) {
+        Pool::Slot& slot = pool_.slot(i);
+        if (!slot.used) {
+            continue;
+        }
+        Conn& c = slot.value;
+        log_limited("connection still busy at exit: closed by force", EBUSY);
+        for (int d = 0; d < 2; ++d) {
+            if (c.fd[d] >= 0) {
+                set_linger_reset(c.fd[d]);
+                ::close(c.fd[d]);
+                c.fd[d] = -1;
+            }
+        }
+        end_splice(c);
+        WorkerStats::add(stats_.closed[static_cast<size_t>(CloseCause::shutdown)], 1);
+        WorkerStats::sub(stats_.active, 1);
+        listeners_[c.listener]->shared->active.fetch_sub(1, std::memory_order_relaxed);
+        pool_.release(i);
     }
 }
 

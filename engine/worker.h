@@ -140,6 +140,8 @@ class Worker {
     void splice_out(Conn& c, Side to, uint32_t gen, uint32_t slot, int res, Actions& acts);
     void stop_accepting();
     void close_all();
+    void force_close_remaining();
+    void release_buf(uint16_t b);
     void check_lingering(bool force);
     uint64_t now_ms() const;
     void log_limited(const char* msg, int err);
@@ -180,6 +182,7 @@ class Worker {
     bool log_ever_ = false;
     bool accepting_ = true;
     bool exit_requested_ = false;
+    uint64_t exit_deadline_ms_ = 0;
     bool closing_all_ = false;
 };
 

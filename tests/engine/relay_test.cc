@@ -34,6 +34,16 @@ class RelayTest : public ::testing::Test {
         return n;
     }
     int count(ActionType type) const { return count(type, C, true); }
+    // Buffers given back, one by one or as a chain.
+    int released() const {
+        int n = 0;
+        for (const Action& a : out) {
+            n += a.type == ActionType::release_buf     ? 1
+                 : a.type == ActionType::release_chain ? static_cast<int>(a.len)
+                                                       : 0;
+        }
+        return n;
+    }
     const Action* find(ActionType type, Side side) const {
         for (const Action& a : out) {
             if (a.type == type && a.side == side) {
@@ -165,7 +175,7 @@ TEST_F(RelayTest, PartialSendsContinueFromTheOffset) {
     EXPECT_EQ(s->buf, 9);
     EXPECT_EQ(s->off, 400u);
     EXPECT_EQ(s->len, 600u);
-    EXPECT_EQ(count(ActionType::release_buf), 0);
+    EXPECT_EQ(released(), 0);
     out.clear();
     r.on_send(22, C, 599, out);
     s = find(ActionType::send, C);
@@ -174,7 +184,7 @@ TEST_F(RelayTest, PartialSendsContinueFromTheOffset) {
     EXPECT_EQ(s->len, 1u);
     out.clear();
     r.on_send(23, C, 1, out);
-    EXPECT_EQ(count(ActionType::release_buf), 1);
+    EXPECT_EQ(released(), 1);
     EXPECT_EQ(count(ActionType::send), 0);
     EXPECT_EQ(r.ops_in_flight(U), 1);  // the overlapping receive is still pending
 }
@@ -205,7 +215,7 @@ TEST_F(RelayTest, HalfCloseClientFirstThenUpstream) {
     EXPECT_EQ(count(ActionType::send, C), 1);
     out.clear();
     r.on_send(31, C, 50, out);
-    EXPECT_EQ(count(ActionType::release_buf), 1);
+    EXPECT_EQ(released(), 1);
     out.clear();
     r.on_recv(40, U, 0, false, 0, out);  // upstream FIN: close() sends the last FIN itself
     EXPECT_EQ(count(ActionType::shutdown), 0);
@@ -260,7 +270,7 @@ TEST_F(RelayTest, SendFailureStillDeliversWhatTheFailedSideSent) {
     out.clear();
     // What the upstream sent before it failed is still read and delivered.
     r.on_recv(22, U, 20, true, 7, out);
-    EXPECT_EQ(count(ActionType::release_buf), 0);
+    EXPECT_EQ(released(), 0);
     r.on_recv(23, C, -ECANCELED, false, 0, out);
     r.on_cancel_done(C, out);
     out.clear();
@@ -292,7 +302,7 @@ TEST_F(RelayTest, ClientResetDropsBytesQueuedForIt) {
     out.clear();
     r.on_send(23, C, -ECANCELED, out);
     r.on_cancel_done(C, out);
-    EXPECT_EQ(count(ActionType::release_buf), 2);
+    EXPECT_EQ(released(), 2);
     const Action* cu = find(ActionType::close, U);
     ASSERT_NE(cu, nullptr);
     EXPECT_TRUE(cu->reset);
@@ -309,7 +319,7 @@ TEST_F(RelayTest, ResetWhileWriteInFlight) {
     EXPECT_EQ(count(ActionType::finish), 0);
     out.clear();
     r.on_send(22, U, -ECANCELED, out);
-    EXPECT_EQ(count(ActionType::release_buf), 1);
+    EXPECT_EQ(released(), 1);
     EXPECT_EQ(count(ActionType::finish), 0);
     out.clear();
     r.on_cancel_done(U, out);
@@ -467,7 +477,7 @@ TEST_F(RelayTest, StopWhileRelaying) {
     r.on_recv(21, C, -ECANCELED, false, 0, out);
     r.on_cancel_done(U, out);
     r.on_cancel_done(C, out);
-    EXPECT_EQ(count(ActionType::release_buf), 1);
+    EXPECT_EQ(released(), 1);
     expect_finished(CloseCause::shutdown);
 }
 
@@ -483,7 +493,7 @@ TEST_F(RelayTest, ClientResetDuringConnectWithFullBuffersIsWatched) {
     EXPECT_EQ(count(ActionType::cancel_all, U), 1);  // the connect
     r.on_connect(3, -ECANCELED, out);
     r.on_cancel_done(U, out);
-    EXPECT_EQ(count(ActionType::release_buf), 2);
+    EXPECT_EQ(released(), 2);
     expect_finished(CloseCause::client_reset);
 }
 
@@ -511,7 +521,7 @@ TEST_F(RelayTest, MultishotReceiveStaysArmed) {
     out.clear();
     r.on_send(21, C, 10, out);
     EXPECT_EQ(count(ActionType::recv), 0);
-    EXPECT_EQ(count(ActionType::release_buf), 1);
+    EXPECT_EQ(released(), 1);
 }
 
 TEST_F(RelayTest, MultishotStoppedWhenQueueFullAndRearmedWhenDrained) {
@@ -543,7 +553,7 @@ TEST_F(RelayTest, MultishotStoppedWhenQueueFullAndRearmedWhenDrained) {
     EXPECT_EQ(count(ActionType::recv, C), 1);
     out.clear();
     r.on_send(26, U, 100, out);
-    EXPECT_EQ(count(ActionType::release_buf), 1);
+    EXPECT_EQ(released(), 1);
     EXPECT_EQ(r.queued(C), 0);
 }
 
@@ -560,8 +570,32 @@ TEST_F(RelayTest, TeardownReleasesEveryQueuedBuffer) {
     r.on_cancel_done(C, out);  // the backpressure stop
     r.on_cancel_done(C, out);
     r.on_cancel_done(U, out);
-    EXPECT_EQ(count(ActionType::release_buf), 3);
+    EXPECT_EQ(released(), 3);
     expect_finished(CloseCause::shutdown);
+}
+
+TEST_F(RelayTest, ALongQueueIsReleasedInOneActionAndTeardownStillHappens) {
+    // Regression: a multishot overshoot of many buffers used to overflow the action list
+    // with one release per buffer, dropping the teardown that followed (a stuck slot).
+    connected();
+    r.on_recv(10, U, 0, false, 0, false, out);  // upstream FIN: shutdown(client)
+    for (uint16_t b = 1; b <= 30; ++b) {
+        r.on_recv(20, C, 100, true, b, true, out);
+    }
+    EXPECT_EQ(r.queued(C), 30);
+    r.on_shutdown(C, 0, out);
+    out.clear();
+    r.on_send(21, U, -EPIPE, out);  // the upstream is gone with 29 buffers queued
+    EXPECT_LT(out.size(), Actions::capacity);
+    EXPECT_EQ(released(), 30);
+    EXPECT_EQ(count(ActionType::cancel_all, C), 1) << "the teardown must not be lost";
+    EXPECT_EQ(r.phase(), Relay::Phase::closing);
+    r.on_recv(22, C, -ECANCELED, false, 0, false, out);
+    while (r.ops_in_flight(C) > 0) {  // the stop, the second stop and the teardown's cancel
+        r.on_cancel_done(C, out);
+    }
+    EXPECT_EQ(count(ActionType::finish), 1) << "the upstream reset must end the connection";
+    EXPECT_EQ(r.phase(), Relay::Phase::done);
 }
 
 TEST_F(RelayTest, EveryStartFinishesExactlyOnce) {
