@@ -51,14 +51,20 @@ struct Action {
 
 // A fixed-capacity action list: an event never produces more than a handful of actions.
 struct Actions {
-    static constexpr int capacity = 16;
+    static constexpr int capacity = 24;  // an event needs at most ~12
     Action items[capacity];
     int count = 0;
+    bool overflow = false;  // a bug if ever set: the worker reports it
 
-    void clear() { count = 0; }
+    void clear() {
+        count = 0;
+        overflow = false;
+    }
     void push(const Action& a) {
         if (count < capacity) {
             items[count++] = a;
+        } else {
+            overflow = true;
         }
     }
     const Action* begin() const { return items; }

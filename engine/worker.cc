@@ -500,6 +500,9 @@ void Worker::handle_conn(const UserData& u, const io_uring_cqe* cqe) {
 }
 
 void Worker::execute(uint32_t s, const Actions& acts) {
+    if (acts.overflow) {
+        log_limited("BUG: relay action list overflow", EOVERFLOW);
+    }
     Pool::Slot& slot = pool_.slot(s);
     Conn& c = slot.value;
     const uint32_t gen = slot.gen;
