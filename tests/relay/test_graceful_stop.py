@@ -2,10 +2,12 @@
 """Graceful stop. SIGTERM with a live connection: new connections are refused at once, the
 live one can still finish within the drain timeout, exit code 0, counters balance in the
 exit dump. Then a connection that never finishes is cut at the drain timeout (exit 0,
-closed_by shutdown=1)."""
+closed_by shutdown=1). And 50 transfers in flight at SIGTERM all finish byte-exact."""
+import hashlib
 import os
 import signal
 import socket
+import threading
 import time
 
 import relayharness as h
@@ -131,9 +133,60 @@ def drain_timeout_cuts(ctx, family, host):
     h.log(f"{host}: open connection cut by the 1s drain timeout ({how}, {time.monotonic() - t0:.1f}s), exit 0")
 
 
+def many_transfers_finish(ctx, family, host, n=50, size=1 << 20):
+    """SIGTERM while 50 transfers are in flight: every one completes byte-exact during the
+    drain, then exit 0 with all closes normal."""
+    srv = h.EchoServer(ctx, family=family)
+    r = ctx.relay(["--drain-timeout", "30s", "-L", host, h.free_port(family, host), host, srv.port],
+                  family=family, upstream_ports=[srv.port]).start()
+    socks = [r.connect(timeout=60) for _ in range(n)]
+    errors = []
+    started = threading.Barrier(n + 1)
+
+    def one(i, s):
+        data = os.urandom(size)
+        t = h.send_in_thread(s, data[:size // 2])
+        started.wait(30)
+        back = h.recv_exact(s, size // 2)
+        t.join(30)
+        s.sendall(data[size // 2:])
+        s.shutdown(socket.SHUT_WR)
+        rest, how = h.recv_to_end(s)
+        s.close()
+        if how != "eof" or hashlib.sha256(back + rest).digest() != hashlib.sha256(data).digest():
+            errors.append(f"#{i}: {len(back) + len(rest)} of {size} bytes, {how}")
+
+    def wrapped(i, s):
+        try:
+            one(i, s)
+        except Exception as e:  # noqa: BLE001
+            errors.append(f"#{i}: {type(e).__name__}: {e}")
+    threads = [threading.Thread(target=wrapped, args=(i, s), daemon=True) for i, s in enumerate(socks)]
+    for t in threads:
+        t.start()
+    started.wait(30)
+    sigterm(r)
+    for t in threads:
+        t.join(60)
+    if r.standin:
+        return
+    h.check(not errors, f"{len(errors)} transfers broken by the graceful stop: {errors[:3]}")
+    try:
+        rc = r.proc.wait(30)
+    except Exception:  # noqa: BLE001
+        raise h.TestFailure("tpengine did not exit after its last connection finished during the drain")
+    h.check(rc == 0, f"exit code {rc}")
+    st = exit_dump(r)
+    h.check(st["total"]["accepted"] == n and st["total"]["closed_by"] == {"normal": n},
+            f"exit counters {st['total']}")
+    h.wait_until(lambda: not r.relay_sockets(), 10, "no relay socket left")
+    h.log(f"{n} transfers in flight at SIGTERM all finished byte-exact; exit 0")
+
+
 def test(ctx):
     live_connection_finishes(ctx, *h.V4)
     drain_timeout_cuts(ctx, *h.V4)
+    many_transfers_finish(ctx, *h.V4)
 
 
 if __name__ == "__main__":
