@@ -76,6 +76,33 @@ TEST(BufRing, RecycleThroughARealRing) {
     close(sv[1]);
 }
 
+TEST(BufRing, GrowsByChunksUpToItsMaximum) {
+    Ring ring;
+    if (!ring.init(8, 16)) {
+        GTEST_SKIP() << "io_uring unavailable";
+    }
+    BufRing bufs;
+    if (!bufs.init(ring.get(), 2, 600, 128, 1)) {  // max rounds up to 1024, starts one chunk
+        GTEST_SKIP() << "provided buffer rings unavailable";
+    }
+    EXPECT_EQ(bufs.max_count(), 1024u);
+    EXPECT_EQ(bufs.count(), 256u);
+    int grown = 0;
+    while (bufs.grow()) {
+        ++grown;
+    }
+    bufs.flush();
+    EXPECT_EQ(grown, 3);
+    EXPECT_EQ(bufs.count(), 1024u);
+    // Every buffer has its own memory: write each, read back.
+    for (uint32_t b = 0; b < bufs.count(); ++b) {
+        std::memset(bufs.addr(static_cast<uint16_t>(b)), static_cast<int>(b & 0xff), 128);
+    }
+    for (uint32_t b = 0; b < bufs.count(); ++b) {
+        EXPECT_EQ(bufs.addr(static_cast<uint16_t>(b))[127], static_cast<uint8_t>(b & 0xff));
+    }
+}
+
 TEST(Ring, ReportsItsMode) {
     Ring ring;
     auto r = ring.init(8, 16);
