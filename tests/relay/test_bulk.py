@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Bulk transfers in parallel (reliability L1, small): 64 connections x 2 MiB each way, 16 at a
 time, over 2 workers, so the relay's bulk path (large buffers or splice) runs for many
-connections at once, mixed with half-closes. Every byte exact in both directions."""
+connections at once, mixed with half-closes. Every byte exact in both directions. Run twice:
+as is, and with TPENGINE_NO_SPLICE=1 (the engine's copy-only path)."""
 import hashlib
 import os
 import threading
@@ -13,11 +14,16 @@ PAR = 16
 SIZE = 2 << 20
 
 
-def test(ctx):
+def run(ctx, splice):
     family, host = h.V4
     srv = h.EchoServer(ctx, family=family)
-    r = ctx.relay(["--workers", 2, "-L", host, h.free_port(family, host), host, srv.port], family=family,
-                  upstream_ports=[srv.port]).start()
+    if not splice:  # the engine's switch for its copy-only path
+        os.environ["TPENGINE_NO_SPLICE"] = "1"
+    try:
+        r = ctx.relay(["--workers", 2, "-L", host, h.free_port(family, host), host, srv.port], family=family,
+                      upstream_ports=[srv.port]).start()
+    finally:
+        os.environ.pop("TPENGINE_NO_SPLICE", None)
     errors = []
     sem = threading.Semaphore(PAR)
 
@@ -54,7 +60,12 @@ def test(ctx):
         h.check(t["bytes_up"] == N * SIZE and t["bytes_down"] == N * SIZE,
                 f"bytes_up={t['bytes_up']} bytes_down={t['bytes_down']}, expected {N * SIZE} each")
         h.check(t["closed_by"] == {"normal": N}, f"closed_by {t['closed_by']}")
-    h.log(f"{N} x {SIZE >> 20} MiB each way, byte-exact")
+    h.log(f"{N} x {SIZE >> 20} MiB each way, byte-exact ({'splice' if splice else 'copy only'})")
+
+
+def test(ctx):
+    run(ctx, splice=True)
+    run(ctx, splice=False)
 
 
 if __name__ == "__main__":
