@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <map>
+#include <sstream>
 
 #include "config/cleanup.h"
 
@@ -37,7 +39,70 @@ bool contains(const std::vector<T>& list, const T& item, Eq eq) {
     return std::any_of(list.begin(), list.end(), [&](const T& x) { return eq(x, item); });
 }
 
+// The generator's batch: "add table inet T\ndelete table inet T\ntable inet T {\n" + body.
+std::string batch_prefix(const std::string& table) {
+    return "add table inet " + table + "\ndelete table inet " + table + "\n";
+}
+
+// The objects declared at the table's top level ("\tKIND NAME {"), as "KIND NAME" -> the line
+// after it (a chain's type/hook/priority).
+bool table_objects(const std::string& batch, const std::string& table,
+                   std::map<std::string, std::string>* objects) {
+    if (batch.rfind(batch_prefix(table) + "table inet " + table + " {\n", 0) != 0) {
+        return false;
+    }
+    std::istringstream in(batch);
+    std::string line;
+    std::string pending;
+    while (std::getline(in, line)) {
+        if (!pending.empty()) {
+            (*objects)[pending] = line;
+            pending.clear();
+        }
+        if (line.size() < 2 || line[0] != '\t' || line[1] == '\t' || line.back() != '{') {
+            continue;
+        }
+        std::istringstream words(line);
+        std::string kind, name;
+        words >> kind >> name;
+        if (kind.empty() || name.empty() || name == "{") {
+            return false;
+        }
+        pending = kind + " " + name;
+        (*objects)[pending] = "";
+    }
+    return true;
+}
+
 }  // namespace
+
+std::string inplace_batch(const std::string& table, const std::string& current_batch,
+                          const std::string& next_batch) {
+    std::map<std::string, std::string> old_objects, new_objects;
+    if (!table_objects(current_batch, table, &old_objects) ||
+        !table_objects(next_batch, table, &new_objects)) {
+        return {};
+    }
+    std::string out = "flush table inet " + table + "\n";
+    for (const auto& [key, head] : old_objects) {
+        std::string kind = key.substr(0, key.find(' '));
+        std::string name = key.substr(key.find(' ') + 1);
+        auto next = new_objects.find(key);
+        if (kind == "chain" && next != new_objects.end() && next->second != head) {
+            return {};  // a chain's hook cannot change in place
+        }
+        bool kept = next != new_objects.end() && next->second == head;
+        if (!kept) {
+            out += "delete " + kind + " inet " + table + " " + name + "\n";
+        } else if (kind == "set" || kind == "map") {
+            // Emptied and refilled in the same transaction, never replaced: the packet path
+            // reads a set's elements from a copy the commit swaps only after the rules took
+            // effect, so a new set would look empty to the new rules for a moment.
+            out += "flush " + kind + " inet " + table + " " + name + "\n";
+        }
+    }
+    return out + next_batch.substr(batch_prefix(table).size());
+}
 
 std::unique_ptr<KernelApplier> KernelApplier::open(std::string* err) {
     std::unique_ptr<KernelApplier> a(new KernelApplier());
@@ -131,19 +196,12 @@ std::string KernelApplier::replace(const KernelSetup& current, const KernelSetup
     UndoJournal journal;
     std::string err = add_routing(next, &current, journal);
     if (err.empty()) {
-        std::string batch = next.nft_batch;
-        if (!current.nft_table.empty() && current.nft_table != next.nft_table) {
-            // Same transaction: the old table goes exactly when the new one arrives.
-            batch += "\ndelete table inet " + current.nft_table + "\n";
-        }
         err = inject("nft");
         if (err.empty()) {
-            err = nft_->run(batch);
+            err = replace_table(current, next);
         }
         if (!err.empty()) {
             err = "table inet " + next.nft_table + ": " + err;
-        } else {
-            log("replaced table inet " + next.nft_table);
         }
     }
     if (!err.empty()) {
@@ -175,6 +233,45 @@ std::string KernelApplier::replace(const KernelSetup& current, const KernelSetup
     }
     if (!leftovers.empty()) {
         log("could not remove old policy routing:\n" + leftovers);
+    }
+    return {};
+}
+
+std::string KernelApplier::replace_table(const KernelSetup& current, const KernelSetup& next) {
+    if (current.nft_table == next.nft_table) {
+        std::string inplace = inplace_batch(next.nft_table, current.nft_batch, next.nft_batch);
+        if (!inplace.empty() && nft_->table_state(next.nft_table) == 1) {
+            std::string err = nft_->run(inplace);
+            if (err.empty()) {
+                log("updated table inet " + next.nft_table + " in place");
+                return {};
+            }
+            // Someone changed our table under us: replacing it whole still works.
+            log("updating table inet " + next.nft_table + " in place failed; replacing it:\n" +
+                err);
+        }
+        std::string err = nft_->run(next.nft_batch);
+        if (err.empty()) {
+            log("replaced table inet " + next.nft_table);
+        }
+        return err;
+    }
+    // A new name: the new table first, then the old one goes. Both in one transaction would
+    // leave the same gap as a table replacement; this way they overlap instead (rules of both
+    // tables act on a packet meanwhile, the old ones to the same effect as before).
+    std::string err = nft_->run(next.nft_batch);
+    if (!err.empty()) {
+        return err;
+    }
+    log("replaced table inet " + next.nft_table);
+    if (!current.nft_table.empty()) {
+        bool deleted = false;
+        std::string gone = nft_->delete_table(current.nft_table, &deleted);
+        if (!gone.empty()) {
+            log("could not remove the old table: " + gone);
+        } else if (deleted) {
+            log("removed table inet " + current.nft_table);
+        }
     }
     return {};
 }

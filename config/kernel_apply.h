@@ -16,6 +16,17 @@ namespace tp::config {
 
 struct SweepResult;
 
+// The reload of a table in place, as one transaction: `flush table`, flush the sets both
+// batches have, delete the objects `next` no longer has, then declare `next`'s objects. Base
+// chains and sets that both have stay, so a packet meets either the old or the new rules of a
+// chain, and the elements the two share are found throughout. (Replacing the table instead
+// registers the new chains ahead of the old ones at the same priority: a packet crossing the
+// commit between the two sees neither; and a new set looks empty until the commit ends.) ""
+// when a batch is not in the generator's `add table; delete table; table T {` form or a
+// chain's hook changed (then only a replacement will do).
+std::string inplace_batch(const std::string& table, const std::string& current_batch,
+                          const std::string& next_batch);
+
 class KernelApplier {
   public:
     using Log = std::function<void(const std::string&)>;
@@ -34,9 +45,10 @@ class KernelApplier {
     // step already taken (and any undo failure appended).
     std::string apply(const KernelSetup& setup);
 
-    // Reload from `current` to `next`: new routes and rules first, then the new batch in one
-    // transaction (deleting the old table in it when the name changed), then the routes and
-    // rules no longer wanted. On failure `current` stays in force.
+    // Reload from `current` to `next`: new routes and rules first, then the table updated in
+    // place in one transaction (see inplace_batch; a new table name: the new table first, the
+    // old one deleted after it), then the routes and rules no longer wanted. On failure
+    // `current` stays in force.
     std::string replace(const KernelSetup& current, const KernelSetup& next);
 
     // Removes everything of `setup` (sweep: table, rules, routes).
@@ -50,6 +62,7 @@ class KernelApplier {
   private:
     KernelApplier() = default;
     std::string inject(const std::string& step) const;
+    std::string replace_table(const KernelSetup& current, const KernelSetup& next);
     std::string add_routing(const KernelSetup& setup, const KernelSetup* skip, UndoJournal& j);
     void log(const std::string& line) const {
         if (log_) {

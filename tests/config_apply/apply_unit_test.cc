@@ -1,5 +1,6 @@
 // Pure parts of the apply library: the undo journal's order and failure reporting, nft error
-// explanation with numbered batch lines, sweep summaries and entry descriptions.
+// explanation with numbered batch lines, sweep summaries and entry descriptions, the in-place
+// reload batch.
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 
@@ -8,6 +9,7 @@
 
 #include "config/apply_journal.h"
 #include "config/cleanup.h"
+#include "config/kernel_apply.h"
 #include "config/nft_apply.h"
 #include "config/route_apply.h"
 
@@ -145,6 +147,40 @@ TEST(Ownership, RouteMustBeLocalDefaultOnLoInOurTable) {
     RouteEntry other_table = r;
     other_table.table = 200;
     EXPECT_FALSE(is_our_route(other_table, s, 1));
+}
+
+const char* kOld =
+    "add table inet t\ndelete table inet t\ntable inet t {\n"
+    "\tcounter rule-a {\n\t}\n\tcounter rule-b {\n\t}\n"
+    "\tset dst4-a {\n\t\ttype ipv4_addr\n\t\telements = {\n\t\t\t192.0.2.0/24\n\t\t}\n\t}\n"
+    "\tset dst4-b {\n\t\ttype ipv4_addr\n\t\telements = {\n\t\t\t192.0.2.0/24\n\t\t}\n\t}\n"
+    "\tchain pre {\n\t\ttype filter hook prerouting priority mangle + 1; policy accept;\n"
+    "\t\tip daddr @dst4-a accept\n\t}\n"
+    "\tchain out {\n\t\ttype route hook output priority mangle; policy accept;\n\t}\n}\n";
+const char* kNextBody =
+    "table inet t {\n\tcounter rule-a {\n\t}\n"
+    "\tset dst4-a {\n\t\ttype ipv4_addr\n\t\telements = {\n\t\t\t198.51.100.0/24\n\t\t}\n\t}\n"
+    "\tset dst6-c {\n\t\ttype ipv6_addr\n\t\telements = {\n\t\t\t2001:db8::/32\n\t\t}\n\t}\n"
+    "\tchain pre {\n\t\ttype filter hook prerouting priority mangle + 1; policy accept;\n"
+    "\t\tip daddr @dst4-a accept\n\t}\n}\n";
+
+TEST(InplaceBatch, KeepsSharedChainsAndSetsAndDeletesTheRest) {
+    std::string next = std::string("add table inet t\ndelete table inet t\n") + kNextBody;
+    EXPECT_EQ(inplace_batch("t", kOld, next), std::string("flush table inet t\n"
+                                                          "delete chain inet t out\n"
+                                                          "delete counter inet t rule-b\n"
+                                                          "flush set inet t dst4-a\n"
+                                                          "delete set inet t dst4-b\n") +
+                                                  kNextBody);
+}
+
+TEST(InplaceBatch, RefusesOtherFormsAndChangedHooks) {
+    std::string next = std::string("add table inet t\ndelete table inet t\n") + kNextBody;
+    EXPECT_EQ(inplace_batch("u", kOld, next), "");       // another table name
+    EXPECT_EQ(inplace_batch("t", kNextBody, next), "");  // no add/delete prefix
+    std::string moved = next;
+    moved.replace(moved.find("mangle + 1"), 10, "mangle + 2");
+    EXPECT_EQ(inplace_batch("t", kOld, moved), "");
 }
 
 }  // namespace

@@ -1,8 +1,11 @@
 """Reloads never open a gap: with capture_local, this namespace's own connections to
 198.51.100.1:80 and [2001:db8:2::1]:80 are intercepted (output chain mark -> policy route via lo -> tproxy) and
 relayed to an echo server, while 20 SIGHUPs alternate between two rule sets (so the table is
-replaced each time). Any moment without the table or the policy routing sends a SYN out of the
-veth to nowhere and that connection fails; the test demands zero failures."""
+updated each time; every other one also adds and removes address ranges beside the ones in use,
+so the destination sets are refilled). Any moment without the rules or the policy routing sends
+a SYN out of the veth to nowhere (EHOSTUNREACH after ARP/ND fails) or, with the output mark but
+no tproxy, to a closed local port (ECONNREFUSED); the test demands zero failures and names the
+target of each failure."""
 import os
 import signal
 import subprocess
@@ -48,13 +51,17 @@ while not stop.is_set():
             fail += 1
             errors["short reply"] = errors.get("short reply", 0) + 1
     except OSError as e:
+        key = f"{targets[(ok + fail) % 2][0]}: {e}"
         fail += 1
-        errors[str(e)] = errors.get(str(e), 0) + 1
+        errors[key] = errors.get(key, 0) + 1
 print(f"done ok={ok} fail={fail} errors={errors}", flush=True)
 """
 
 
 def config(path, extra_port):
+    # Ranges beside the ones the client uses come and go with the port (the adjacent halves
+    # merge with them into one interval, and split off again).
+    extra = ', 198.51.100.128/25, 203.0.113.0/24, "2001:db8:2:1::/64"' if extra_port == 8082 else ""
     with open(path, "w") as f:
         f.write(f"""workers: 1
 routing: {{mark: 0x1, mask: 0x1, table: 100, priority: 100, bypass_mark: 0x2}}
@@ -68,7 +75,7 @@ listeners:
     upstream: {{to: "127.0.0.1:9000"}}
 rules:
   - name: lab
-    destinations: [198.51.100.0/24, "2001:db8:2::/64"]
+    destinations: [198.51.100.0/25, "2001:db8:2::/64"{extra}]
     ports: [80, {extra_port}]
     action: tproxy
     listener: web
