@@ -7,6 +7,7 @@ baseline, no relay socket left open or in CLOSE_WAIT) and the counter balance
 """
 
 import argparse
+import ctypes
 import errno
 import hashlib
 import os
@@ -216,11 +217,12 @@ class Relay:
         self._err = open(self.err_path, "w")
         self._out = open(self.out_path, "w")
         log("start: " + " ".join(cmd))
-        pre = None
-        if self.nofile:
-            n = self.nofile
+        n = self.nofile
 
-            def pre():
+        def pre():
+            # the relay dies with the test process, even if that is killed (ctest timeout)
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+            if n:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
         self.proc = subprocess.Popen(cmd, stdout=self._out, stderr=self._err, stdin=subprocess.DEVNULL,
                                      start_new_session=True, preexec_fn=pre)
