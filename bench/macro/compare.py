@@ -370,11 +370,11 @@ def best_peer(summ, workload, key, higher_better, peers):
 def render(summ, memory, targets, workloads, meta):
     lines = []
     add = lines.append
-    add(f"Machine: {meta['machine']}")
-    add(f"Commit: {meta['commit']}  Date: {meta['date']}")
-    add(f"Command: {meta['command']}")
-    add(f"Machine state: {meta['load']}; every process at {meta['prio']}.")
-    add(f"Pinning: relay on CPU {RELAY_CPU}, tpbench client and servers on CPU {CLIENT_CPU}; "
+    add(f"- Machine: {meta['machine']}")
+    add(f"- Commit: {meta['commit']}  Date: {meta['date']}")
+    add(f"- Command: {meta['command']}")
+    add(f"- Machine state: {meta['load']}; every process at {meta['prio']}.")
+    add(f"- Pinning: relay on CPU {RELAY_CPU}, tpbench client and servers on CPU {CLIENT_CPU}; "
         f"{meta['reps']} interleaved repetitions of {meta['duration']} s; median (min-max).")
     add("")
     peers = [p for p in targets if p in PEERS]
