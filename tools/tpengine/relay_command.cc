@@ -314,10 +314,6 @@ int relay_main(int argc, char** argv) {
         freeaddrinfo(res);
     }
     p.log_connections = verbose;
-    // 64 KiB per receive (loopback's MSS; fewer operations per byte), and a ring that grows
-    // from 256 buffers to at most 1024 per worker as bytes in flight require.
-    p.buffer_size = 65536;
-    p.buffers_per_worker = 1024;
     p.listeners.push_back(l);
 
     auto started = engine::Engine::start(p);
