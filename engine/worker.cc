@@ -833,18 +833,8 @@ void Worker::apply(Command& cmd) {
                 for (const WorkerListener& w : cmd.listeners) {
                     kept = kept || w.shared == l.shared;
                 }
-                if (!kept && !l.retired) {
-                    l.retired = true;
-                    for (int fd : l.held) {
-                        set_linger_reset(fd);
-                        ::close(fd);
-                    }
-                    l.held.clear();
-                    if (l.armed) {
-                        cancel_accept(li);
-                    } else {
-                        l.fd.reset();
-                    }
+                if (!kept) {
+                    retire_listener(li);
                 }
             }
             for (WorkerListener& w : cmd.listeners) {
@@ -879,24 +869,30 @@ void Worker::apply(Command& cmd) {
     }
 }
 
+// A retired listener accepts no more: connections it held back (over max_connections) are
+// reset, and its socket closes once the multishot accept's cancellation completes.
+void Worker::retire_listener(uint32_t li) {
+    ListenerState& l = *listeners_[li];
+    if (l.retired) {
+        return;
+    }
+    l.retired = true;
+    for (int fd : l.held) {
+        set_linger_reset(fd);
+        ::close(fd);
+    }
+    l.held.clear();
+    if (l.armed) {
+        cancel_accept(li);
+    } else {
+        l.fd.reset();
+    }
+}
+
 void Worker::stop_accepting() {
     accepting_ = false;
     for (uint32_t li = 0; li < listeners_.size(); ++li) {
-        ListenerState& l = *listeners_[li];
-        if (l.retired) {
-            continue;
-        }
-        l.retired = true;
-        for (int fd : l.held) {
-            set_linger_reset(fd);
-            ::close(fd);
-        }
-        l.held.clear();
-        if (l.armed) {
-            cancel_accept(li);
-        } else {
-            l.fd.reset();
-        }
+        retire_listener(li);
     }
 }
 

@@ -124,6 +124,7 @@ class Worker {
 
     void arm_accept(uint32_t li);
     void cancel_accept(uint32_t li);
+    void retire_listener(uint32_t li);
     void maybe_arm_accept(uint32_t li);
     void pause_for_limit(uint32_t li);
     void try_resume(uint32_t li);
