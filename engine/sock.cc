@@ -183,7 +183,7 @@ Result<UniqueFd> make_upstream(const plan::SockAddr& target, plan::SourceMode so
         if (rc != 0) {
             return errno_error("setsockopt IP_TRANSPARENT (upstream)");
         }
-        if (source == plan::SourceMode::client) {
+        auto any_port = [&] {
             if (family == AF_INET6) {
                 reinterpret_cast<sockaddr_in6*>(&src.storage)->sin6_port = 0;
             } else {
@@ -191,10 +191,21 @@ Result<UniqueFd> make_upstream(const plan::SockAddr& target, plan::SourceMode so
                 // Port 0 with a fixed source address: let connect() pick the port.
                 set_int(fd.get(), IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1);
             }
+        };
+        if (source == plan::SourceMode::client) {
+            any_port();
         } else {
             set_int(fd.get(), SOL_SOCKET, SO_REUSEADDR, 1);
         }
-        if (bind(fd.get(), src.get(), src.len) != 0) {
+        int brc = bind(fd.get(), src.get(), src.len);
+        if (brc != 0 && errno == EADDRINUSE && source == plan::SourceMode::client_port) {
+            // The client's port is taken on this host (e.g. it is one of our own listening
+            // ports, which lie inside the usual ephemeral range): keep the client's address,
+            // let the kernel pick the port, rather than refuse the connection.
+            any_port();
+            brc = bind(fd.get(), src.get(), src.len);
+        }
+        if (brc != 0) {
             return errno_error("bind upstream source");
         }
     }

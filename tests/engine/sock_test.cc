@@ -5,6 +5,8 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <cstring>
 
 namespace tp::engine {
@@ -54,6 +56,49 @@ TEST(Sock, SelfSetExactAndWildcard) {
     EXPECT_FALSE(s.contains(v4("203.0.113.5", 9000)));
     EXPECT_FALSE(s.contains(v6("2001:db8::99", 9000)));
     EXPECT_FALSE(s.contains(plan::SockAddr{}));
+}
+
+// tcprdr -T binds the client's address AND port. When that port is taken on the proxy itself
+// (here: a listener of ours, whose port lies inside the usual ephemeral range), the upstream
+// keeps the client's address with a kernel-chosen port instead of failing the connection.
+TEST(Sock, ClientPortTakenFallsBackToClientAddress) {
+    if (geteuid() != 0) {
+        GTEST_SKIP() << "IP_TRANSPARENT needs root";
+    }
+    UniqueFd l(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    ASSERT_TRUE(l.valid());
+    int one = 1;
+    setsockopt(l.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    plan::SockAddr any = v4("127.0.0.1", 0);
+    ASSERT_EQ(bind(l.get(), any.get(), any.len), 0);
+    ASSERT_EQ(listen(l.get(), 8), 0);
+    sockaddr_in bound{};
+    socklen_t blen = sizeof bound;
+    ASSERT_EQ(getsockname(l.get(), reinterpret_cast<sockaddr*>(&bound), &blen), 0);
+    uint16_t taken = ntohs(bound.sin_port);
+
+    plan::SockAddr target = v4("127.0.0.1", taken);
+    auto up =
+        make_upstream(target, plan::SourceMode::client_port, v4("127.0.0.1", taken), 0, false);
+    ASSERT_TRUE(up.has_value()) << std::strerror(up.error().code) << " (" << up.error().what << ")";
+    sockaddr_in src{};
+    socklen_t slen = sizeof src;
+    ASSERT_EQ(getsockname(up->get(), reinterpret_cast<sockaddr*>(&src), &slen), 0);
+    EXPECT_EQ(src.sin_addr.s_addr, htonl(INADDR_LOOPBACK));
+    EXPECT_NE(ntohs(src.sin_port), taken);
+
+    // A free client port is kept exactly.
+    plan::SockAddr free_port = v4("127.0.0.1", 0);
+    UniqueFd probe(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    ASSERT_EQ(bind(probe.get(), free_port.get(), free_port.len), 0);
+    ASSERT_EQ(getsockname(probe.get(), reinterpret_cast<sockaddr*>(&bound), &blen), 0);
+    uint16_t port = ntohs(bound.sin_port);
+    probe.reset();
+    auto exact =
+        make_upstream(target, plan::SourceMode::client_port, v4("127.0.0.1", port), 0, false);
+    ASSERT_TRUE(exact.has_value());
+    ASSERT_EQ(getsockname(exact->get(), reinterpret_cast<sockaddr*>(&src), &slen), 0);
+    EXPECT_EQ(ntohs(src.sin_port), port);
 }
 
 }  // namespace
