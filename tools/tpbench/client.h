@@ -41,6 +41,11 @@ inline uint64_t total(const ErrorCounts& e) {
 inline void count_error(ErrorCounts& e, int err) {
     ++e[static_cast<size_t>(cause_of(err))];
 }
+inline void add_errors(ErrorCounts& into, const ErrorCounts& from) {
+    for (size_t i = 0; i < into.size(); ++i) {
+        into[i] += from[i];
+    }
+}
 
 struct ThroughputResult {
     int connected = 0;
@@ -134,6 +139,15 @@ inline std::vector<int> share_of(int n, int t, int i) {
         v.push_back(k);
     }
     return v;
+}
+
+// The connected sockets thread `i` of `t` drives.
+inline std::vector<int> fds_of(const std::vector<int>& fds, int t, int i) {
+    std::vector<int> mine;
+    for (int k : share_of(static_cast<int>(fds.size()), t, i)) {
+        mine.push_back(fds[static_cast<size_t>(k)]);
+    }
+    return mine;
 }
 
 }  // namespace tp::bench

@@ -233,9 +233,7 @@ ConnrateResult run_connrate(const ClientOptions& o) {
         r.bytes_sent += w->bytes_sent;
         r.bytes_received += w->bytes_received;
         r.latency.merge(w->latency);
-        for (size_t i = 0; i < r.errors.size(); ++i) {
-            r.errors[i] += w->errors[i];
-        }
+        add_errors(r.errors, w->errors);
     }
     return r;
 }

@@ -236,10 +236,7 @@ RrResult run_rr(const ClientOptions& o) {
     std::vector<LiveCounter> live(static_cast<size_t>(eff.threads));
     std::vector<std::unique_ptr<RrWorker>> workers;
     for (int t = 0; t < eff.threads; ++t) {
-        std::vector<int> mine;
-        for (int k : share_of(static_cast<int>(fds.size()), eff.threads, t)) {
-            mine.push_back(fds[static_cast<size_t>(k)]);
-        }
+        std::vector<int> mine = fds_of(fds, eff.threads, t);
         workers.push_back(
             std::make_unique<RrWorker>(eff, std::move(mine), live[static_cast<size_t>(t)]));
     }
@@ -252,9 +249,7 @@ RrResult run_rr(const ClientOptions& o) {
         r.bytes_sent += w->bytes_sent;
         r.bytes_received += w->bytes_received;
         r.latency.merge(w->latency);
-        for (size_t i = 0; i < r.errors.size(); ++i) {
-            r.errors[i] += w->errors_[i];
-        }
+        add_errors(r.errors, w->errors_);
     }
     return r;
 }

@@ -157,10 +157,7 @@ ThroughputResult run_throughput(const ClientOptions& o) {
     std::vector<LiveCounter> live(static_cast<size_t>(eff.threads));
     std::vector<std::unique_ptr<ThroughputWorker>> workers;
     for (int t = 0; t < eff.threads; ++t) {
-        std::vector<int> mine;
-        for (int k : share_of(static_cast<int>(fds.size()), eff.threads, t)) {
-            mine.push_back(fds[static_cast<size_t>(k)]);
-        }
+        std::vector<int> mine = fds_of(fds, eff.threads, t);
         workers.push_back(
             std::make_unique<ThroughputWorker>(eff, std::move(mine), live[static_cast<size_t>(t)]));
     }
@@ -174,9 +171,7 @@ ThroughputResult run_throughput(const ClientOptions& o) {
             r.bytes_received += c.received;
             r.per_conn_bytes.push_back(c.sent + c.received);
         }
-        for (size_t i = 0; i < r.errors.size(); ++i) {
-            r.errors[i] += w->errors()[i];
-        }
+        add_errors(r.errors, w->errors());
     }
     return r;
 }
