@@ -293,6 +293,10 @@ void Relay::on_send(uint64_t now_ms, Side to, int res, Actions& out) {
         maybe_finish(out);
         return;
     }
+    if ((res == -EAGAIN || res == -EINTR) && !dead_[idx(to)] && !no_send_[idx(to)]) {
+        issue_send(to, out);  // a non-blocking socket (splice mode) was full: try again
+        return;
+    }
     if (res > 0 && !dead_[idx(to)] && !no_send_[idx(to)]) {
         last_activity_ = now_ms;
         d.off += static_cast<uint32_t>(res);

@@ -175,7 +175,8 @@ void Worker::loop() {
         if (exit_requested_ && (pool_.used() == 0 || now_ >= exit_deadline_ms_)) {
             break;
         }
-        int rc = io_uring_submit_and_wait(ring, 1);
+        // Local completions queued outside the CQE pass (retry_starved) must not wait.
+        int rc = local_.empty() ? io_uring_submit_and_wait(ring, 1) : io_uring_submit(ring);
         if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
             log_limited("io_uring_submit_and_wait", -rc);
         }
@@ -188,6 +189,7 @@ void Worker::loop() {
             ++n;
         }
         io_uring_cq_advance(ring, n);
+        drain_local();
         if (!starved_.empty()) {
             bufs_.grow();  // the ring ran dry: add a chunk, up to the configured maximum
         }
@@ -372,6 +374,7 @@ void Worker::start_conn(uint32_t li, int fd) {
         c.pipe_r[d] = c.pipe_w[d] = -1;
         c.out_len[d] = 0;
         c.splice[d] = c.recv_is_splice[d] = c.in_parked[d] = c.in_cancelled[d] = false;
+        c.in_local[d] = c.nonblock[d] = false;
     }
 
     plan::SockAddr client;
@@ -441,6 +444,9 @@ void Worker::handle_conn(const UserData& u, const io_uring_cqe* cqe) {
     int res = cqe->res;
     switch (u.op) {
         case Op::connect:
+            if (res == 0 && (c.splice[0] || c.splice[1])) {
+                set_nonblock(c, Side::upstream);  // splicing began while connecting
+            }
             c.relay.on_connect(now_, res, acts);
             break;
         case Op::recv_client:
@@ -523,10 +529,10 @@ void Worker::execute(uint32_t s, const Actions& acts) {
                 break;
             case ActionType::send: {
                 if (a.buf >= token_base_) {  // bytes in the direction's pipe
+                    // Try the splice at once (the socket usually has room); splice_out arms a
+                    // POLLOUT only when it would block.
                     c.out_len[idx(other(a.side))] = a.len;
-                    io_uring_sqe* sqe = ring_.get_sqe();
-                    io_uring_prep_poll_add(sqe, fd, POLLOUT);
-                    io_uring_sqe_set_data64(sqe, ud(splice_out_op(a.side), gen, s));
+                    complete_locally(ud(splice_out_op(a.side), gen, s), 0);
                     break;
                 }
                 io_uring_sqe* sqe = ring_.get_sqe();
@@ -537,9 +543,11 @@ void Worker::execute(uint32_t s, const Actions& acts) {
                 break;
             }
             case ActionType::shutdown: {
-                io_uring_sqe* sqe = ring_.get_sqe();
-                io_uring_prep_shutdown(sqe, fd, SHUT_WR);
-                io_uring_sqe_set_data64(sqe, ud(shutdown_op(a.side), gen, s));
+                // IORING_OP_SHUTDOWN always goes to an io-wq thread (a wake-up and two context
+                // switches per connection); shutdown(SHUT_WR) on TCP never blocks, and the relay
+                // only asks once the direction is drained.
+                int r = ::shutdown(fd, SHUT_WR);
+                complete_locally(ud(shutdown_op(a.side), gen, s), r == 0 ? 0 : -errno);
                 break;
             }
             case ActionType::cancel_all: {
@@ -664,6 +672,25 @@ void Worker::start_splice(Conn& c, Side from) {
     c.pipe_w[d] = p[1];
     c.splice[d] = true;
     ++spliced_dirs_;
+    set_nonblock(c, Side::client);
+    if (c.relay.phase() != Relay::Phase::idle && c.relay.phase() != Relay::Phase::connecting) {
+        set_nonblock(c, Side::upstream);
+    }
+}
+
+void Worker::set_nonblock(Conn& c, Side side) {
+    // SPLICE_F_NONBLOCK covers only the pipe end: splice() into a socket without O_NONBLOCK
+    // waits until the whole length fits, which would stall the worker (and deadlock a relay
+    // whose peer is itself waiting for us to read). io_uring receives and sends still poll on
+    // a non-blocking socket; an -EAGAIN that reaches us anyway is retried by the relay.
+    int d = idx(side);
+    if (c.nonblock[d] || c.fd[d] < 0) {
+        return;
+    }
+    int fl = fcntl(c.fd[d], F_GETFL);
+    if (fl >= 0 && fcntl(c.fd[d], F_SETFL, fl | O_NONBLOCK) == 0) {
+        c.nonblock[d] = true;
+    }
 }
 
 void Worker::end_splice(Conn& c) {
@@ -684,6 +711,10 @@ void Worker::unpark_cancelled(Conn& c, Side side, uint32_t gen, uint32_t slot) {
     // A parked splice-in is not in the kernel, so no cancel can reach it: complete it with
     // ECANCELED through a NOP, as the relay expects of a cancelled receive.
     int d = idx(side);
+    if (c.in_local[d]) {  // its local completion is still to come: make it the cancellation
+        c.in_cancelled[d] = true;
+        return;
+    }
     if (c.in_parked[d]) {
         c.in_parked[d] = false;
         c.in_cancelled[d] = true;
@@ -695,6 +726,8 @@ void Worker::unpark_cancelled(Conn& c, Side side, uint32_t gen, uint32_t slot) {
 
 void Worker::splice_in(Conn& c, Side from, uint32_t gen, uint32_t slot, int res, Actions& acts) {
     int d = idx(from);
+    bool local = c.in_local[d];
+    c.in_local[d] = false;
     if (c.in_cancelled[d]) {
         c.in_cancelled[d] = false;
         c.relay.on_recv(now_, from, -ECANCELED, false, 0, false, acts);
@@ -717,7 +750,7 @@ void Worker::splice_in(Conn& c, Side from, uint32_t gen, uint32_t slot, int res,
     } else if (n == 0) {
         c.relay.on_recv(now_, from, 0, false, 0, false, acts);
     } else if (errno == EAGAIN) {
-        if (c.relay.queued(from) > 0) {
+        if (c.relay.queued(from) > 0 && !local) {
             c.in_parked[d] = true;  // the pipe is full: resume after the next splice-out
         } else {
             arm_recv(c, from, gen, slot);
@@ -747,11 +780,31 @@ void Worker::splice_out(Conn& c, Side to, uint32_t gen, uint32_t slot, int res, 
         WorkerStats::add(to == Side::upstream ? stats_.bytes_up : stats_.bytes_down,
                          static_cast<uint64_t>(n));
     }
-    if (c.in_parked[d]) {  // the pipe has room again
+    if (c.in_parked[d]) {  // the pipe has room again; the socket most likely has bytes
         c.in_parked[d] = false;
-        arm_recv(c, from, gen, slot);
+        c.in_local[d] = true;
+        complete_locally(ud(splice_in_op(from), gen, slot), 0);
     }
     c.relay.on_send(now_, to, r, acts);
+}
+
+void Worker::complete_locally(uint64_t user_data, int res) {
+    local_.push_back(LocalCompletion{user_data, res});
+}
+
+void Worker::drain_local() {
+    // Handling one may queue more (a splice-out that frees room for a splice-in); each round
+    // takes what is queued now, so the loop ends once no handler adds work.
+    while (!local_.empty()) {
+        local_scratch_.swap(local_);
+        for (const LocalCompletion& l : local_scratch_) {
+            io_uring_cqe cqe{};
+            cqe.user_data = l.user_data;
+            cqe.res = l.res;
+            handle(&cqe);
+        }
+        local_scratch_.clear();
+    }
 }
 
 void Worker::retry_starved(size_t limit) {

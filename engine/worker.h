@@ -87,6 +87,8 @@ class Worker {
         bool recv_is_splice[2] = {false, false};  // the armed receive is a POLLIN for splice
         bool in_parked[2] = {false, false};       // splice-in waits for the pipe to drain
         bool in_cancelled[2] = {false, false};    // ... and was cancelled meanwhile
+        bool in_local[2] = {false, false};        // a splice-in tried without a poll first
+        bool nonblock[2] = {false, false};        // O_NONBLOCK set (for splice, see below)
     };
     using Pool = ConnPool<Conn>;
 
@@ -104,6 +106,13 @@ class Worker {
     struct Lingering {  // closed by the relay, waiting for its send queue to drain before RST
         int fd;
         uint64_t deadline_ms;
+    };
+
+    // An operation the worker completed itself, without the kernel ring: handled like a CQE
+    // after the current batch, so the relay sees every completion the same way.
+    struct LocalCompletion {
+        uint64_t user_data;
+        int res;
     };
 
     struct Starved {
@@ -132,9 +141,12 @@ class Worker {
     void start_conn(uint32_t li, int fd);
     void execute(uint32_t slot, const Actions& acts);
     void retry_starved(size_t limit);
+    void complete_locally(uint64_t user_data, int res);
+    void drain_local();
     void prep_recv(int fd, Side side, uint32_t gen, uint32_t slot);
     void arm_recv(Conn& c, Side side, uint32_t gen, uint32_t slot);
     void start_splice(Conn& c, Side from);
+    void set_nonblock(Conn& c, Side side);
     void unpark_cancelled(Conn& c, Side side, uint32_t gen, uint32_t slot);
     void end_splice(Conn& c);
     void splice_in(Conn& c, Side from, uint32_t gen, uint32_t slot, int res, Actions& acts);
@@ -158,6 +170,8 @@ class Worker {
     std::vector<Starved> starved_;
     std::vector<Starved> starved_scratch_;
     std::vector<Lingering> lingering_;
+    std::vector<LocalCompletion> local_;
+    std::vector<LocalCompletion> local_scratch_;
     std::vector<uint16_t> chain_next_;  // BufChain storage: one entry per ring buffer
     std::vector<uint32_t> chain_len_;
     uint32_t token_base_ = 0;  // chain ids >= this stand for bytes in a pipe

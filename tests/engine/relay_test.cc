@@ -189,6 +189,28 @@ TEST_F(RelayTest, PartialSendsContinueFromTheOffset) {
     EXPECT_EQ(r.ops_in_flight(U), 1);  // the overlapping receive is still pending
 }
 
+TEST_F(RelayTest, SendThatWouldBlockIsRetriedNotTreatedAsFailure) {
+    // A non-blocking socket (splice mode) can complete a send with -EAGAIN: same bytes again.
+    connected();
+    r.on_recv(20, U, 1000, true, 9, out);
+    out.clear();
+    r.on_send(21, C, 300, out);
+    out.clear();
+    int ops = r.ops_in_flight(C);
+    r.on_send(22, C, -EAGAIN, out);
+    const Action* s = find(ActionType::send, C);
+    ASSERT_NE(s, nullptr);
+    EXPECT_EQ(s->buf, 9);
+    EXPECT_EQ(s->off, 300u);
+    EXPECT_EQ(s->len, 700u);
+    EXPECT_EQ(released(), 0);
+    EXPECT_EQ(count(ActionType::close, C, true), 0);
+    EXPECT_EQ(r.ops_in_flight(C), ops);  // one send completed, one issued
+    out.clear();
+    r.on_send(23, C, 700, out);
+    EXPECT_EQ(released(), 1);
+}
+
 TEST_F(RelayTest, SecondFinWhileFirstShutdownInFlightWaitsForIt) {
     connected();
     r.on_recv(20, C, 0, false, 0, out);  // shutdown(upstream) issued, not completed
