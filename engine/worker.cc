@@ -145,15 +145,17 @@ Result<void> Worker::setup() {
     io_uring_sqe* sqe = ring_.get_sqe();
     io_uring_prep_read(sqe, wake_fd_.get(), &wake_buf_, sizeof wake_buf_, 0);
     io_uring_sqe_set_data64(sqe, ud(Op::wake, 0, 0));
-    sqe = ring_.get_sqe();
-    io_uring_prep_timeout(sqe, &tick_ts_, 0, 0);
-    io_uring_sqe_set_data64(sqe, ud(Op::tick, 0, 0));
+    arm_tick();
     Command c{CommandType::set_listeners, std::move(initial_), self_set_};
     apply(c);
     return {};
 }
 
 void Worker::run() {
+    // Named for top -H, perf and ps: "tpengine-w0", "tpengine-w1"...
+    char name[16];
+    std::snprintf(name, sizeof name, "tpengine-w%u", cfg_.index);
+    pthread_setname_np(pthread_self(), name);
     auto r = setup();
     if (!r) {
         start_what_ = r.error().what;
@@ -197,7 +199,32 @@ void Worker::loop() {
         if (returned > 0 && !starved_.empty()) {
             retry_starved(static_cast<size_t>(returned));
         }
+        if (!tick_armed_ && needs_tick()) {
+            arm_tick();
+        }
     }
+}
+
+bool Worker::needs_tick() const {
+    // An idle worker sleeps until something arrives instead of waking ten times a second
+    // (gateways idle most of the time). Anything with a deadline keeps the tick going.
+    if (pool_.used() > 0 || !lingering_.empty() || !starved_.empty() || exit_requested_ ||
+        closing_all_) {
+        return true;
+    }
+    for (const auto& l : listeners_) {
+        if (l->resume_at_ms > now_ || l->limit_paused || !l->held.empty()) {
+            return true;
+        }
+    }
+    return false;
+}
+
+void Worker::arm_tick() {
+    io_uring_sqe* sqe = ring_.get_sqe();
+    io_uring_prep_timeout(sqe, &tick_ts_, 0, 0);
+    io_uring_sqe_set_data64(sqe, ud(Op::tick, 0, 0));
+    tick_armed_ = true;
 }
 
 void Worker::handle(const io_uring_cqe* cqe) {
@@ -215,13 +242,10 @@ void Worker::handle(const io_uring_cqe* cqe) {
                 }
             }
             return;
-        case Op::tick: {
+        case Op::tick:
+            tick_armed_ = false;
             on_tick();
-            io_uring_sqe* sqe = ring_.get_sqe();
-            io_uring_prep_timeout(sqe, &tick_ts_, 0, 0);
-            io_uring_sqe_set_data64(sqe, ud(Op::tick, 0, 0));
             return;
-        }
         case Op::wake: {
             on_wake();
             io_uring_sqe* sqe = ring_.get_sqe();

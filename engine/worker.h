@@ -128,6 +128,8 @@ class Worker {
     void handle_accept(uint32_t li, const io_uring_cqe* cqe);
     void handle_conn(const UserData& ud, const io_uring_cqe* cqe);
     void on_tick();
+    bool needs_tick() const;
+    void arm_tick();
     void on_wake();
     void apply(Command& cmd);
 
@@ -182,6 +184,7 @@ class Worker {
     UniqueFd wake_fd_;
     uint64_t wake_buf_ = 0;
     __kernel_timespec tick_ts_{};
+    bool tick_armed_ = false;
     std::mutex mu_;
     std::deque<Command> commands_;
 
