@@ -48,7 +48,8 @@ struct WorkerConfig {
     uint32_t buffer_size = 16384;
     uint32_t buffers = 4096;
     bool log_connections = false;
-    bool splice = true;  // bulk directions move bytes socket -> pipe -> socket (no copies)
+    bool splice = true;       // bulk directions move bytes socket -> pipe -> socket (no copies)
+    bool direct_send = true;  // a lone small send uses send(2) instead of a ring round trip
 };
 
 class Worker {
@@ -185,6 +186,7 @@ class Worker {
     uint64_t wake_buf_ = 0;
     __kernel_timespec tick_ts_{};
     bool tick_armed_ = false;
+    unsigned batch_ = 0;  // completions in the current pass
     std::mutex mu_;
     std::deque<Command> commands_;
 
