@@ -32,6 +32,11 @@ constexpr size_t kSpliceChunk = 512 * 1024;  // two chunks fit the pipe
 constexpr uint32_t kDirectSendMax = 16384;
 constexpr unsigned kDirectSendBatch = 2;
 
+template <typename C>
+bool closing(const C& c) {
+    return c.relay.phase() == Relay::Phase::closing || c.relay.phase() == Relay::Phase::done;
+}
+
 uint64_t mono_ns() {
     timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -474,8 +479,8 @@ void Worker::handle_conn(const UserData& u, const io_uring_cqe* cqe) {
     int res = cqe->res;
     switch (u.op) {
         case Op::connect:
-            if (res == 0 && (c.splice[0] || c.splice[1])) {
-                set_nonblock(c, Side::upstream);  // splicing began while connecting
+            if (res == 0 && (c.splice[0] || c.splice[1]) && !set_nonblock(c, Side::upstream)) {
+                res = -errno;  // splicing began while connecting and cannot go on safely
             }
             c.relay.on_connect(now_, res, acts);
             break;
@@ -706,6 +711,11 @@ void Worker::start_splice(Conn& c, Side from) {
     if (spliced_dirs_ >= kMaxSplicedDirs) {
         return;
     }
+    bool connected =
+        c.relay.phase() != Relay::Phase::idle && c.relay.phase() != Relay::Phase::connecting;
+    if (!set_nonblock(c, Side::client) || (connected && !set_nonblock(c, Side::upstream))) {
+        return;  // splicing needs non-blocking sockets: stay with copies
+    }
     int p[2];
     if (pipe2(p, O_NONBLOCK | O_CLOEXEC) != 0) {
         return;  // out of descriptors: stay with copies
@@ -715,25 +725,22 @@ void Worker::start_splice(Conn& c, Side from) {
     c.pipe_w[d] = p[1];
     c.splice[d] = true;
     ++spliced_dirs_;
-    set_nonblock(c, Side::client);
-    if (c.relay.phase() != Relay::Phase::idle && c.relay.phase() != Relay::Phase::connecting) {
-        set_nonblock(c, Side::upstream);
-    }
 }
 
-void Worker::set_nonblock(Conn& c, Side side) {
+bool Worker::set_nonblock(Conn& c, Side side) {
     // SPLICE_F_NONBLOCK covers only the pipe end: splice() into a socket without O_NONBLOCK
     // waits until the whole length fits, which would stall the worker (and deadlock a relay
     // whose peer is itself waiting for us to read). io_uring receives and sends still poll on
     // a non-blocking socket; an -EAGAIN that reaches us anyway is retried by the relay.
     int d = idx(side);
     if (c.nonblock[d] || c.fd[d] < 0) {
-        return;
+        return c.nonblock[d];
     }
     int fl = fcntl(c.fd[d], F_GETFL);
     if (fl >= 0 && fcntl(c.fd[d], F_SETFL, fl | O_NONBLOCK) == 0) {
         c.nonblock[d] = true;
     }
+    return c.nonblock[d];
 }
 
 void Worker::end_splice(Conn& c) {
@@ -776,6 +783,11 @@ void Worker::splice_in(Conn& c, Side from, uint32_t gen, uint32_t slot, int res,
         c.relay.on_recv(now_, from, -ECANCELED, false, 0, false, acts);
         return;
     }
+    if (res >= 0 && closing(c)) {
+        // Torn down earlier in this pass (its cancel found nothing in the kernel): parking now
+        // would wait for a splice-out that will not come.
+        res = -ECANCELED;
+    }
     if (res < 0) {
         c.relay.on_recv(now_, from, res, false, 0, false, acts);
         return;
@@ -806,6 +818,11 @@ void Worker::splice_in(Conn& c, Side from, uint32_t gen, uint32_t slot, int res,
 void Worker::splice_out(Conn& c, Side to, uint32_t gen, uint32_t slot, int res, Actions& acts) {
     Side from = other(to);
     int d = idx(from);
+    if (res >= 0 && closing(c)) {
+        // Queued before a teardown in the same pass: a POLLOUT armed now would escape the
+        // teardown's cancel and hold the slot until the peer reads.
+        res = -ECANCELED;
+    }
     if (res < 0) {
         c.relay.on_send(now_, to, res, acts);
         return;

@@ -149,7 +149,7 @@ class Worker {
     void prep_recv(int fd, Side side, uint32_t gen, uint32_t slot);
     void arm_recv(Conn& c, Side side, uint32_t gen, uint32_t slot);
     void start_splice(Conn& c, Side from);
-    void set_nonblock(Conn& c, Side side);
+    bool set_nonblock(Conn& c, Side side);
     void unpark_cancelled(Conn& c, Side side, uint32_t gen, uint32_t slot);
     void end_splice(Conn& c);
     void splice_in(Conn& c, Side from, uint32_t gen, uint32_t slot, int res, Actions& acts);
