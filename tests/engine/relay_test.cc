@@ -52,6 +52,14 @@ class RelayTest : public ::testing::Test {
         }
         return nullptr;
     }
+    // The send asked for on `side`: which buffer, from where, how many bytes.
+    void expect_send(Side side, uint16_t buf, uint32_t off, uint32_t len) const {
+        const Action* s = find(ActionType::send, side);
+        ASSERT_NE(s, nullptr);
+        EXPECT_EQ(s->buf, buf);
+        EXPECT_EQ(s->off, off);
+        EXPECT_EQ(s->len, len);
+    }
     const Action* find(ActionType type) const {
         for (const Action& a : out) {
             if (a.type == type) {
@@ -170,18 +178,11 @@ TEST_F(RelayTest, PartialSendsContinueFromTheOffset) {
     r.on_recv(20, U, 1000, true, 9, out);
     out.clear();
     r.on_send(21, C, 400, out);
-    const Action* s = find(ActionType::send, C);
-    ASSERT_NE(s, nullptr);
-    EXPECT_EQ(s->buf, 9);
-    EXPECT_EQ(s->off, 400u);
-    EXPECT_EQ(s->len, 600u);
+    expect_send(C, 9, 400, 600);
     EXPECT_EQ(released(), 0);
     out.clear();
     r.on_send(22, C, 599, out);
-    s = find(ActionType::send, C);
-    ASSERT_NE(s, nullptr);
-    EXPECT_EQ(s->off, 999u);
-    EXPECT_EQ(s->len, 1u);
+    expect_send(C, 9, 999, 1);
     out.clear();
     r.on_send(23, C, 1, out);
     EXPECT_EQ(released(), 1);
@@ -198,11 +199,7 @@ TEST_F(RelayTest, SendThatWouldBlockIsRetriedNotTreatedAsFailure) {
     out.clear();
     int ops = r.ops_in_flight(C);
     r.on_send(22, C, -EAGAIN, out);
-    const Action* s = find(ActionType::send, C);
-    ASSERT_NE(s, nullptr);
-    EXPECT_EQ(s->buf, 9);
-    EXPECT_EQ(s->off, 300u);
-    EXPECT_EQ(s->len, 700u);
+    expect_send(C, 9, 300, 700);
     EXPECT_EQ(released(), 0);
     EXPECT_EQ(count(ActionType::close, C, true), 0);
     EXPECT_EQ(r.ops_in_flight(C), ops);  // one send completed, one issued
