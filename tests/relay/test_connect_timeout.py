@@ -12,14 +12,20 @@ import relayharness as h
 N = 5
 
 
+BACKLOG = 4
+
+
 def blackhole(ctx, family, host):
-    """A listening socket with backlog 0 whose one queue slot is taken and never accepted."""
+    """A listening socket whose accept queue is full and never accepted: new SYNs are dropped.
+    Not backlog 0: a zero backlog makes the kernel answer every SYN with a syncookie, and a
+    segment after the first one (a FIN right behind a request) then fails the cookie's sequence
+    check and is reset, which no relay can avoid."""
     ls = socket.socket(family, socket.SOCK_STREAM)
     ls.bind((host, 0))
-    ls.listen(0)
+    ls.listen(BACKLOG)
     port = ls.getsockname()[1]
     fillers = []
-    for _ in range(4):
+    for _ in range(BACKLOG + 4):  # BACKLOG + 1 fill the queue; the rest wait with dropped SYNs
         c = socket.socket(family, socket.SOCK_STREAM)
         c.setblocking(False)
         try:
