@@ -677,6 +677,27 @@ def recv_to_end(s, limit=1 << 30):
     return bytes(buf), "limit"
 
 
+def run_limited(n, fn, at_once, join_s):
+    """Calls fn(0) .. fn(n - 1), each in its own thread, at most `at_once` at a time; returns how
+    many threads still run after waiting up to `join_s` s for each."""
+    sem = threading.Semaphore(at_once)
+
+    def limited(i):
+        try:
+            fn(i)
+        finally:
+            sem.release()
+    threads = []
+    for i in range(n):
+        sem.acquire()
+        t = threading.Thread(target=limited, args=(i,), daemon=True)
+        t.start()
+        threads.append(t)
+    for t in threads:
+        t.join(join_s)
+    return sum(t.is_alive() for t in threads)
+
+
 def send_in_thread(s, data, shut_wr=False):
     """Sends data on its own thread (so the caller can read at the same time)."""
     res = {}

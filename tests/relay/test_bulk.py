@@ -5,7 +5,6 @@ connections at once, mixed with half-closes. Every byte exact in both directions
 as is, and with TPENGINE_NO_SPLICE=1 (the engine's copy-only path)."""
 import hashlib
 import os
-import threading
 
 import relayharness as h
 
@@ -25,7 +24,6 @@ def run(ctx, splice):
     finally:
         os.environ.pop("TPENGINE_NO_SPLICE", None)
     errors = []
-    sem = threading.Semaphore(PAR)
 
     def one(i):
         try:
@@ -41,17 +39,7 @@ def run(ctx, splice):
                 errors.append(f"#{i}: {len(back)} of {SIZE} bytes back, ended with {how}")
         except Exception as e:  # noqa: BLE001
             errors.append(f"#{i}: {type(e).__name__}: {e}")
-        finally:
-            sem.release()
-    threads = []
-    for i in range(N):
-        sem.acquire()
-        t = threading.Thread(target=one, args=(i,), daemon=True)
-        t.start()
-        threads.append(t)
-    for t in threads:
-        t.join(90)
-    h.check(not any(t.is_alive() for t in threads), "some transfers hang")
+    h.check(h.run_limited(N, one, PAR, 90) == 0, "some transfers hang")
     h.check(not errors, f"{len(errors)} of {N} transfers failed: {errors[:3]}")
     h.wait_until(lambda: srv.active == 0, 20, "upstream connections to end")
     st = r.finish(expect_accepted=N, timeout=30)

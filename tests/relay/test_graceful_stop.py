@@ -53,6 +53,15 @@ def new_connection_refused(r):
     return through[0]
 
 
+def exit_code(r, timeout, why):
+    """The relay's exit code once it has exited by itself within `timeout` s (`why` names what
+    it should have exited after)."""
+    try:
+        return r.proc.wait(timeout)
+    except Exception:  # noqa: BLE001
+        raise h.TestFailure(f"tpengine did not exit after {why}")
+
+
 def exit_dump(r):
     st = h.parse_stats(r.output())
     h.check(st is not None, "no counter dump at exit:\n" + r.output()[-1500:])
@@ -88,10 +97,7 @@ def live_connection_finishes(ctx, family, host):
     s.close()
     h.check((rest, how) == (b"", "eof"), f"live connection ended with {how}")
     h.check(srv.results.get(0) in (None, "eof"), f"upstream side of the drained connection: {srv.results}")
-    try:
-        rc = r.proc.wait(15)
-    except Exception:  # noqa: BLE001
-        raise h.TestFailure("tpengine did not exit after its last connection finished during the drain")
+    rc = exit_code(r, 15, "its last connection finished during the drain")
     h.check(rc == 0, f"exit code {rc} after a graceful stop, expected 0")
     st = exit_dump(r)
     # a probe that raced the signal into the backlog may be served or reset; nothing else counts
@@ -120,10 +126,7 @@ def drain_timeout_cuts(ctx, family, host):
     data, how = h.recv_to_end(s)  # the client keeps its connection open: the drain timeout cuts it
     s.close()
     h.check(how in ("eof", "reset"), f"a connection left open past the drain timeout ended with {how}")
-    try:
-        rc = r.proc.wait(15)
-    except Exception:  # noqa: BLE001
-        raise h.TestFailure("tpengine did not exit after the drain timeout")
+    rc = exit_code(r, 15, "the drain timeout")
     h.check(rc == 0, f"exit code {rc} after the drain timeout, expected 0")
     st = exit_dump(r)
     h.check(st["total"]["closed_by"].get("shutdown") == 1, f"closed_by shutdown should be 1: {st['total']}")
@@ -171,10 +174,7 @@ def many_transfers_finish(ctx, family, host, n=50, size=1 << 20):
     if r.standin:
         return
     h.check(not errors, f"{len(errors)} transfers broken by the graceful stop: {errors[:3]}")
-    try:
-        rc = r.proc.wait(30)
-    except Exception:  # noqa: BLE001
-        raise h.TestFailure("tpengine did not exit after its last connection finished during the drain")
+    rc = exit_code(r, 30, "its last connection finished during the drain")
     h.check(rc == 0, f"exit code {rc}")
     st = exit_dump(r)
     h.check(st["total"]["accepted"] == n and st["total"]["closed_by"] == {"normal": n},

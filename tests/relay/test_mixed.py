@@ -107,22 +107,8 @@ def test(ctx):
             if not r.standin and r.alive():
                 os.kill(r.pid(), signal.SIGUSR1)
     threading.Thread(target=poke, daemon=True).start()
-    sem = threading.Semaphore(PAR)
-
-    def limited(i):
-        try:
-            one(i)
-        finally:
-            sem.release()
-    threads = []
-    for i in range(N):
-        sem.acquire()
-        t = threading.Thread(target=limited, args=(i,), daemon=True)
-        t.start()
-        threads.append(t)
-    for t in threads:
-        t.join(60)
-    h.check(not any(t.is_alive() for t in threads), f"{sum(t.is_alive() for t in threads)} flows hang")
+    hung = h.run_limited(N, one, PAR, 60)
+    h.check(hung == 0, f"{hung} flows hang")
     stop.set()
     h.check(not errors, f"{len(errors)} flows failed: {errors[:5]}")
     h.wait_until(lambda: srv.active == 0, 20, "server connections to end")
