@@ -29,6 +29,7 @@ plan::Plan to_plan(const Model& m) {
     plan::Plan p;
     p.workers = m.workers;
     p.bypass_mark = m.routing.bypass_mark;
+    p.udp_reply_mark = m.routing.reply_mark;
     p.drain_timeout_ms = m.drain_timeout_ms;
     p.log_connections = m.log_connections;
     p.listeners = m.listeners;
