@@ -14,6 +14,7 @@
 #include <fstream>
 
 #include "config/nft_apply.h"
+#include "config/preflight_tproxy.h"
 #include "config/route_apply.h"
 
 namespace tp::config {
@@ -275,6 +276,7 @@ PreflightReport preflight(const LoadedConfig& config, bool with_rules) {
     check_socket_options(config.plan, r);
     if (with_rules) {
         check_forwarding(config, r);
+        check_tproxy_sysctls(config, r);
     }
     check_listeners(config.plan, r);
     if (with_rules) {

@@ -17,9 +17,11 @@
 #include <vector>
 
 #include "config/cleanup.h"
+#include "config/conntrack_flush.h"
 #include "config/kernel_apply.h"
 #include "config/load.h"
 #include "config/preflight.h"
+#include "config/preflight_tproxy.h"
 #include "engine/engine.h"
 #include "tools/tpengine/commands.h"
 #include "tools/tpengine/serve.h"
@@ -383,10 +385,37 @@ std::string engine_error(const Error& e) {
     return std::string(e.what) + ": " + std::strerror(e.code);
 }
 
+// UDP flows that began before the rules: their conntrack entries go (conntrack_flush.h).
+void flush_udp_flows(const config::KernelSetup& k, bool verbose) {
+    config::ConntrackFlushResult f = config::flush_udp_conntrack(k);
+    if (!f.error.empty()) {
+        log_line("warning: could not flush the conntrack entries of intercepted UDP flows: " +
+                 f.error);
+    } else if (f.deleted > 0 || verbose) {
+        log_line("flushed " + std::to_string(f.deleted) + " conntrack entr" +
+                 (f.deleted == 1 ? "y" : "ies") + " of UDP flows the rules now intercept");
+    }
+}
+
 int do_run(const Options& o) {
     config::LoadedConfig current;
     if (!load(o, current, "nothing applied")) {
         return kExitFailure;
+    }
+    if (!o.no_rules) {
+        // What makes TPROXY drop silently is refused before anything starts.
+        config::PreflightReport pre;
+        config::check_tproxy_sysctls(current, pre);
+        for (const std::string& w : pre.warnings) {
+            log_line("warning: " + w);
+        }
+        if (!pre.ok()) {
+            for (const std::string& f : pre.failures) {
+                log_line(f);
+            }
+            log_line(o.file + ": this system cannot run the rule set; nothing applied");
+            return kExitFailure;
+        }
     }
     std::unique_ptr<config::KernelApplier> applier;
     auto lock = std::make_unique<InstanceLock>();
@@ -427,6 +456,7 @@ int do_run(const Options& o) {
             stop_engine();
             return kExitFailure;
         }
+        flush_udp_flows(current.kernel, o.verbose);
     }
     log_line(running_line(current, o.no_rules));
     std::fflush(stderr);
@@ -494,6 +524,9 @@ int do_run(const Options& o) {
                 log_line("could not close the listeners the new file dropped: " +
                          engine_error(u.error()));
             }
+        }
+        if (applier) {
+            flush_udp_flows(next.kernel, o.verbose);
         }
         if (next_lock) {
             lock = std::move(next_lock);
