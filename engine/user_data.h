@@ -26,6 +26,9 @@ enum class Op : uint8_t {
     tick,    // the worker's timer wheel tick
     wake,    // eventfd read: commands from other threads
     ignore,  // requests whose completion needs no handling (accept cancel, ...)
+    // UDP (engine/udp_flows.cc)
+    udp_listen,    // multishot recvmsg on a UDP listener: slot = UDP listener index
+    udp_upstream,  // multishot recvmsg on a flow's upstream socket: slot = flow id
 };
 
 struct UserData {

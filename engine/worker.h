@@ -39,7 +39,10 @@ struct ListenerShared {
 struct WorkerListener {
     std::shared_ptr<ListenerShared> shared;
     UniqueFd fd;
+    UniqueFd udp_fd;  // protocol udp or both (engine/udp_flows.h)
 };
+
+class UdpFlows;
 
 struct WorkerConfig {
     unsigned index = 0;
@@ -50,6 +53,7 @@ struct WorkerConfig {
     bool log_connections = false;
     bool splice = true;       // bulk directions move bytes socket -> pipe -> socket (no copies)
     bool direct_send = true;  // a lone small send uses send(2) instead of a ring round trip
+    uint32_t udp_reply_sockets = 4096;
 };
 
 class Worker {
@@ -204,6 +208,7 @@ class Worker {
     bool exit_requested_ = false;
     uint64_t exit_deadline_ms_ = 0;
     bool closing_all_ = false;
+    std::unique_ptr<UdpFlows> udp_;  // UDP listeners and flows; declared last: released first
 };
 
 }  // namespace tp::engine
