@@ -62,3 +62,28 @@ uwho() {
     [ $ok_ = 1 ] && ok "$label: Y's answer from $rf, Z sees $sp${port2:+, same mapping for :$port2}"
     return 0
 }
+
+# x_nft_lab_udp MAP: the lab's own UDP TPROXY rules inside X for the relay set-ups: a UDP divert
+# (`tpengine relay -u -T` upstream sockets bound to Y's address receive Z's answers through it)
+# and one tproxy rule per port, v4 and v6. MAP: "DPORT:LISTENPORT ...".
+x_nft_lab_udp() {
+    local rules="" m
+    for m in $1; do
+        rules+="        iifname \"lan0\" meta nfproto ipv4 udp dport ${m%%:*} tproxy ip to :${m##*:} meta mark set 0x1 accept"$'\n'
+        rules+="        iifname \"lan0\" meta nfproto ipv6 udp dport ${m%%:*} tproxy ip6 to :${m##*:} meta mark set 0x1 accept"$'\n'
+    done
+    {
+        echo "table inet labudp {"
+        echo "    chain divert {"
+        echo "        type filter hook prerouting priority mangle; policy accept;"
+        echo "        meta l4proto udp socket transparent 1 meta mark set 0x1 accept"
+        echo "    }"
+        echo "    chain pre {"
+        echo "        type filter hook prerouting priority mangle + 1; policy accept;"
+        printf '%s' "$rules"
+        echo "    }"
+        echo "}"
+    } >"$TMP/labudp.nft"
+    in_x nft -f "$TMP/labudp.nft" || die "nft rejected the lab's UDP rules: $(cat "$TMP/labudp.nft")"
+    x_policy_routing
+}
