@@ -2,7 +2,14 @@
 
 #include "config/preflight_tproxy.h"
 
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <algorithm>
 #include <fstream>
@@ -84,6 +91,50 @@ void check_tproxy_sysctls(const LoadedConfig& config, PreflightReport& r,
                 " (asymmetric routes, several uplinks) are dropped before TPROXY sees them; "
                 "use 2 (loose) if that applies here");
         }
+    }
+}
+
+void check_udp_listeners(const plan::Plan& plan, PreflightReport& r) {
+    for (const plan::Listener& l : plan.listeners) {
+        int family = l.address.family();
+        if ((family != AF_INET && family != AF_INET6) || l.protocol == plan::Protocol::tcp) {
+            continue;
+        }
+        int fd = socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            r.failures.push_back("listener " + l.name + ": UDP socket: " + std::strerror(errno));
+            continue;
+        }
+        int one = 1, v6only = l.v6only ? 1 : 0;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+        if (family == AF_INET6) {
+            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only);
+        }
+        if (l.transparent) {
+            setsockopt(fd, family == AF_INET ? SOL_IP : SOL_IPV6,
+                       family == AF_INET ? IP_TRANSPARENT : IPV6_TRANSPARENT, &one, sizeof one);
+        }
+        if (bind(fd, l.address.get(), l.address.len) != 0) {
+            int e = errno;
+            char host[INET6_ADDRSTRLEN] = "?";
+            uint16_t port = 0;
+            if (family == AF_INET) {
+                auto* s = reinterpret_cast<const sockaddr_in*>(l.address.get());
+                inet_ntop(AF_INET, &s->sin_addr, host, sizeof host);
+                port = ntohs(s->sin_port);
+            } else {
+                auto* s = reinterpret_cast<const sockaddr_in6*>(l.address.get());
+                inet_ntop(AF_INET6, &s->sin6_addr, host, sizeof host);
+                port = ntohs(s->sin6_port);
+            }
+            r.failures.push_back("listener " + l.name + ": cannot bind UDP " + host + " port " +
+                                 std::to_string(port) + ": " + std::strerror(e) +
+                                 (e == EADDRINUSE
+                                      ? ": another program holds this UDP port; stop it or change "
+                                        "the listener's port"
+                                      : ""));
+        }
+        close(fd);
     }
 }
 

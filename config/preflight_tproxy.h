@@ -16,4 +16,8 @@ namespace tp::config {
 void check_tproxy_sysctls(const LoadedConfig& config, PreflightReport& report,
                           const std::string& proc_sys = "/proc/sys");
 
+// The UDP sockets of listeners that serve UDP: can each be bound (a port held by another UDP
+// socket, a privileged port)? TCP and UDP ports are separate; check_listeners probes TCP.
+void check_udp_listeners(const plan::Plan& plan, PreflightReport& report);
+
 }  // namespace tp::config

@@ -1,6 +1,7 @@
 """UDP preflight and conntrack flush (issue 9), in a private network namespace:
 - net.ipv4.conf.lan0.src_valid_mark=1 (TPROXY would drop silently) is refused by --check and at
   start, with the message, and nothing is applied;
+- --check probes a UDP listener's UDP port (a TCP socket on it is no problem, a UDP one is);
 - after the rules go in, the conntrack entries of UDP flows they intercept are deleted, and only
   those: other ports, other destinations, a bypassed client and TCP keep theirs."""
 import os
@@ -25,6 +26,13 @@ rules:
     destinations: [198.51.100.0/24, "2001:db8:2::/64"]
     action: tproxy
     listener: u
+"""
+
+HOLD = """import socket, time
+s = socket.socket(socket.AF_INET6, socket.{kind})
+s.bind(("::", 50053))
+print("ready", flush=True)
+time.sleep(60)
 """
 
 # (label, conntrack -I arguments, flushed?)
@@ -68,6 +76,20 @@ def main():
     nslib.expect_same(before, ns.snapshot(), "start refused with src_valid_mark=1")
     print("ok: start refuses src_valid_mark=1 on lan0; nothing applied")
     ns.sh("sysctl -qw net.ipv4.conf.lan0.src_valid_mark=0")
+
+    # --- the listener's UDP port, not its TCP port, is what --check probes ---
+    for kind, held_fails in (("SOCK_STREAM", False), ("SOCK_DGRAM", True)):
+        holder = ns.spawn(["python3", "-c", HOLD.format(kind=kind)])
+        nslib.wait_for_line(holder, "ready")
+        r = ns.run([tp, "-c", cfg, "--check"])
+        failed = r.returncode == 1 and "cannot bind UDP :: port 50053" in r.stderr
+        if failed != held_fails or (not held_fails and r.returncode != 0):
+            nslib.fail(f"--check with a {kind} socket on port 50053: exit {r.returncode}\n"
+                       f"{r.stderr}")
+        print(f"ok: --check with a {kind} socket holding port 50053: "
+              f"{'refused' if held_fails else 'valid'}")
+        holder.kill()
+        holder.wait()
 
     # --- conntrack entries born before the rules ---
     for label, args, _ in ENTRIES:
