@@ -62,6 +62,16 @@ def main():
     ns.sh("ip link add lan0 type veth peer name lan0p && ip link set lan0 up && ip link set lan0p up && "
           "ip addr add 192.0.2.1/24 dev lan0 && ip addr add 2001:db8:1::1/64 dev lan0 nodad")
 
+    # --- --dry-run shows the UDP tproxy rules, both families ---
+    r = ns.run([tp, "-c", cfg, "--dry-run"])
+    for want in ('iifname "lan0" meta l4proto udp ip daddr @dst4-dns udp dport 53 counter name '
+                 '"rule-dns" tproxy ip to :50053',
+                 'iifname "lan0" meta l4proto udp ip6 daddr @dst6-dns udp dport 53 counter name '
+                 '"rule-dns" tproxy ip6 to :50053'):
+        if r.returncode != 0 or want not in r.stdout:
+            nslib.fail(f"--dry-run lacks `{want}`:\n{r.stdout}{r.stderr}")
+    print("ok: --dry-run shows the UDP tproxy rules (v4, v6)")
+
     # --- src_valid_mark=1 on lan0: refused, nothing applied ---
     ns.sh("sysctl -qw net.ipv4.conf.lan0.src_valid_mark=1")
     before = ns.snapshot()

@@ -38,6 +38,21 @@ uwho client-v6 "$Z_ADDR6" 7102 "$Y_ADDR6"
 uwho cport-v6 "$Z_ADDR6" 7103 client-port
 uwho eim-v6 "$Z_ADDR6" 7101 "$X_WAN6" "" 7104
 
+# A reload (SIGHUP, one more rule) keeps live flows: the same client socket's next datagram
+# leaves from the same upstream address and port as before the reload.
+sed 's/ports: \[7101, 7104\]/ports: [7101, 7104, 7105]/' "$TMP/udp.yaml" >"$TMP/udp.new"
+cat >"$TMP/reload.sh" <<SCRIPT
+#!/bin/sh
+cp "$TMP/udp.new" "$TMP/udp.yaml"
+kill -HUP $TP_PID_udp
+for i in \$(seq 100); do grep -q reloaded "$TMP/udp.log" && exit 0; sleep 0.1; done
+exit 1
+SCRIPT
+chmod +x "$TMP/reload.sh"
+UWHO_BETWEEN="$TMP/reload.sh" uwho reload-keeps-v4 "$Z_ADDR" 7101 "$X_WAN" "" 7104
+grep -q reloaded "$TMP/udp.log" && ok "the reload happened between the two datagrams" ||
+    fail "no reload logged: $(tail -3 "$TMP/udp.log")"
+
 # Reply sockets bound to Z:7103 exist now (the answers above left from them). A client the
 # rules bypass is forwarded by X; were its datagrams diverted to a reply socket, nothing would
 # answer.

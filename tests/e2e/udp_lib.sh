@@ -32,8 +32,10 @@ uwho() {
         bind=$Y_ADDR
         [[ "$host" == *:* ]] && bind=$Y_ADDR6
     fi
+    local between=()
+    [ -n "${UWHO_BETWEEN:-}" ] && between=(--between "$UWHO_BETWEEN")
     # shellcheck disable=SC2086
-    if ! in_y $PEER uclient --timeout 4 --bind "$bind" "$host" "$port" $port2 >"$out" 2>&1; then
+    if ! in_y $PEER uclient --timeout 4 --bind "$bind" "${between[@]}" "$host" "$port" $port2 >"$out" 2>&1; then
         fail "$label: no answer from $host:$port: $(tr '\n' ' ' <"$out")"
         return
     fi

@@ -8,7 +8,7 @@ client that prints its own view (getsockname/getpeername) plus what the server s
   peer.py many N HOST PORT                             (N concurrent echo round trips)
   peer.py userver --log FILE ADDR:PORT [ADDR:PORT...]  (UDP: answers each datagram with the
                                                         source it saw and its own address)
-  peer.py uclient [--timeout S] [--bind ADDR] HOST PORT [PORT...]
+  peer.py uclient [--timeout S] [--bind ADDR] [--between CMD] HOST PORT [PORT...]
                                                        (UDP: one socket, one datagram to each
                                                         PORT in turn, each answer checked)
 
@@ -221,14 +221,17 @@ def userver(args):
 def uclient(args):
     """UDP: one socket sends one datagram to HOST:PORT for each PORT, in turn, and waits for the
     answer. Prints client_local, then per port N (1, 2...): reply_fromN (where the answer came
-    from, as the client's socket saw it), server_peerN, server_localN. Exit 1 on a timeout."""
-    timeout, bind_addr, rest = 5.0, None, []
+    from, as the client's socket saw it), server_peerN, server_localN. --between CMD runs CMD
+    before each datagram after the first (e.g. a reload of the relay). Exit 1 on a timeout."""
+    timeout, bind_addr, between, rest = 5.0, None, None, []
     it = iter(args)
     for a in it:
         if a == "--timeout":
             timeout = float(next(it))
         elif a == "--bind":
             bind_addr = next(it)
+        elif a == "--between":
+            between = next(it)
         else:
             rest.append(a)
     if len(rest) < 2:
@@ -241,6 +244,8 @@ def uclient(args):
     out = []
     try:
         for n, port in enumerate(ports, 1):
+            if n > 1 and between:
+                subprocess.run(between, shell=True, timeout=30)
             s.sendto(b"who am I talking to?", (host, port))
             data, src = s.recvfrom(65535)
             if n == 1:
