@@ -59,7 +59,9 @@ def main():
     with open(cfg, "w") as f:
         f.write(YAML)
     ns = nslib.Netns("udp")
-    ns.sh("ip link add lan0 type veth peer name lan0p && ip link set lan0 up && ip link set lan0p up && "
+    # No link-local addresses: they appear a moment later and would upset the snapshots.
+    ns.sh("ip link add lan0 type veth peer name lan0p && ip link set lan0 addrgenmode none && "
+          "ip link set lan0p addrgenmode none && ip link set lan0 up && ip link set lan0p up && "
           "ip addr add 192.0.2.1/24 dev lan0 && ip addr add 2001:db8:1::1/64 dev lan0 nodad")
 
     # --- --dry-run shows the UDP tproxy rules, both families ---
