@@ -253,6 +253,15 @@ TEST(UdpConfig, BypassCoversWhatTheRuleSetIntercepts) {
         << tcp;
 }
 
+TEST(UdpConfig, FailClosedDropsUdpToo) {
+    std::string nft =
+        load_ok(udp_file("", "    ports: [53]\n") + "nftables: {fail: closed}\n").kernel.nft_batch;
+    EXPECT_TRUE(has_line(nft,
+                         "iifname \"lan0\" meta nfproto ipv4 meta l4proto udp udp dport 53 "
+                         "counter name \"drop-r\" drop"))
+        << nft;
+}
+
 TEST(UdpConfig, DnatOfUdp) {
     std::string nft = load_ok(
                           "rules:\n  - {name: d, interfaces: [lan0], protocol: udp, ports: "
