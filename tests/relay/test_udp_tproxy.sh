@@ -1,0 +1,118 @@
+#!/bin/bash
+# relay -u -t and -t -T through a real TPROXY rule, IPv4 and IPv6, in three network namespaces
+# C (client) - X (relay, forwarding off, so only the relay can answer) - Z (server), documentation
+# addresses only. Checks, per mode and family:
+#  - C's reply comes FROM the address and port C sent to (Z's), through the relay's reply socket;
+#  - Z saw the source the mode promises (proxy: X's own address; -T: C's address and port);
+#  - one C socket talking to two of Z's ports keeps one upstream mapping (endpoint-independent).
+# For -T, Z's replies reach the relay's upstream socket through a UDP `socket transparent` divert
+# placed AFTER the tproxy rule (before it, client datagrams would be diverted into the unread reply
+# sockets). Needs root (exit 77 otherwise). Usage: test_udp_tproxy.sh PATH/TO/tpengine
+set -u
+TPE=${1:?usage: test_udp_tproxy.sh TPENGINE}
+[ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root"; exit 77; }
+command -v nft >/dev/null || { echo "SKIP: no nft"; exit 77; }
+P=tpu$$
+C=$P-c X=$P-x Z=$P-z
+WORK=$(mktemp -d /tmp/udp-tproxy.XXXXXX)
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+    wait 2>/dev/null
+    for n in $C $X $Z; do ip netns del "$n" 2>/dev/null; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; for f in "$WORK"/*.err; do echo "--- $f"; tail -20 "$f"; done >&2; exit 1; }
+
+for n in $C $X $Z; do ip netns add "$n" || fail "netns add"; ip -n "$n" link set lo up; done
+ip link add ${P}a netns $C type veth peer name ${P}b netns $X
+ip link add ${P}c netns $X type veth peer name ${P}d netns $Z
+ip -n $C addr add 192.0.2.2/24 dev ${P}a
+ip -n $C addr add 2001:db8:1::2/64 dev ${P}a nodad
+ip -n $X addr add 192.0.2.1/24 dev ${P}b
+ip -n $X addr add 2001:db8:1::1/64 dev ${P}b nodad
+ip -n $X addr add 198.51.100.1/24 dev ${P}c
+ip -n $X addr add 2001:db8:2::1/64 dev ${P}c nodad
+ip -n $Z addr add 198.51.100.7/24 dev ${P}d
+ip -n $Z addr add 2001:db8:2::7/64 dev ${P}d nodad
+for l in "$C ${P}a" "$X ${P}b" "$X ${P}c" "$Z ${P}d"; do set -- $l; ip -n "$1" link set "$2" up; done
+ip -n $C route add default via 192.0.2.1
+ip -n $C -6 route add default via 2001:db8:1::1
+ip -n $Z route add default via 198.51.100.1
+ip -n $Z -6 route add default via 2001:db8:2::1
+ip netns exec $X sysctl -qw net.ipv4.ip_forward=0 net.ipv6.conf.all.forwarding=0
+ip -n $X rule add fwmark 0x1 lookup 100
+ip -n $X route add local 0.0.0.0/0 dev lo table 100
+ip -n $X -6 rule add fwmark 0x1 lookup 100
+ip -n $X -6 route add local ::/0 dev lo table 100
+ip netns exec $X nft -f - <<NFT || fail "nft"
+table inet t {
+  chain pre {
+    type filter hook prerouting priority mangle; policy accept;
+    meta mark 0x99 return
+    iifname "${P}b" meta nfproto ipv4 udp dport { 9998, 9999 } tproxy ip to :15353 meta mark set 0x1 accept
+    iifname "${P}b" meta nfproto ipv6 udp dport { 9998, 9999 } tproxy ip6 to :15353 meta mark set 0x1 accept
+    meta l4proto udp socket transparent 1 meta mark set 0x1 accept
+  }
+}
+NFT
+
+# Z: on ports 9998 and 9999 (v4 and v6), answers "PAYLOAD|SRC_IP|SRC_PORT".
+ip netns exec $Z python3 -c '
+import selectors, socket
+sel = selectors.DefaultSelector()
+for fam, host in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
+    for port in (9998, 9999):
+        s = socket.socket(fam, socket.SOCK_DGRAM)
+        if fam == socket.AF_INET6:
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        s.bind((host, port)); sel.register(s, selectors.EVENT_READ)
+while True:
+    for k, _ in sel.select():
+        d, a = k.fileobj.recvfrom(70000)
+        k.fileobj.sendto(d + b"|" + a[0].encode() + b"|" + str(a[1]).encode(), a)
+' 2>"$WORK/z.err" &
+PIDS+=($!)
+
+run_mode() {  # run_mode NAME RELAY-FLAGS
+    local name=$1 flags=$2
+    ip netns exec $X "$TPE" relay -u -t $flags --mark 0x99 --workers 1 -L :: 15353 original \
+        2>"$WORK/relay-$name.err" &
+    local rp=$!
+    PIDS+=($rp)
+    for _ in $(seq 100); do grep -q "listening" "$WORK/relay-$name.err" && break; sleep 0.05; done
+    ip netns exec $C python3 - "$name" <<'PY' || { kill $rp; fail "mode $name"; }
+import socket, sys
+name = sys.argv[1]
+cases = ((socket.AF_INET, "192.0.2.2", "198.51.100.7", "198.51.100.1"),
+         (socket.AF_INET6, "2001:db8:1::2", "2001:db8:2::7", "2001:db8:2::1"))
+for fam, me, z, x in cases:
+    s = socket.socket(fam, socket.SOCK_DGRAM)
+    s.bind((me, 40000 if fam == socket.AF_INET else 40001))
+    s.settimeout(3)
+    seen = set()
+    for port in (9999, 9998, 9999):
+        msg = b"hello %d" % port
+        s.sendto(msg, (z, port))
+        data, src = s.recvfrom(70000)
+        payload, zsaw_ip, zsaw_port = data.rsplit(b"|", 2)
+        assert payload == msg, (name, payload, msg)
+        assert src[:2] == (z, port), f"{name}: reply came from {src}, expected {(z, port)}"
+        want_ip = me if name == "client-port" else x
+        assert zsaw_ip.decode() == want_ip, f"{name}: Z saw {zsaw_ip}, expected {want_ip}"
+        if name == "client-port":
+            assert int(zsaw_port) == s.getsockname()[1], f"{name}: Z saw port {zsaw_port}"
+        seen.add(int(zsaw_port))
+    assert len(seen) == 1, f"{name}: one client socket got {len(seen)} upstream ports {seen}"
+    print(f"ok {name} {fam.name}: replies from Z's addr:port, Z saw {want_ip}:{seen.pop()}")
+PY
+    kill -USR1 $rp; sleep 0.3
+    grep -q "reply_sockets=4" "$WORK/relay-$name.err" \
+        || fail "$name: expected 4 reply sockets (2 families x 2 ports): $(grep udp: "$WORK/relay-$name.err")"
+    kill $rp; wait $rp || fail "$name: relay exit status $?"
+}
+
+run_mode proxy ""
+run_mode client-port "-T"
+echo "PASS test_udp_tproxy.sh"
