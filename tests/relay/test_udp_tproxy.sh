@@ -4,7 +4,10 @@
 # addresses only. Checks, per mode and family:
 #  - C's reply comes FROM the address and port C sent to (Z's), through the relay's reply socket;
 #  - Z saw the source the mode promises (proxy: X's own address; -T: C's address and port);
-#  - one C socket talking to two of Z's ports keeps one upstream mapping (endpoint-independent).
+#  - one C socket talking to two of Z's ports keeps one upstream mapping (endpoint-independent);
+#  - a flow to port 53 ends once its query is answered (dns_answered);
+#  - a datagram that fills the 1,500-byte MTU passes; a larger one (it reached X fragmented and
+#    was reassembled) is not fragmented again: IP_PMTUDISC_DO, dropped, counted emsgsize.
 # For -T, Z's replies reach the relay's upstream socket through a UDP `socket transparent` divert
 # placed AFTER the tproxy rule (before it, client datagrams would be diverted into the unread reply
 # sockets). Needs root (exit 77 otherwise). Usage: test_udp_tproxy.sh PATH/TO/tpengine
@@ -51,8 +54,8 @@ table inet t {
   chain pre {
     type filter hook prerouting priority mangle; policy accept;
     meta mark 0x99 return
-    iifname "${P}b" meta nfproto ipv4 udp dport { 9998, 9999 } tproxy ip to :15353 meta mark set 0x1 accept
-    iifname "${P}b" meta nfproto ipv6 udp dport { 9998, 9999 } tproxy ip6 to :15353 meta mark set 0x1 accept
+    iifname "${P}b" meta nfproto ipv4 udp dport { 53, 9998, 9999 } tproxy ip to :15353 meta mark set 0x1 accept
+    iifname "${P}b" meta nfproto ipv6 udp dport { 53, 9998, 9999 } tproxy ip6 to :15353 meta mark set 0x1 accept
     meta l4proto udp socket transparent 1 meta mark set 0x1 accept
   }
 }
@@ -63,17 +66,20 @@ ip netns exec $Z python3 -c '
 import selectors, socket
 sel = selectors.DefaultSelector()
 for fam, host in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
-    for port in (9998, 9999):
+    for port in (53, 9998, 9999):
         s = socket.socket(fam, socket.SOCK_DGRAM)
         if fam == socket.AF_INET6:
             s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         s.bind((host, port)); sel.register(s, selectors.EVENT_READ)
+print("ready", flush=True)
 while True:
     for k, _ in sel.select():
         d, a = k.fileobj.recvfrom(70000)
         k.fileobj.sendto(d + b"|" + a[0].encode() + b"|" + str(a[1]).encode(), a)
-' 2>"$WORK/z.err" &
+' >"$WORK/z.out" 2>"$WORK/z.err" &
 PIDS+=($!)
+for _ in $(seq 100); do grep -q ready "$WORK/z.out" 2>/dev/null && break; sleep 0.05; done
+grep -q ready "$WORK/z.out" || fail "server in Z did not start"
 
 run_mode() {  # run_mode NAME RELAY-FLAGS
     local name=$1 flags=$2
@@ -105,11 +111,29 @@ for fam, me, z, x in cases:
             assert int(zsaw_port) == s.getsockname()[1], f"{name}: Z saw port {zsaw_port}"
         seen.add(int(zsaw_port))
     assert len(seen) == 1, f"{name}: one client socket got {len(seen)} upstream ports {seen}"
+    full = 1472 if fam == socket.AF_INET else 1452  # 1,500 minus IP and UDP headers
+    for size, answered in ((full, True), (8000, False)):
+        s.sendto(b"b" * size, (z, 9999))
+        try:
+            data, _ = s.recvfrom(70000)
+            got = data.rsplit(b"|", 2)[0] == b"b" * size
+        except socket.timeout:
+            got = False
+        assert got == answered, f"{name}: {size}-byte datagram answered={got}, expected {answered}"
+        s.settimeout(0.5)
+    dns = socket.socket(fam, socket.SOCK_DGRAM)
+    dns.settimeout(3)
+    dns.sendto(b"query", (z, 53))
+    assert dns.recvfrom(100)[0].startswith(b"query|"), f"{name}: no DNS answer"
     print(f"ok {name} {fam.name}: replies from Z's addr:port, Z saw {want_ip}:{seen.pop()}")
 PY
     kill -USR1 $rp; sleep 0.3
-    grep -q "reply_sockets=4" "$WORK/relay-$name.err" \
-        || fail "$name: expected 4 reply sockets (2 families x 2 ports): $(grep udp: "$WORK/relay-$name.err")"
+    local u
+    u=$(grep -A3 "^total:" "$WORK/relay-$name.err" | tail -4)
+    echo "$u" | grep -q "reply_sockets=6" || fail "$name: expected 6 reply sockets (2 families x 3 ports): $u"
+    echo "$u" | grep -q "dns_answered=2" || fail "$name: expected 2 DNS flows ended by their answer: $u"
+    echo "$u" | grep -q "emsgsize=2" || fail "$name: expected 2 emsgsize drops: $u"
+    echo "$u" | grep -q "flows_active=2 " || fail "$name: expected 2 live flows (one per family): $u"
     kill $rp; wait $rp || fail "$name: relay exit status $?"
 }
 
