@@ -1,7 +1,9 @@
-// UdpFlows: listener datagrams -> flow lookup/creation -> sendto upstream; upstream datagrams ->
-// reply socket (or the listener) -> sendto client. Receives are multishot recvmsg into this
-// worker's UDP buffer ring; sends are direct sendto(2) calls, so every buffer goes back to the
-// ring within the pass that received it.
+// UdpFlows: listener datagrams -> flow lookup/creation -> send upstream; upstream datagrams ->
+// reply socket (or the listener) -> send to the client. Receives are multishot recvmsg into this
+// worker's UDP buffer ring; each datagram is sent from the buffer it arrived in with one
+// IORING_OP_SENDMSG (submitted with the pass's other SQEs, no syscall per datagram), and the
+// buffer returns to the ring when the send completes. Sockets a pending SQE may name are closed
+// only after that SQE is submitted (closing_).
 #include "engine/udp_flows.h"
 
 #include <netinet/in.h>
@@ -115,7 +117,7 @@ void UdpFlows::retire(uint32_t li) {
             }
         }
     }
-    l.fd.reset();
+    close_later(std::move(l.fd));
 }
 
 void UdpFlows::set_listeners(const std::vector<std::shared_ptr<ListenerShared>>& ls,
@@ -144,6 +146,7 @@ void UdpFlows::set_listeners(const std::vector<std::shared_ptr<ListenerShared>>&
                 return;
             }
             bufs_ready_ = true;
+            slots_.resize(bufs_.max_count());
         }
         auto l = std::make_unique<Listener>();
         l->shared = ls[i];
@@ -166,7 +169,7 @@ void UdpFlows::stop_accepting() {
             l.armed = false;
         }
         if (l.shared->cfg.transparent) {
-            l.fd.reset();
+            close_later(std::move(l.fd));
         }
     }
 }
@@ -179,6 +182,9 @@ void UdpFlows::close_all() {
     }
     for (uint32_t li = 0; li < listeners_.size(); ++li) {
         retire(li);
+    }
+    for (auto& r : replies_) {
+        close_later(std::move(r.second.fd));
     }
     replies_.clear();
     reply_lru_.clear();
@@ -213,15 +219,23 @@ void UdpFlows::arm_flow(uint32_t id) {
 
 void UdpFlows::handle(const UserData& u, const io_uring_cqe* cqe, uint64_t now_ms) {
     now_ = now_ms;
+    if (u.op == Op::udp_send) {
+        const SendSlot& s = slots_[u.slot];
+        sent(s.up, s.flow, s.gen, cqe->res, static_cast<uint32_t>(s.iov.iov_len));
+        bufs_.release(static_cast<uint16_t>(u.slot));
+        return;
+    }
     bool has_buf = (cqe->flags & IORING_CQE_F_BUFFER) != 0;
     uint16_t bid = static_cast<uint16_t>(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+    cur_bid_ = bid;
+    keep_buf_ = false;
     if (u.op == Op::udp_listen) {
         on_listener(u, cqe, has_buf ? bufs_.addr(bid) : nullptr);
     } else {
         on_upstream(u, cqe, has_buf ? bufs_.addr(bid) : nullptr);
     }
-    if (has_buf) {
-        bufs_.release(bid);  // every send is done: the buffer is free again
+    if (has_buf && !keep_buf_) {
+        bufs_.release(bid);  // nothing is being sent from it: free again
     }
 }
 
@@ -295,30 +309,65 @@ void UdpFlows::relay_up(uint32_t li, const RecvView& v) {
         std::memcpy(&f.dst, &dst.storage, dst.len);
         f.dst_len = dst.len;
     }
-    ssize_t n = ::sendto(f.fd.get(), v.payload, v.len, MSG_DONTWAIT,
-                         reinterpret_cast<const sockaddr*>(&f.dst), f.dst_len);
-    if (n < 0) {
-        switch (errno) {
-            case EMSGSIZE:
-                drop(UdpDrop::emsgsize);
-                return;
-            case ECONNREFUSED:
-            case EHOSTUNREACH:
-            case ENETUNREACH:
-            case EHOSTDOWN:
-                // A pending ICMP error of this unconnected socket (IP_RECVERR).
-                drop(UdpDrop::send_failed);
-                end_flow(id, UdpEnd::icmp);
-                return;
-            default:
-                drop(UdpDrop::send_failed);
-                return;
-        }
-    }
-    WorkerStats::add(stats_.udp_dgrams_up, 1);
-    WorkerStats::add(stats_.udp_bytes_up, v.len);
     if (f.dns) {
-        ++f.dns_pending;
+        ++f.dns_pending;  // before the send: its answer may be handled in the same pass
+    }
+    send_dgram(true, id, f.fd.get(), v, &f.dst, f.dst_len);
+}
+
+void UdpFlows::send_dgram(bool up, uint32_t id, int fd, const RecvView& v, const void* to,
+                          socklen_t to_len) {
+    uint32_t gen = flows_[id].gen;
+    if (cfg_.direct_send) {
+        ssize_t n =
+            ::sendto(fd, v.payload, v.len, MSG_DONTWAIT, static_cast<const sockaddr*>(to), to_len);
+        sent(up, id, gen, n < 0 ? -errno : static_cast<int>(n), v.len);
+        return;
+    }
+    SendSlot& s = slots_[cur_bid_];
+    s.flow = id;
+    s.gen = gen;
+    s.up = up;
+    std::memcpy(&s.to, to, std::min<size_t>(to_len, sizeof s.to));
+    s.iov.iov_base = const_cast<uint8_t*>(v.payload);
+    s.iov.iov_len = v.len;
+    s.mh = msghdr{};
+    s.mh.msg_name = &s.to;
+    s.mh.msg_namelen = to_len;
+    s.mh.msg_iov = &s.iov;
+    s.mh.msg_iovlen = 1;
+    io_uring_sqe* sqe = ring_.get_sqe();
+    io_uring_prep_sendmsg(sqe, fd, &s.mh, MSG_DONTWAIT);
+    io_uring_sqe_set_data64(sqe, ud(Op::udp_send, 0, cur_bid_));
+    keep_buf_ = true;
+}
+
+void UdpFlows::sent(bool up, uint32_t id, uint32_t gen, int res, uint32_t len) {
+    bool live = table_.used(id) && flows_[id].gen == gen;
+    if (res >= 0) {
+        WorkerStats::add(up ? stats_.udp_dgrams_up : stats_.udp_dgrams_down, 1);
+        WorkerStats::add(up ? stats_.udp_bytes_up : stats_.udp_bytes_down, len);
+        return;
+    }
+    if (up && live && flows_[id].dns && flows_[id].dns_pending > 0) {
+        --flows_[id].dns_pending;
+    }
+    switch (-res) {
+        case EMSGSIZE:
+            drop(UdpDrop::emsgsize);
+            return;
+        case ECONNREFUSED:
+        case EHOSTUNREACH:
+        case ENETUNREACH:
+        case EHOSTDOWN:
+            drop(UdpDrop::send_failed);
+            if (up && live) {
+                end_flow(id, UdpEnd::icmp);  // a pending ICMP error of the upstream socket
+            }
+            return;
+        default:
+            drop(UdpDrop::send_failed);
+            return;
     }
 }
 
@@ -390,7 +439,7 @@ void UdpFlows::end_flow(uint32_t id, UdpEnd why) {
         cancel(ud(Op::udp_upstream, f.gen, id));
         f.armed = false;
     }
-    f.fd.reset();
+    close_later(std::move(f.fd));
     f.gen = (f.gen + 1) & UserData::gen_mask;  // late completions of this flow are stale
     --listeners_[f.li]->flows;
     table_.remove(id);
@@ -470,14 +519,7 @@ void UdpFlows::relay_down(uint32_t id, const RecvView& v) {
         to = f.client;
         to_len = f.client_len;
     }
-    ssize_t n =
-        ::sendto(fd, v.payload, v.len, MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&to), to_len);
-    if (n < 0) {
-        drop(errno == EMSGSIZE ? UdpDrop::emsgsize : UdpDrop::send_failed);
-        return;
-    }
-    WorkerStats::add(stats_.udp_dgrams_down, 1);
-    WorkerStats::add(stats_.udp_bytes_down, v.len);
+    send_dgram(false, id, fd, v, &to, to_len);
     if (f.dns && f.dns_pending > 0 && --f.dns_pending == 0) {
         end_flow(id, UdpEnd::dns_answered);
     }
@@ -500,6 +542,7 @@ int UdpFlows::reply_fd(const sockaddr* from, socklen_t len) {
             auto old = replies_.find(reply_lru_.back());
             if (old->second.fd.valid()) {
                 WorkerStats::sub(stats_.udp_reply_sockets, 1);
+                close_later(std::move(old->second.fd));
             }
             replies_.erase(old);
             reply_lru_.pop_back();
@@ -536,6 +579,10 @@ int UdpFlows::reply_fd(const sockaddr* from, socklen_t len) {
 
 void UdpFlows::after_pass(uint64_t now_ms) {
     now_ = now_ms;
+    if (!closing_.empty()) {
+        io_uring_submit(ring_.get());  // the sends naming these sockets go first
+        closing_.clear();
+    }
     if (!bufs_ready_) {
         return;
     }

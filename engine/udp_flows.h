@@ -31,6 +31,9 @@ struct UdpConfig {
     uint32_t bypass_mark = 0;
     uint32_t reply_sockets = 4096;  // cache size
     bool log = false;
+    // Sends with sendto(2) at once instead of IORING_OP_SENDMSG batched in the ring (A/B switch
+    // for benchmarks: TPENGINE_UDP_DIRECT_SEND=1).
+    bool direct_send = false;
 };
 
 class UdpFlows {
@@ -85,6 +88,15 @@ class UdpFlows {
         uint64_t retry_at = 0;  // for a failed bind: when to try again
         std::list<FlowKey>::iterator lru;
     };
+    // A datagram being sent from its receive buffer (ring mode), indexed by buffer id.
+    struct SendSlot {
+        msghdr mh{};
+        iovec iov{};
+        sockaddr_in6 to{};
+        uint32_t flow = 0;
+        uint32_t gen = 0;
+        bool up = false;
+    };
     struct Starved {
         bool listener;
         uint32_t slot;
@@ -99,6 +111,10 @@ class UdpFlows {
     void relay_down(uint32_t id, const RecvView& v);
     uint32_t new_flow(uint32_t li, const FlowKey& k, const RecvView& v, const plan::SockAddr& dst);
     void cancel(uint64_t target);
+    void send_dgram(bool up, uint32_t id, int fd, const RecvView& v, const void* to,
+                    socklen_t to_len);
+    void sent(bool up, uint32_t id, uint32_t gen, int res, uint32_t len);
+    void close_later(UniqueFd fd) { closing_.push_back(std::move(fd)); }
     void retire(uint32_t li);
     void end_flow(uint32_t id, UdpEnd why);
     void maybe_close_listener(uint32_t li);
@@ -121,6 +137,11 @@ class UdpFlows {
     std::list<FlowKey> reply_lru_;        // front = most recently used
     std::vector<uint16_t> inuse_logged_;  // ports whose EADDRINUSE was explained once
     std::vector<Starved> starved_;
+    std::vector<SendSlot> slots_;
+    std::vector<UniqueFd>
+        closing_;  // closed after the pass's SQEs that may name them are submitted
+    uint16_t cur_bid_ = 0;
+    bool keep_buf_ = false;  // the current completion's buffer is in a pending send
     // Multishot templates: they must outlive the requests (the kernel reads them per datagram).
     msghdr listen_mh_{};
     msghdr plain_mh_{};
