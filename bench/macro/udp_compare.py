@@ -178,19 +178,32 @@ class Lab:
         wait_udp_echo(port, "tpengine idle")
         time.sleep(0.5)
         base = rss_kib(p.pid)
-        per_ip = 25000
-        sent = 0
-        for ip_i in range((n + per_ip - 1) // per_ip):
-            src = f"127.0.{ip_i + 1}.1"
-            for k in range(min(per_ip, n - sent)):
+        # Each flow is one source address and port; the client socket closes at once (the flow
+        # lives on in the relay until its idle timeout). Ports in use elsewhere are skipped.
+        sent, ip_i = 0, 0
+        while sent < n:
+            ip_i += 1
+            src = f"127.0.{ip_i}.1"
+            for port_k in range(10000, 60000):
+                if sent >= n:
+                    break
                 with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as c:
-                    c.bind((src, 20000 + k))
+                    try:
+                        c.bind((src, port_k))
+                    except OSError:
+                        continue
                     c.sendto(b"i", ("127.0.0.1", port))
                 sent += 1
         time.sleep(2)
         rss = rss_kib(p.pid)
-        return {"flows": n, "rss_base_kib": base, "rss_kib": rss,
-                "bytes_per_flow": (rss - base) * 1024 / n}
+        os.kill(p.pid, signal.SIGUSR1)  # how many flows the relay really holds
+        time.sleep(0.5)
+        with open(os.path.join(self.tmp, "tpengine-idle.log")) as f:
+            active = [int(x) for x in __import__("re").findall(r"^  udp: .*?flows_active=(\d+)",
+                                                               f.read(), __import__("re").M)]
+        flows = active[0] if active else 0
+        return {"flows": flows, "asked": n, "rss_base_kib": base, "rss_kib": rss,
+                "bytes_per_flow": (rss - base) * 1024 / flows if flows else None}
 
 
 def main():
@@ -251,8 +264,8 @@ def main():
     if sp:
         print("\nsockperf ping-pong, 64 bytes (us):", json.dumps(sp))
     if idle:
-        print(f"\nidle flows: {idle['flows']} flows, RSS {idle['rss_base_kib']} -> {idle['rss_kib']} KiB, "
-              f"{idle['bytes_per_flow']:.0f} bytes per flow (bar: <= 1024)")
+        print(f"\nidle flows: {idle['flows']} of {idle['asked']} flows live, RSS {idle['rss_base_kib']} -> "
+              f"{idle['rss_kib']} KiB, {f(idle['bytes_per_flow'], 0)} bytes per flow (bar: <= 1024)")
     peers = [p for p in PEERS if p in targets]
     if "tpengine" in targets and peers:
         print("\nbars (tpengine vs best peer):")
