@@ -280,6 +280,10 @@ void UdpFlows::relay_up(uint32_t li, const RecvView& v) {
         drop(UdpDrop::no_origdst);
         return;
     }
+    auto is_self = [&] {
+        return cfg.target == plan::UpstreamTarget::fixed ? listeners_[li]->shared->fixed_is_self
+                                                         : (self_ && self_->contains(dst));
+    };
     FlowKey k;
     FlowKey::from_sockaddr(v.name, k);
     uint32_t id = table_.find(k);
@@ -288,10 +292,16 @@ void UdpFlows::relay_up(uint32_t li, const RecvView& v) {
             drop(UdpDrop::shed);
             return;
         }
+        if (is_self()) {  // before any socket is made for it
+            drop(UdpDrop::self);
+            return;
+        }
         id = new_flow(li, k, v, dst);
         if (id == FlowTable::npos) {
             return;
         }
+        std::memcpy(&flows_[id].dst, &dst.storage, dst.len);
+        flows_[id].dst_len = dst.len;
     } else {
         table_.touch(id, now_);
     }
@@ -299,10 +309,7 @@ void UdpFlows::relay_up(uint32_t li, const RecvView& v) {
     if (dst.len != f.dst_len || std::memcmp(&dst.storage, &f.dst, dst.len) != 0) {
         // A new destination for this mapping: the self test runs once per change, not per
         // datagram.
-        bool self = cfg.target == plan::UpstreamTarget::fixed
-                        ? listeners_[li]->shared->fixed_is_self
-                        : (self_ && self_->contains(dst));
-        if (self) {
+        if (is_self()) {
             drop(UdpDrop::self);
             return;
         }
