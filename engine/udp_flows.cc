@@ -510,15 +510,30 @@ void UdpFlows::relay_down(uint32_t id, const RecvView& v) {
             from = reinterpret_cast<const sockaddr*>(&f.first_dst);
             from_len = f.first_dst_len;
         }
-        fd = reply_fd(from, from_len);
-        if (fd < 0) {
+        bool raw = false;
+        fd = reply_fd(from, from_len, raw);
+        plan::SockAddr local = to_plan(from, from_len);
+        if ((fd < 0 && !raw) || !in_family(reinterpret_cast<const sockaddr*>(&f.client),
+                                           f.client_len, local.family(), to, to_len)) {
             drop(UdpDrop::reply_socket);
             return;
         }
-        plan::SockAddr local = to_plan(from, from_len);
-        if (!in_family(reinterpret_cast<const sockaddr*>(&f.client), f.client_len, local.family(),
-                       to, to_len)) {
-            drop(UdpDrop::reply_socket);
+        if (fd < 0) {
+            // The port is held by a local service without SO_REUSEADDR: build the datagram
+            // ourselves (rare; a direct syscall, the buffer is free again right after).
+            int rfd = raw_fd(local.family());
+            int n = rfd < 0 ? -EPERM
+                            : send_udp_raw(rfd, local.get(), reinterpret_cast<sockaddr*>(&to),
+                                           v.payload, v.len);
+            if (n < 0) {
+                drop(UdpDrop::reply_socket);
+                return;
+            }
+            WorkerStats::add(stats_.udp_dgrams_down, 1);
+            WorkerStats::add(stats_.udp_bytes_down, v.len);
+            if (f.dns && f.dns_pending > 0 && --f.dns_pending == 0) {
+                end_flow(id, UdpEnd::dns_answered);
+            }
             return;
         }
     } else {
@@ -532,7 +547,20 @@ void UdpFlows::relay_down(uint32_t id, const RecvView& v) {
     }
 }
 
-int UdpFlows::reply_fd(const sockaddr* from, socklen_t len) {
+int UdpFlows::raw_fd(int family) {
+    UniqueFd& fd = family == AF_INET ? raw4_ : raw6_;
+    if (!fd.valid()) {
+        auto r = make_udp_raw(family, cfg_.bypass_mark);
+        if (!r) {
+            log_limited("cannot create the raw reply socket", r.error().code);
+            return -1;
+        }
+        fd = std::move(r.value());
+    }
+    return fd.get();
+}
+
+int UdpFlows::reply_fd(const sockaddr* from, socklen_t len, bool& raw) {
     FlowKey k;
     if (!FlowKey::from_sockaddr(from, k)) {
         return -1;
@@ -542,6 +570,7 @@ int UdpFlows::reply_fd(const sockaddr* from, socklen_t len) {
         Reply& r = it->second;
         reply_lru_.splice(reply_lru_.begin(), reply_lru_, r.lru);
         if (r.fd.valid() || now_ < r.retry_at) {
+            raw = r.in_use;
             return r.fd.get();
         }
     } else {
@@ -564,6 +593,7 @@ int UdpFlows::reply_fd(const sockaddr* from, socklen_t len) {
     if (!fd) {
         r.retry_at = now_ + kReplyRetryMs;
         int err = fd.error().code;
+        r.in_use = raw = err == EADDRINUSE;
         uint16_t port = port_of(local.get());
         if (err == EADDRINUSE &&
             std::find(inuse_logged_.begin(), inuse_logged_.end(), port) == inuse_logged_.end()) {
@@ -571,8 +601,8 @@ int UdpFlows::reply_fd(const sockaddr* from, socklen_t len) {
             std::fprintf(stderr,
                          "tpengine: worker %u: udp: cannot send replies from %s: address in use; "
                          "a local service bound to this port without SO_REUSEADDR (dnsmasq or "
-                         "ntpd on 0.0.0.0:%u?) blocks them; its datagrams are dropped "
-                         "(udp_dropped reply_socket)\n",
+                         "ntpd on 0.0.0.0:%u?) blocks them; they go out through a raw socket "
+                         "instead (slower; udp_dropped reply_socket counts failures)\n",
                          cfg_.worker, format_addr(local).c_str(), port);
         } else {
             log_limited("cannot create a reply socket", err);
@@ -580,6 +610,7 @@ int UdpFlows::reply_fd(const sockaddr* from, socklen_t len) {
         return -1;
     }
     r.fd = std::move(fd.value());
+    r.in_use = false;
     WorkerStats::add(stats_.udp_reply_sockets, 1);
     return r.fd.get();
 }

@@ -86,6 +86,7 @@ class UdpFlows {
     struct Reply {
         UniqueFd fd;
         uint64_t retry_at = 0;  // for a failed bind: when to try again
+        bool in_use = false;    // EADDRINUSE: send through the raw socket meanwhile
         std::list<FlowKey>::iterator lru;
     };
     // A datagram being sent from its receive buffer (ring mode), indexed by buffer id.
@@ -118,7 +119,8 @@ class UdpFlows {
     void retire(uint32_t li);
     void end_flow(uint32_t id, UdpEnd why);
     void maybe_close_listener(uint32_t li);
-    int reply_fd(const sockaddr* from, socklen_t len);
+    int reply_fd(const sockaddr* from, socklen_t len, bool& raw);
+    int raw_fd(int family);
     void drop(UdpDrop d) { WorkerStats::add(stats_.udp_dropped[static_cast<size_t>(d)], 1); }
     void log_limited(const char* msg, int err);
 
@@ -135,6 +137,7 @@ class UdpFlows {
     std::vector<Flow> flows_;  // indexed by flow id
     std::unordered_map<FlowKey, Reply, FlowKeyHash> replies_;
     std::list<FlowKey> reply_lru_;        // front = most recently used
+    UniqueFd raw4_, raw6_;                // created on the first EADDRINUSE of each family
     std::vector<uint16_t> inuse_logged_;  // ports whose EADDRINUSE was explained once
     std::vector<Starved> starved_;
     std::vector<SendSlot> slots_;

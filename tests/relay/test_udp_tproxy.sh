@@ -7,7 +7,10 @@
 #  - one C socket talking to two of Z's ports keeps one upstream mapping (endpoint-independent);
 #  - a flow to port 53 ends once its query is answered (dns_answered);
 #  - a datagram that fills the 1,500-byte MTU passes; a larger one (it reached X fragmented and
-#    was reassembled) is not fragmented again: IP_PMTUDISC_DO, dropped, counted emsgsize.
+#    was reassembled) is not fragmented again: IP_PMTUDISC_DO, dropped, counted emsgsize;
+#  - a local service on X holding [::]:53 without SO_REUSEADDR (the dnsmasq case) does not break
+#    DNS through the relay: the reply socket cannot be bound, the cause is logged once, and the
+#    answers go out through the raw fallback, still from Z's address and port 53.
 # For -T, Z's replies reach the relay's upstream socket through a UDP `socket transparent` divert
 # placed AFTER the tproxy rule (before it, client datagrams would be diverted into the unread reply
 # sockets). Needs root (exit 77 otherwise). Usage: test_udp_tproxy.sh PATH/TO/tpengine
@@ -139,4 +142,36 @@ PY
 
 run_mode proxy ""
 run_mode client-port "-T"
+
+# The EADDRINUSE case: something on X holds port 53 on every address, without SO_REUSEADDR.
+ip netns exec $X python3 -c '
+import socket, time
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+s.bind(("::", 53)); print("ready", flush=True); time.sleep(60)' >"$WORK/hog.out" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 100); do grep -q ready "$WORK/hog.out" && break; sleep 0.05; done
+ip netns exec $X "$TPE" relay -u -t --mark 0x99 --workers 1 -L :: 15353 original 2>"$WORK/relay-inuse.err" &
+rp=$!
+PIDS+=($rp)
+for _ in $(seq 100); do grep -q "listening" "$WORK/relay-inuse.err" && break; sleep 0.05; done
+ip netns exec $C python3 - <<'PY' || fail "DNS with port 53 held on X"
+import socket
+for fam, z in ((socket.AF_INET, "198.51.100.7"), (socket.AF_INET6, "2001:db8:2::7")):
+    s = socket.socket(fam, socket.SOCK_DGRAM)
+    s.settimeout(3)
+    for i in range(2):
+        s.sendto(b"q%d" % i, (z, 53))
+        data, src = s.recvfrom(100)
+        assert data.startswith(b"q%d|" % i), data
+        assert src[:2] == (z, 53), f"answer came from {src}"
+    print(f"ok inuse {fam.name}: answers from {z}:53 through the raw fallback")
+PY
+grep -q "cannot send replies from .*:53: address in use" "$WORK/relay-inuse.err" \
+    || fail "EADDRINUSE not explained"
+kill -USR1 $rp; sleep 0.3
+u=$(grep -A3 "^total:" "$WORK/relay-inuse.err" | tail -4)
+echo "$u" | grep -q "reply_socket=0" || fail "inuse: replies dropped: $u"
+echo "$u" | grep -q "dgrams_down=4" || fail "inuse: expected 4 answers relayed: $u"
+kill $rp; wait $rp || fail "inuse: relay exit status $?"
 echo "PASS test_udp_tproxy.sh"
