@@ -209,6 +209,7 @@ Result<std::unique_ptr<Engine>> Engine::start(const plan::Plan& plan) {
         wc.direct_send = std::getenv("TPENGINE_NO_DIRECT_SEND") == nullptr;  // likewise
         wc.udp_reply_sockets = plan.udp_reply_sockets_per_worker;
         wc.udp_reply_mark = plan.udp_reply_mark != 0 ? plan.udp_reply_mark : plan.bypass_mark;
+        wc.udp_direct_send = std::getenv("TPENGINE_UDP_DIRECT_SEND") != nullptr;  // A/B switch
         auto worker = std::make_unique<Worker>(wc);
         std::vector<WorkerListener> wl;
         for (size_t i = 0; i < im.listeners.size(); ++i) {
@@ -343,6 +344,7 @@ StatsSnapshot Engine::stats() const {
         total.bytes_up += s.bytes_up;
         total.bytes_down += s.bytes_down;
         total.accept_paused += s.accept_paused;
+        total.stale_dropped += s.stale_dropped;
         for (size_t i = 0; i < s.closed.size(); ++i) {
             total.closed[i] += s.closed[i];
         }

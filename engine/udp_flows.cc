@@ -1,7 +1,9 @@
-// UdpFlows: listener datagrams -> flow lookup/creation -> sendto upstream; upstream datagrams ->
-// reply socket (or the listener) -> sendto client. Receives are multishot recvmsg into this
-// worker's UDP buffer ring; sends are direct sendto(2) calls, so every buffer goes back to the
-// ring within the pass that received it.
+// UdpFlows: listener datagrams -> flow lookup/creation -> send upstream; upstream datagrams ->
+// reply socket (or the listener) -> send to the client. Receives are multishot recvmsg into this
+// worker's UDP buffer ring; each datagram is sent from the buffer it arrived in with one
+// IORING_OP_SENDMSG (submitted with the pass's other SQEs, no syscall per datagram), and the
+// buffer returns to the ring when the send completes. Sockets a pending SQE may name are closed
+// only after that SQE is submitted (closing_).
 #include "engine/udp_flows.h"
 
 #include <netinet/in.h>
@@ -115,7 +117,7 @@ void UdpFlows::retire(uint32_t li) {
             }
         }
     }
-    l.fd.reset();
+    close_later(std::move(l.fd));
 }
 
 void UdpFlows::set_listeners(const std::vector<std::shared_ptr<ListenerShared>>& ls,
@@ -144,6 +146,7 @@ void UdpFlows::set_listeners(const std::vector<std::shared_ptr<ListenerShared>>&
                 return;
             }
             bufs_ready_ = true;
+            slots_.resize(bufs_.max_count());
         }
         auto l = std::make_unique<Listener>();
         l->shared = ls[i];
@@ -166,7 +169,7 @@ void UdpFlows::stop_accepting() {
             l.armed = false;
         }
         if (l.shared->cfg.transparent) {
-            l.fd.reset();
+            close_later(std::move(l.fd));
         }
     }
 }
@@ -179,6 +182,9 @@ void UdpFlows::close_all() {
     }
     for (uint32_t li = 0; li < listeners_.size(); ++li) {
         retire(li);
+    }
+    for (auto& r : replies_) {
+        close_later(std::move(r.second.fd));
     }
     replies_.clear();
     reply_lru_.clear();
@@ -213,15 +219,23 @@ void UdpFlows::arm_flow(uint32_t id) {
 
 void UdpFlows::handle(const UserData& u, const io_uring_cqe* cqe, uint64_t now_ms) {
     now_ = now_ms;
+    if (u.op == Op::udp_send) {
+        const SendSlot& s = slots_[u.slot];
+        sent(s.up, s.flow, s.gen, cqe->res, static_cast<uint32_t>(s.iov.iov_len));
+        bufs_.release(static_cast<uint16_t>(u.slot));
+        return;
+    }
     bool has_buf = (cqe->flags & IORING_CQE_F_BUFFER) != 0;
     uint16_t bid = static_cast<uint16_t>(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+    cur_bid_ = bid;
+    keep_buf_ = false;
     if (u.op == Op::udp_listen) {
         on_listener(u, cqe, has_buf ? bufs_.addr(bid) : nullptr);
     } else {
         on_upstream(u, cqe, has_buf ? bufs_.addr(bid) : nullptr);
     }
-    if (has_buf) {
-        bufs_.release(bid);  // every send is done: the buffer is free again
+    if (has_buf && !keep_buf_) {
+        bufs_.release(bid);  // nothing is being sent from it: free again
     }
 }
 
@@ -266,6 +280,10 @@ void UdpFlows::relay_up(uint32_t li, const RecvView& v) {
         drop(UdpDrop::no_origdst);
         return;
     }
+    auto is_self = [&] {
+        return cfg.target == plan::UpstreamTarget::fixed ? listeners_[li]->shared->fixed_is_self
+                                                         : (self_ && self_->contains(dst));
+    };
     FlowKey k;
     FlowKey::from_sockaddr(v.name, k);
     uint32_t id = table_.find(k);
@@ -274,10 +292,16 @@ void UdpFlows::relay_up(uint32_t li, const RecvView& v) {
             drop(UdpDrop::shed);
             return;
         }
+        if (is_self()) {  // before any socket is made for it
+            drop(UdpDrop::self);
+            return;
+        }
         id = new_flow(li, k, v, dst);
         if (id == FlowTable::npos) {
             return;
         }
+        std::memcpy(&flows_[id].dst, &dst.storage, dst.len);
+        flows_[id].dst_len = dst.len;
     } else {
         table_.touch(id, now_);
     }
@@ -285,40 +309,72 @@ void UdpFlows::relay_up(uint32_t li, const RecvView& v) {
     if (dst.len != f.dst_len || std::memcmp(&dst.storage, &f.dst, dst.len) != 0) {
         // A new destination for this mapping: the self test runs once per change, not per
         // datagram.
-        bool self = cfg.target == plan::UpstreamTarget::fixed
-                        ? listeners_[li]->shared->fixed_is_self
-                        : (self_ && self_->contains(dst));
-        if (self) {
+        if (is_self()) {
             drop(UdpDrop::self);
             return;
         }
         std::memcpy(&f.dst, &dst.storage, dst.len);
         f.dst_len = dst.len;
     }
-    ssize_t n = ::sendto(f.fd.get(), v.payload, v.len, MSG_DONTWAIT,
-                         reinterpret_cast<const sockaddr*>(&f.dst), f.dst_len);
-    if (n < 0) {
-        switch (errno) {
-            case EMSGSIZE:
-                drop(UdpDrop::emsgsize);
-                return;
-            case ECONNREFUSED:
-            case EHOSTUNREACH:
-            case ENETUNREACH:
-            case EHOSTDOWN:
-                // A pending ICMP error of this unconnected socket (IP_RECVERR).
-                drop(UdpDrop::send_failed);
-                end_flow(id, UdpEnd::icmp);
-                return;
-            default:
-                drop(UdpDrop::send_failed);
-                return;
-        }
-    }
-    WorkerStats::add(stats_.udp_dgrams_up, 1);
-    WorkerStats::add(stats_.udp_bytes_up, v.len);
     if (f.dns) {
-        ++f.dns_pending;
+        ++f.dns_pending;  // before the send: its answer may be handled in the same pass
+    }
+    send_dgram(true, id, f.fd.get(), v, &f.dst, f.dst_len);
+}
+
+void UdpFlows::send_dgram(bool up, uint32_t id, int fd, const RecvView& v, const void* to,
+                          socklen_t to_len) {
+    uint32_t gen = flows_[id].gen;
+    if (cfg_.direct_send) {
+        ssize_t n =
+            ::sendto(fd, v.payload, v.len, MSG_DONTWAIT, static_cast<const sockaddr*>(to), to_len);
+        sent(up, id, gen, n < 0 ? -errno : static_cast<int>(n), v.len);
+        return;
+    }
+    SendSlot& s = slots_[cur_bid_];
+    s.flow = id;
+    s.gen = gen;
+    s.up = up;
+    std::memcpy(&s.to, to, std::min<size_t>(to_len, sizeof s.to));
+    s.iov.iov_base = const_cast<uint8_t*>(v.payload);
+    s.iov.iov_len = v.len;
+    s.mh = msghdr{};
+    s.mh.msg_name = &s.to;
+    s.mh.msg_namelen = to_len;
+    s.mh.msg_iov = &s.iov;
+    s.mh.msg_iovlen = 1;
+    io_uring_sqe* sqe = ring_.get_sqe();
+    io_uring_prep_sendmsg(sqe, fd, &s.mh, MSG_DONTWAIT);
+    io_uring_sqe_set_data64(sqe, ud(Op::udp_send, 0, cur_bid_));
+    keep_buf_ = true;
+}
+
+void UdpFlows::sent(bool up, uint32_t id, uint32_t gen, int res, uint32_t len) {
+    bool live = table_.used(id) && flows_[id].gen == gen;
+    if (res >= 0) {
+        WorkerStats::add(up ? stats_.udp_dgrams_up : stats_.udp_dgrams_down, 1);
+        WorkerStats::add(up ? stats_.udp_bytes_up : stats_.udp_bytes_down, len);
+        return;
+    }
+    if (up && live && flows_[id].dns && flows_[id].dns_pending > 0) {
+        --flows_[id].dns_pending;
+    }
+    switch (-res) {
+        case EMSGSIZE:
+            drop(UdpDrop::emsgsize);
+            return;
+        case ECONNREFUSED:
+        case EHOSTUNREACH:
+        case ENETUNREACH:
+        case EHOSTDOWN:
+            drop(UdpDrop::send_failed);
+            if (up && live) {
+                end_flow(id, UdpEnd::icmp);  // a pending ICMP error of the upstream socket
+            }
+            return;
+        default:
+            drop(UdpDrop::send_failed);
+            return;
     }
 }
 
@@ -390,7 +446,7 @@ void UdpFlows::end_flow(uint32_t id, UdpEnd why) {
         cancel(ud(Op::udp_upstream, f.gen, id));
         f.armed = false;
     }
-    f.fd.reset();
+    close_later(std::move(f.fd));
     f.gen = (f.gen + 1) & UserData::gen_mask;  // late completions of this flow are stale
     --listeners_[f.li]->flows;
     table_.remove(id);
@@ -454,15 +510,30 @@ void UdpFlows::relay_down(uint32_t id, const RecvView& v) {
             from = reinterpret_cast<const sockaddr*>(&f.first_dst);
             from_len = f.first_dst_len;
         }
-        fd = reply_fd(from, from_len);
-        if (fd < 0) {
+        bool raw = false;
+        fd = reply_fd(from, from_len, raw);
+        plan::SockAddr local = to_plan(from, from_len);
+        if ((fd < 0 && !raw) || !in_family(reinterpret_cast<const sockaddr*>(&f.client),
+                                           f.client_len, local.family(), to, to_len)) {
             drop(UdpDrop::reply_socket);
             return;
         }
-        plan::SockAddr local = to_plan(from, from_len);
-        if (!in_family(reinterpret_cast<const sockaddr*>(&f.client), f.client_len, local.family(),
-                       to, to_len)) {
-            drop(UdpDrop::reply_socket);
+        if (fd < 0) {
+            // The port is held by a local service without SO_REUSEADDR: build the datagram
+            // ourselves (rare; a direct syscall, the buffer is free again right after).
+            int rfd = raw_fd(local.family());
+            int n = rfd < 0 ? -EPERM
+                            : send_udp_raw(rfd, local.get(), reinterpret_cast<sockaddr*>(&to),
+                                           v.payload, v.len);
+            if (n < 0) {
+                drop(UdpDrop::reply_socket);
+                return;
+            }
+            WorkerStats::add(stats_.udp_dgrams_down, 1);
+            WorkerStats::add(stats_.udp_bytes_down, v.len);
+            if (f.dns && f.dns_pending > 0 && --f.dns_pending == 0) {
+                end_flow(id, UdpEnd::dns_answered);
+            }
             return;
         }
     } else {
@@ -470,20 +541,26 @@ void UdpFlows::relay_down(uint32_t id, const RecvView& v) {
         to = f.client;
         to_len = f.client_len;
     }
-    ssize_t n =
-        ::sendto(fd, v.payload, v.len, MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&to), to_len);
-    if (n < 0) {
-        drop(errno == EMSGSIZE ? UdpDrop::emsgsize : UdpDrop::send_failed);
-        return;
-    }
-    WorkerStats::add(stats_.udp_dgrams_down, 1);
-    WorkerStats::add(stats_.udp_bytes_down, v.len);
+    send_dgram(false, id, fd, v, &to, to_len);
     if (f.dns && f.dns_pending > 0 && --f.dns_pending == 0) {
         end_flow(id, UdpEnd::dns_answered);
     }
 }
 
-int UdpFlows::reply_fd(const sockaddr* from, socklen_t len) {
+int UdpFlows::raw_fd(int family) {
+    UniqueFd& fd = family == AF_INET ? raw4_ : raw6_;
+    if (!fd.valid()) {
+        auto r = make_udp_raw(family, cfg_.bypass_mark);
+        if (!r) {
+            log_limited("cannot create the raw reply socket", r.error().code);
+            return -1;
+        }
+        fd = std::move(r.value());
+    }
+    return fd.get();
+}
+
+int UdpFlows::reply_fd(const sockaddr* from, socklen_t len, bool& raw) {
     FlowKey k;
     if (!FlowKey::from_sockaddr(from, k)) {
         return -1;
@@ -493,6 +570,7 @@ int UdpFlows::reply_fd(const sockaddr* from, socklen_t len) {
         Reply& r = it->second;
         reply_lru_.splice(reply_lru_.begin(), reply_lru_, r.lru);
         if (r.fd.valid() || now_ < r.retry_at) {
+            raw = r.in_use;
             return r.fd.get();
         }
     } else {
@@ -500,6 +578,7 @@ int UdpFlows::reply_fd(const sockaddr* from, socklen_t len) {
             auto old = replies_.find(reply_lru_.back());
             if (old->second.fd.valid()) {
                 WorkerStats::sub(stats_.udp_reply_sockets, 1);
+                close_later(std::move(old->second.fd));
             }
             replies_.erase(old);
             reply_lru_.pop_back();
@@ -514,6 +593,7 @@ int UdpFlows::reply_fd(const sockaddr* from, socklen_t len) {
     if (!fd) {
         r.retry_at = now_ + kReplyRetryMs;
         int err = fd.error().code;
+        r.in_use = raw = err == EADDRINUSE;
         uint16_t port = port_of(local.get());
         if (err == EADDRINUSE &&
             std::find(inuse_logged_.begin(), inuse_logged_.end(), port) == inuse_logged_.end()) {
@@ -521,8 +601,8 @@ int UdpFlows::reply_fd(const sockaddr* from, socklen_t len) {
             std::fprintf(stderr,
                          "tpengine: worker %u: udp: cannot send replies from %s: address in use; "
                          "a local service bound to this port without SO_REUSEADDR (dnsmasq or "
-                         "ntpd on 0.0.0.0:%u?) blocks them; its datagrams are dropped "
-                         "(udp_dropped reply_socket)\n",
+                         "ntpd on 0.0.0.0:%u?) blocks them; they go out through a raw socket "
+                         "instead (slower; udp_dropped reply_socket counts failures)\n",
                          cfg_.worker, format_addr(local).c_str(), port);
         } else {
             log_limited("cannot create a reply socket", err);
@@ -530,12 +610,17 @@ int UdpFlows::reply_fd(const sockaddr* from, socklen_t len) {
         return -1;
     }
     r.fd = std::move(fd.value());
+    r.in_use = false;
     WorkerStats::add(stats_.udp_reply_sockets, 1);
     return r.fd.get();
 }
 
 void UdpFlows::after_pass(uint64_t now_ms) {
     now_ = now_ms;
+    if (!closing_.empty()) {
+        io_uring_submit(ring_.get());  // the sends naming these sockets go first
+        closing_.clear();
+    }
     if (!bufs_ready_) {
         return;
     }

@@ -34,6 +34,9 @@ struct UdpConfig {
     // SO_MARK of reply sockets; differs from bypass_mark under `tpengine -c` so the UDP divert
     // rule (`socket mark` = bypass_mark) never hands a client's datagram to one.
     uint32_t reply_mark = 0;
+    // Sends with sendto(2) at once instead of IORING_OP_SENDMSG batched in the ring (A/B switch
+    // for benchmarks: TPENGINE_UDP_DIRECT_SEND=1).
+    bool direct_send = false;
 };
 
 class UdpFlows {
@@ -86,7 +89,17 @@ class UdpFlows {
     struct Reply {
         UniqueFd fd;
         uint64_t retry_at = 0;  // for a failed bind: when to try again
+        bool in_use = false;    // EADDRINUSE: send through the raw socket meanwhile
         std::list<FlowKey>::iterator lru;
+    };
+    // A datagram being sent from its receive buffer (ring mode), indexed by buffer id.
+    struct SendSlot {
+        msghdr mh{};
+        iovec iov{};
+        sockaddr_in6 to{};
+        uint32_t flow = 0;
+        uint32_t gen = 0;
+        bool up = false;
     };
     struct Starved {
         bool listener;
@@ -102,10 +115,15 @@ class UdpFlows {
     void relay_down(uint32_t id, const RecvView& v);
     uint32_t new_flow(uint32_t li, const FlowKey& k, const RecvView& v, const plan::SockAddr& dst);
     void cancel(uint64_t target);
+    void send_dgram(bool up, uint32_t id, int fd, const RecvView& v, const void* to,
+                    socklen_t to_len);
+    void sent(bool up, uint32_t id, uint32_t gen, int res, uint32_t len);
+    void close_later(UniqueFd fd) { closing_.push_back(std::move(fd)); }
     void retire(uint32_t li);
     void end_flow(uint32_t id, UdpEnd why);
     void maybe_close_listener(uint32_t li);
-    int reply_fd(const sockaddr* from, socklen_t len);
+    int reply_fd(const sockaddr* from, socklen_t len, bool& raw);
+    int raw_fd(int family);
     void drop(UdpDrop d) { WorkerStats::add(stats_.udp_dropped[static_cast<size_t>(d)], 1); }
     void log_limited(const char* msg, int err);
 
@@ -122,8 +140,14 @@ class UdpFlows {
     std::vector<Flow> flows_;  // indexed by flow id
     std::unordered_map<FlowKey, Reply, FlowKeyHash> replies_;
     std::list<FlowKey> reply_lru_;        // front = most recently used
+    UniqueFd raw4_, raw6_;                // created on the first EADDRINUSE of each family
     std::vector<uint16_t> inuse_logged_;  // ports whose EADDRINUSE was explained once
     std::vector<Starved> starved_;
+    std::vector<SendSlot> slots_;
+    std::vector<UniqueFd>
+        closing_;  // closed after the pass's SQEs that may name them are submitted
+    uint16_t cur_bid_ = 0;
+    bool keep_buf_ = false;  // the current completion's buffer is in a pending send
     // Multishot templates: they must outlive the requests (the kernel reads them per datagram).
     msghdr listen_mh_{};
     msghdr plain_mh_{};

@@ -4,7 +4,14 @@
 
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/ip.h>
+#include <netinet/ip6.h>
+#include <netinet/udp.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <cerrno>
+#include <cstring>
 
 namespace tp::engine {
 
@@ -123,6 +130,105 @@ Result<UniqueFd> make_udp_reply(const plan::SockAddr& local, uint32_t mark) {
         return errno_error("bind reply source");
     }
     return fd;
+}
+
+Result<UniqueFd> make_udp_raw(int family, uint32_t mark) {
+    UniqueFd fd(socket(family, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, IPPROTO_RAW));
+    if (!fd.valid()) {
+        return errno_error("socket raw");
+    }
+    if (mark != 0 && set_int(fd.get(), SOL_SOCKET, SO_MARK, static_cast<int>(mark)) != 0) {
+        return errno_error("setsockopt SO_MARK");
+    }
+    set_transparent(fd.get(), family);
+    return fd;
+}
+
+namespace {
+uint32_t sum16(const void* data, size_t len, uint32_t acc) {
+    const auto* p = static_cast<const uint8_t*>(data);
+    for (; len > 1; p += 2, len -= 2) {
+        acc += static_cast<uint32_t>(p[0] << 8 | p[1]);
+    }
+    if (len) {
+        acc += static_cast<uint32_t>(p[0] << 8);
+    }
+    return acc;
+}
+
+uint16_t fold(uint32_t acc) {
+    while (acc >> 16) {
+        acc = (acc & 0xFFFF) + (acc >> 16);
+    }
+    uint16_t c = static_cast<uint16_t>(~acc & 0xFFFF);
+    return htons(c == 0 ? 0xFFFF : c);  // 0 means "no checksum" in UDP: send all ones instead
+}
+}  // namespace
+
+int send_udp_raw(int fd, const sockaddr* from, const sockaddr* to, const void* payload,
+                 uint32_t len) {
+    uint8_t hdr[sizeof(ip6_hdr) + sizeof(udphdr)] = {};
+    size_t ip_len;
+    udphdr udp{};
+    udp.uh_ulen = htons(static_cast<uint16_t>(sizeof udp + len));
+    uint32_t acc = 0;
+    sockaddr_storage dst{};
+    socklen_t dst_len;
+    if (from->sa_family == AF_INET) {
+        const auto* f = reinterpret_cast<const sockaddr_in*>(from);
+        const auto* t = reinterpret_cast<const sockaddr_in*>(to);
+        ip ih{};
+        ih.ip_v = 4;
+        ih.ip_hl = 5;
+        ih.ip_ttl = 64;
+        ih.ip_p = IPPROTO_UDP;
+        ih.ip_src = f->sin_addr;
+        ih.ip_dst = t->sin_addr;  // length, id and header checksum: filled in by the kernel
+        std::memcpy(hdr, &ih, sizeof ih);
+        ip_len = sizeof ih;
+        udp.uh_sport = f->sin_port;
+        udp.uh_dport = t->sin_port;
+        acc = sum16(&f->sin_addr, 4, acc);
+        acc = sum16(&t->sin_addr, 4, acc);
+        acc += IPPROTO_UDP + static_cast<uint32_t>(sizeof udp + len);
+        auto* d = reinterpret_cast<sockaddr_in*>(&dst);
+        *d = *t;
+        d->sin_port = 0;
+        dst_len = sizeof *d;
+    } else {
+        const auto* f = reinterpret_cast<const sockaddr_in6*>(from);
+        const auto* t = reinterpret_cast<const sockaddr_in6*>(to);
+        ip6_hdr ih{};
+        ih.ip6_flow = htonl(6u << 28);
+        ih.ip6_plen = htons(static_cast<uint16_t>(sizeof udp + len));
+        ih.ip6_nxt = IPPROTO_UDP;
+        ih.ip6_hlim = 64;
+        ih.ip6_src = f->sin6_addr;
+        ih.ip6_dst = t->sin6_addr;
+        std::memcpy(hdr, &ih, sizeof ih);
+        ip_len = sizeof ih;
+        udp.uh_sport = f->sin6_port;
+        udp.uh_dport = t->sin6_port;
+        acc = sum16(&f->sin6_addr, 16, acc);
+        acc = sum16(&t->sin6_addr, 16, acc);
+        acc += IPPROTO_UDP + static_cast<uint32_t>(sizeof udp + len);
+        auto* d = reinterpret_cast<sockaddr_in6*>(&dst);
+        *d = *t;
+        d->sin6_port = 0;
+        dst_len = sizeof *d;
+    }
+    acc = sum16(&udp, sizeof udp, acc);
+    acc = sum16(payload, len, acc);
+    udp.uh_sum = fold(acc);
+    std::memcpy(hdr + ip_len, &udp, sizeof udp);
+    iovec iov[2] = {{hdr, ip_len + sizeof udp}, {const_cast<void*>(payload), len}};
+    msghdr mh{};
+    mh.msg_name = &dst;
+    mh.msg_namelen = dst_len;
+    mh.msg_iov = iov;
+    mh.msg_iovlen = 2;
+    ssize_t n = sendmsg(fd, &mh, MSG_DONTWAIT);
+    return n < 0 ? -errno : static_cast<int>(n);
 }
 
 }  // namespace tp::engine

@@ -25,4 +25,14 @@ Result<UniqueFd> make_udp_upstream(int family, plan::SourceMode source,
 // from it appear to come from `local`. Never read (see docs: the nft divert stays TCP-only).
 Result<UniqueFd> make_udp_reply(const plan::SockAddr& local, uint32_t mark);
 
+// A send-only raw socket (IPPROTO_RAW: the caller writes the IP and UDP headers, nothing is ever
+// received on it) with SO_MARK: the reply path of last resort when a local service holds the
+// original destination's port without SO_REUSEADDR, so no UDP socket can be bound to it.
+Result<UniqueFd> make_udp_raw(int family, uint32_t mark);
+
+// Sends one UDP datagram `from` -> `to` (same family) through raw socket `fd`, headers built
+// here (UDP checksum included). Returns bytes sent or -errno.
+int send_udp_raw(int fd, const sockaddr* from, const sockaddr* to, const void* payload,
+                 uint32_t len);
+
 }  // namespace tp::engine

@@ -29,6 +29,7 @@ enum class Op : uint8_t {
     // UDP (engine/udp_flows.cc)
     udp_listen,    // multishot recvmsg on a UDP listener: slot = UDP listener index
     udp_upstream,  // multishot recvmsg on a flow's upstream socket: slot = flow id
+    udp_send,      // sendmsg of one datagram: slot = the UDP buffer id it was received into
 };
 
 struct UserData {

@@ -13,6 +13,8 @@ packages=(
     iproute2 nftables conntrack procps python3 curl iperf3 socat netcat-openbsd nginx-light
     # peers for the performance comparison
     haproxy libnginx-mod-stream linux-perf valgrind
+    # UDP comparison (bench/macro/udp_compare.sh): a second, independent UDP load generator
+    sockperf
     # the UDP end-to-end tests (issue 9): a DNS server on Z and on X, dig and dnsperf on Y
     # (dnsmasq-base is the binary alone: no service, nothing starts on the host)
     dnsmasq-base dnsutils dnsperf

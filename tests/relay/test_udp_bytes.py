@@ -60,7 +60,19 @@ def run(ctx, family, host):
     srv.close()
 
 
+def usage(ctx):
+    """-u with HOST original needs -t: refused with a message, exit 2, nothing started."""
+    import subprocess
+    p = subprocess.run([ctx.tpengine, "relay", "-u", "5000", "original"], capture_output=True,
+                       text=True, timeout=10)
+    h.check(p.returncode == 2 and "needs -t" in p.stderr, f"relay -u original: rc {p.returncode}, {p.stderr!r}")
+    p = subprocess.run([ctx.tpengine, "relay", "-u", "--max-datagram", "65508", "5000", "127.0.0.1"],
+                       capture_output=True, text=True, timeout=10)
+    h.check(p.returncode == 2, f"--max-datagram 65508: rc {p.returncode}, {p.stderr!r}")
+
+
 def test(ctx):
+    usage(ctx)
     run(ctx, *h.V4)
     run(ctx, *h.V6)
 
