@@ -41,6 +41,7 @@ uwho eim-v6 "$Z_ADDR6" 7101 "$X_WAN6" "" 7104
 # A reload (SIGHUP, one more rule) keeps live flows: the same client socket's next datagram
 # leaves from the same upstream address and port as before the reload.
 sed 's/ports: \[7101, 7104\]/ports: [7101, 7104, 7105]/' "$TMP/udp.yaml" >"$TMP/udp.new"
+# shellcheck disable=SC2154  # TP_PID_udp is set by tp_start (eval)
 cat >"$TMP/reload.sh" <<SCRIPT
 #!/bin/sh
 cp "$TMP/udp.new" "$TMP/udp.yaml"
