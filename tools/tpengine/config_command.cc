@@ -21,7 +21,10 @@
 #include "config/load.h"
 #include "config/preflight.h"
 #include "engine/engine.h"
+#include "engine/uring_probe.h"
 #include "tools/tpengine/commands.h"
+#include "tools/tpengine/privileges.h"
+#include "tools/tpengine/sd_notify.h"
 #include "tools/tpengine/serve.h"
 
 #ifndef TPENGINE_VERSION
@@ -234,6 +237,11 @@ int do_check(const Options& o) {
         return kExitFailure;
     }
     config::PreflightReport r = config::preflight(cfg, !o.no_rules);
+    engine::UringProbe uring = engine::probe_uring();
+    r.failures.insert(r.failures.end(), uring.problems.begin(), uring.problems.end());
+    if (o.verbose) {
+        r.warnings.insert(r.warnings.end(), uring.notes.begin(), uring.notes.end());
+    }
     for (const std::string& w : r.warnings) {
         std::fprintf(stderr, "tpengine: warning: %s\n", w.c_str());
     }
@@ -400,6 +408,20 @@ int do_run(const Options& o) {
             return kExitFailure;
         }
     }
+    if (engine::UringProbe uring = engine::probe_uring(); !uring.ok()) {
+        for (const std::string& p : uring.problems) {
+            log_line(p);
+        }
+        log_line("cannot run on this kernel; nothing applied");
+        return kExitFailure;
+    }
+    // Before the workers exist, so that every thread inherits the reduced set.
+    PrivilegeRequest privileges{needed_capabilities(current.plan, true), current.user,
+                                current.group};
+    if (std::string err = drop_privileges(privileges); !err.empty()) {
+        log_line(err + "; nothing applied");
+        return kExitFailure;
+    }
     // Listeners first: rules must never point at a port nobody listens on.
     auto started = engine::Engine::start(current.plan);
     if (!started) {
@@ -430,6 +452,7 @@ int do_run(const Options& o) {
     }
     log_line(running_line(current, o.no_rules));
     std::fflush(stderr);
+    notify_ready(running_line(current, o.no_rules));
 
     bool removal_failed = false;
     ServeHooks hooks;
@@ -500,6 +523,7 @@ int do_run(const Options& o) {
         }
         current = std::move(next);
         log_line("reloaded; " + running_line(current, o.no_rules));
+        (void)sd_notify_state("STATUS=" + running_line(current, o.no_rules));
     };
     int rc = serve_until_signal(*engine, current.plan.drain_timeout_ms, hooks);
     engine.reset();
