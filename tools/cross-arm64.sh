@@ -83,8 +83,10 @@ size_of() {  # size_of STRIP FILE
 {
     echo "arm64 cross-build: $(date -u +%Y-%m-%dT%H:%MZ), $(git rev-parse --short HEAD)"
     grep -E '^[0-9]+% tests passed|tests failed' "$out/ctest.log" || true
-    echo "skipped under qemu (need io_uring):"
-    grep -E '\[  SKIPPED \] [A-Za-z]' "$out/ctest.log" | sort -u | sed 's/^[0-9]*: /  /' || true
+    echo "skipped under qemu (io_uring and IP_TRANSPARENT are not emulated by qemu-user):"
+    grep -E '\[  SKIPPED \] [A-Za-z.]+ \(' "$out/ctest.log" | sed -E 's/^[0-9]+: \[  SKIPPED \] /  /' | sort -u || true
+    echo "failed:"
+    grep -E '\[  FAILED  \] [A-Za-z.]+ \(' "$out/ctest.log" | sed -E 's/^[0-9]+: \[  FAILED  \] /  /' | sort -u || true
     echo "file: $(file -b "$out/tools/tpengine/tpengine" | cut -d, -f1-2)"
     printf 'stripped sizes (bytes):\n'
     printf '  tpengine amd64 %s arm64 %s\n' "$(size_of strip "$host_build/tools/tpengine/tpengine")" \
