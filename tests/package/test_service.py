@@ -7,7 +7,10 @@
           CAP_NET_ADMIN and CAP_NET_RAW (effective, permitted, bounding; nothing inheritable or
           ambient) and runs as nobody; it still reloads a changed file (new port in the table)
           and still stops cleanly, leaving nothing behind. A listener below port 1024 adds
-          CAP_NET_BIND_SERVICE and nothing else."""
+          CAP_NET_BIND_SERVICE and nothing else.
+  ambient the packaged unit's set-up without systemd: started as nobody with only ambient
+          CAP_NET_ADMIN and CAP_NET_RAW (setpriv, as AmbientCapabilities= does), --check
+          passes, the rules go in, a reload works and the stop removes everything."""
 import os
 import signal
 import socket
@@ -165,11 +168,43 @@ def caps_test(tmp):
     print("caps: ok")
 
 
+def ambient_test(tmp):
+    os.chmod(tmp, 0o755)
+    cfg = nslib.write_config(os.path.join(tmp, "unit.yaml"))
+    os.chmod(cfg, 0o644)
+    ns = nslib.Netns("ambient")
+    before = ns.snapshot()
+    as_unit = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+               "--inh-caps=-all,+net_admin,+net_raw", "--ambient-caps=+net_admin,+net_raw",
+               "--bounding-set=-all,+net_admin,+net_raw", os.environ["TPENGINE"], "-c", cfg]
+    r = ns.run(as_unit + ["--check"])
+    if r.returncode != 0 or r.stdout != "configuration valid\n":
+        nslib.fail(f"--check as the unit's user: exit {r.returncode}\n{r.stdout}{r.stderr}")
+    p = ns.spawn(as_unit)
+    nslib.wait_for_line(p, "tpengine: running (")
+    nobody = int(ns.sh("id -u nobody").stdout)
+    check_caps(p.pid, NET, uid=nobody)
+    if nslib.count_ours(ns.snapshot()) != (1, 1, 1, 1, 1):
+        nslib.fail("as the unit's user: %r" % (nslib.count_ours(ns.snapshot()),))
+    text = open(cfg).read()
+    with open(cfg, "w") as f:
+        f.write(text.replace("ports: [80, 443]", "ports: [80, 443, 8080]"))
+    p.send_signal(signal.SIGHUP)
+    nslib.wait_for_line(p, "reloaded")
+    if "8080" not in nslib.nft_table(ns):
+        nslib.fail("reload as the unit's user did not replace the table")
+    rc, out = nslib.stop(p)
+    if rc != 0:
+        nslib.fail(f"stop as the unit's user: exit {rc}\n{out}")
+    nslib.expect_same(before, ns.snapshot(), "after stop as the unit's user")
+    print("ambient: ok")
+
+
 def main():
     nslib.require_root()
     tmp = tempfile.mkdtemp(prefix="tp-service-")
     which = sys.argv[1]
-    {"notify": notify_test, "caps": caps_test}[which](tmp)
+    {"notify": notify_test, "caps": caps_test, "ambient": ambient_test}[which](tmp)
 
 
 if __name__ == "__main__":
