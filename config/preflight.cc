@@ -14,6 +14,7 @@
 #include <fstream>
 
 #include "config/nft_apply.h"
+#include "config/preflight_env.h"
 #include "config/route_apply.h"
 
 namespace tp::config {
@@ -281,6 +282,7 @@ PreflightReport preflight(const LoadedConfig& config, bool with_rules) {
         check_ipv6(config.kernel, r);
         check_routing_collisions(config.kernel, r);
     }
+    check_environment(config, with_rules, r);
     return r;
 }
 

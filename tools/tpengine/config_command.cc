@@ -20,6 +20,7 @@
 #include "config/kernel_apply.h"
 #include "config/load.h"
 #include "config/preflight.h"
+#include "config/preflight_env.h"
 #include "engine/engine.h"
 #include "tools/tpengine/commands.h"
 #include "tools/tpengine/serve.h"
@@ -36,8 +37,8 @@ constexpr int kExitFailure = 1;
 constexpr int kExitUsage = 2;
 
 const char kUsage[] =
-    "usage: tpengine -c FILE [--check | --dry-run[=nft|routes] | --cleanup] [--no-rules] [-v]\n"
-    "                [--workers N]\n"
+    "usage: tpengine -c FILE [--check | --dry-run[=nft|routes] | --cleanup] [--no-rules]\n"
+    "                [--strict] [-v] [--workers N]\n"
     "       tpengine relay ...        (tcprdr-compatible relay; see `tpengine relay --help`)\n"
     "       tpengine --help | --version\n"
     "\n"
@@ -49,7 +50,11 @@ const char kUsage[] =
     "  --check            validate FILE and preflight this kernel (nft tproxy/socket support,\n"
     "                     IP_TRANSPARENT/SO_MARK permission, ip_forward, listener addresses,\n"
     "                     route table and rule priority free); changes nothing; prints\n"
-    "                     `configuration valid` and exits 0, else lists every problem, exit 1\n"
+    "                     `configuration valid` and exits 0, else lists every problem, exit 1;\n"
+    "                     also looks at the rest of the firewall, the interfaces, other sockets\n"
+    "                     on the listeners' ports and the limits (warnings; also at start)\n"
+    "  --strict           warnings (`tpengine: warning: ...` on stderr) are errors, for\n"
+    "                     --check and at start\n"
     "  --dry-run          print the nft batch and the ip rule/route commands; changes nothing\n"
     "  --dry-run=nft      print only the nft batch (input for `nft -f`, or a firewall's include)\n"
     "  --dry-run=routes   print only the ip rule/route commands (a shell script)\n"
@@ -76,6 +81,7 @@ struct Options {
     Mode mode = Mode::run;
     DryRunPart dry_run = DryRunPart::all;
     bool no_rules = false;
+    bool strict = false;  // warnings fail --check and the start
     bool verbose = false;
     unsigned workers = 0;
     bool workers_set = false;
@@ -148,6 +154,8 @@ int parse(int argc, char** argv, Options& o) {
             }
         } else if (a == "--no-rules") {
             o.no_rules = true;
+        } else if (a == "--strict") {
+            o.strict = true;
         } else if (a == "-v" || a == "--verbose") {
             o.verbose = true;
         } else if (a == "--workers") {
@@ -172,6 +180,9 @@ int parse(int argc, char** argv, Options& o) {
     }
     if (o.no_rules && (o.mode == Mode::dry_run || o.mode == Mode::cleanup)) {
         return usage_error("--no-rules goes with running or --check only");
+    }
+    if (o.strict && (o.mode == Mode::dry_run || o.mode == Mode::cleanup)) {
+        return usage_error("--strict goes with running or --check only");
     }
     return -1;
 }
@@ -256,14 +267,26 @@ int do_check(const Options& o) {
     for (const std::string& f : r.failures) {
         std::fprintf(stderr, "tpengine: %s: %s\n", o.file.c_str(), f.c_str());
     }
+    size_t warnings = r.warnings.size();
+    std::string counted = std::to_string(warnings) + " warning" + (warnings == 1 ? "" : "s");
     if (!r.ok()) {
         std::fprintf(stderr,
                      "tpengine: %s: the configuration is valid but this system cannot run "
-                     "it (%zu problem%s above)\n",
-                     o.file.c_str(), r.failures.size(), r.failures.size() == 1 ? "" : "s");
+                     "it (%zu problem%s and %s above)\n",
+                     o.file.c_str(), r.failures.size(), r.failures.size() == 1 ? "" : "s",
+                     counted.c_str());
         return kExitFailure;
     }
-    std::printf("configuration valid\n");
+    if (o.strict && warnings > 0) {
+        std::fprintf(stderr, "tpengine: %s: %s above, errors under --strict\n", o.file.c_str(),
+                     counted.c_str());
+        return kExitFailure;
+    }
+    if (warnings > 0) {
+        std::printf("configuration valid, %s (on stderr)\n", counted.c_str());
+    } else {
+        std::printf("configuration valid\n");
+    }
     return kExitOk;
 }
 
@@ -407,6 +430,23 @@ int do_run(const Options& o) {
     config::LoadedConfig current;
     if (!load(o, current, "nothing applied")) {
         return kExitFailure;
+    }
+    {
+        // The same look at the surroundings as --check, before anything is bound or applied.
+        config::PreflightReport pre;
+        config::check_environment(current, !o.no_rules, pre);
+        for (const std::string& w : pre.warnings) {
+            std::fprintf(stderr, "tpengine: warning: %s\n", w.c_str());
+        }
+        for (const std::string& f : pre.failures) {
+            std::fprintf(stderr, "tpengine: %s: %s\n", o.file.c_str(), f.c_str());
+        }
+        if (!pre.ok() || (o.strict && !pre.warnings.empty())) {
+            log_line(std::to_string(pre.failures.size()) + " problem(s), " +
+                     std::to_string(pre.warnings.size()) + " warning(s)" +
+                     (o.strict ? " (errors under --strict)" : "") + "; nothing applied");
+            return kExitFailure;
+        }
     }
     std::unique_ptr<config::KernelApplier> applier;
     auto lock = std::make_unique<InstanceLock>();
