@@ -176,8 +176,8 @@ void check_listeners(const plan::Plan& plan, PreflightReport& r) {
                 setsockopt(s.fd, SOL_IPV6, IPV6_TRANSPARENT, &one, sizeof one);
             }
         }
-        if (bind(s.fd, l.address.get(), l.address.len) != 0) {
-            int e = errno;
+        if (bind(s.fd, l.address.get(), l.address.len) != 0 && errno != EADDRINUSE) {
+            int e = errno;  // EADDRINUSE: check_environment says it (at start too)
             std::string fix = e == EADDRINUSE      ? "another program holds it; stop it or change "
                                                      "the listener's port"
                               : e == EACCES        ? "ports below 1024 need root or "

@@ -274,6 +274,14 @@ void check_port_sharing(const plan::Plan& plan, PreflightReport& r) {
             }
             usleep(100'000);
         }
+        if (!shared && probe_bind(l, true) == EADDRINUSE) {
+            // Said here rather than by the engine's bind, so the start names the listener too.
+            r.failures.push_back("listener " + l.name + ": cannot bind " +
+                                 address_text(l.address.get()) + ": " + std::strerror(EADDRINUSE) +
+                                 ": another program holds it; stop it or change the listener's "
+                                 "port");
+            continue;
+        }
         if (shared) {
             auto port = ntohs(reinterpret_cast<const sockaddr_in*>(l.address.get())->sin_port);
             r.failures.push_back(

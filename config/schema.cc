@@ -279,14 +279,15 @@ void Reader::read_listener(const YamlNode& n, const std::string& path, Model& m,
         if (check_map(*v, tp, {"connect", "idle", "half_closed"})) {
             if (const YamlNode* t = v->find("connect")) {
                 l.timeouts.connect_ms =
-                    duration(*t, join(tp, "connect")).value_or(l.timeouts.connect_ms);
+                    duration(*t, join(tp, "connect"), true).value_or(l.timeouts.connect_ms);
             }
             if (const YamlNode* t = v->find("idle")) {
-                l.timeouts.idle_ms = duration(*t, join(tp, "idle")).value_or(l.timeouts.idle_ms);
+                l.timeouts.idle_ms =
+                    duration(*t, join(tp, "idle"), true).value_or(l.timeouts.idle_ms);
             }
             if (const YamlNode* t = v->find("half_closed")) {
                 l.timeouts.half_closed_ms =
-                    duration(*t, join(tp, "half_closed")).value_or(l.timeouts.half_closed_ms);
+                    duration(*t, join(tp, "half_closed"), true).value_or(l.timeouts.half_closed_ms);
             }
         }
     }
