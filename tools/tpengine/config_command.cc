@@ -1,6 +1,7 @@
 // `tpengine -c FILE`: load the rule set, bring the listeners up, apply the kernel set-up under
 // an undo journal, serve, reload on SIGHUP, and take the rules out before the listeners close.
 // Also --check (validate + preflight), --dry-run (print), --cleanup (sweep) and --no-rules.
+#include <arpa/inet.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -422,8 +423,26 @@ plan::Plan with_retiring_listeners(const plan::Plan& next, const plan::Plan& cur
     return bridge;
 }
 
-std::string engine_error(const Error& e) {
-    return std::string(e.what) + ": " + std::strerror(e.code);
+// The engine's error, naming the listener and its address when it concerns one of `p`'s.
+std::string engine_error(const Error& e, const plan::Plan& p) {
+    std::string where;
+    if (e.listener >= 0 && static_cast<size_t>(e.listener) < p.listeners.size()) {
+        const plan::Listener& l = p.listeners[static_cast<size_t>(e.listener)];
+        char host[INET6_ADDRSTRLEN] = "?";
+        char text[INET6_ADDRSTRLEN + 32];
+        const sockaddr* sa = l.address.get();
+        if (sa->sa_family == AF_INET) {
+            auto* s4 = reinterpret_cast<const sockaddr_in*>(sa);
+            inet_ntop(AF_INET, &s4->sin_addr, host, sizeof host);
+            std::snprintf(text, sizeof text, "%s:%u", host, unsigned{ntohs(s4->sin_port)});
+        } else {
+            auto* s6 = reinterpret_cast<const sockaddr_in6*>(sa);
+            inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof host);
+            std::snprintf(text, sizeof text, "[%s]:%u", host, unsigned{ntohs(s6->sin6_port)});
+        }
+        where = "listener " + l.name + " (" + text + "): ";
+    }
+    return where + e.what + ": " + std::strerror(e.code);
 }
 
 int do_run(const Options& o) {
@@ -463,7 +482,7 @@ int do_run(const Options& o) {
     // Listeners first: rules must never point at a port nobody listens on.
     auto started = engine::Engine::start(current.plan);
     if (!started) {
-        log_line("cannot start the listeners: " + engine_error(started.error()) +
+        log_line("cannot start the listeners: " + engine_error(started.error(), current.plan) +
                  "; nothing applied");
         return kExitFailure;
     }
@@ -522,8 +541,9 @@ int do_run(const Options& o) {
         // Listeners the new file drops stay up until the new rules no longer point at them.
         plan::Plan bridge = with_retiring_listeners(next.plan, current.plan);
         if (Result<void> u = engine->update(bridge); !u) {
-            log_line("reload rejected: cannot update the listeners: " + engine_error(u.error()) +
-                     "; the running configuration stays in force");
+            log_line(
+                "reload rejected: cannot update the listeners: " + engine_error(u.error(), bridge) +
+                "; the running configuration stays in force");
             return;
         }
         if (applier) {
@@ -544,7 +564,7 @@ int do_run(const Options& o) {
                 log_line("reload rejected: cannot replace the rules:\n" + err);
                 if (Result<void> back = engine->update(current.plan); !back) {
                     log_line("could not restore the previous listeners: " +
-                             engine_error(back.error()));
+                             engine_error(back.error(), current.plan));
                 }
                 return;
             }
@@ -552,7 +572,7 @@ int do_run(const Options& o) {
         if (bridge.listeners.size() != next.plan.listeners.size()) {
             if (Result<void> u = engine->update(next.plan); !u) {
                 log_line("could not close the listeners the new file dropped: " +
-                         engine_error(u.error()));
+                         engine_error(u.error(), next.plan));
             }
         }
         if (next_lock) {
