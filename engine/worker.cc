@@ -175,7 +175,7 @@ bool Worker::needs_tick() const {
     // An idle worker sleeps until something arrives instead of waking ten times a second
     // (gateways idle most of the time). Anything with a deadline keeps the tick going.
     if (pool_.used() > 0 || !lingering_.empty() || !starved_.empty() || exit_requested_ ||
-        closing_all_) {
+        closing_all_ || recvs_since_trim_ > 0) {
         return true;
     }
     for (const auto& l : listeners_) {
@@ -390,6 +390,28 @@ void Worker::on_tick() {
         retry_starved(starved_.size());
     }
     check_lingering(false);
+    maybe_trim();
+}
+
+// Returns the provided buffers' pages once the traffic that touched them is gone: a burst or a
+// set of stalled readers would otherwise leave the whole ring resident for good.
+void Worker::maybe_trim() {
+    if (recvs_since_trim_ == 0) {
+        return;
+    }
+    bool idle = pool_.used() == 0;
+    if (!idle && now_ < next_trim_check_ms_) {
+        return;
+    }
+    uint32_t recent = recvs_since_trim_ - recvs_at_check_;
+    recvs_at_check_ = recvs_since_trim_;
+    next_trim_check_ms_ = now_ + kTrimCheckMs;
+    if (recent > bufs_.count() / kTrimQuiet) {
+        return;  // still busy: the pages would be faulted straight back in
+    }
+    // Buffers still held are trimmed on a later pass, once they are back in the ring.
+    recvs_since_trim_ = bufs_.trim() > 0 ? 1 : 0;
+    recvs_at_check_ = recvs_since_trim_;
 }
 
 void Worker::on_wake() {

@@ -173,6 +173,7 @@ class Worker {
     void force_close_remaining();
     void release_buf(uint16_t b);
     void check_lingering(bool force);
+    void maybe_trim();
     uint64_t now_ms() const;
     void log_limited(const char* msg, int err);
 
@@ -213,7 +214,10 @@ class Worker {
     uint64_t epoch_ns_ = 0;
     uint64_t now_ = 0;  // ms since the worker started, updated once per batch
     uint64_t last_log_ms_ = 0;
-    uint64_t fd_recover_until_ms_ = 0;  // check accepted sockets for gone clients until then
+    uint64_t fd_recover_until_ms_ = 0;
+    uint32_t recvs_since_trim_ = 0;  // buffer receives since the ring was last trimmed
+    uint32_t recvs_at_check_ = 0;
+    uint64_t next_trim_check_ms_ = 0;  // check accepted sockets for gone clients until then
     bool log_ever_ = false;
     bool accepting_ = true;
     bool exit_requested_ = false;
