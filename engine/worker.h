@@ -29,9 +29,16 @@ namespace tp::engine {
 // One listener as the engine sees it: its configuration and the connection count shared by
 // every worker (touched on accept and close only, never per byte).
 struct ListenerShared {
+    ListenerShared() = default;
+    // A reload that changes only settings a socket can take in place makes a new
+    // ListenerShared around the same sockets and the same connection count.
+    explicit ListenerShared(std::shared_ptr<std::atomic<uint32_t>> count)
+        : counter(std::move(count)) {}
+
     plan::Listener cfg;
     bool fixed_is_self = false;  // the fixed upstream is one of our own listeners
-    std::atomic<uint32_t> active{0};
+    std::shared_ptr<std::atomic<uint32_t>> counter = std::make_shared<std::atomic<uint32_t>>(0);
+    std::atomic<uint32_t>& active = *counter;
 };
 
 // A listener handed to one worker: the shared part plus this worker's own socket. An invalid
@@ -39,6 +46,8 @@ struct ListenerShared {
 struct WorkerListener {
     std::shared_ptr<ListenerShared> shared;
     UniqueFd fd;
+    // Set for an in-place reload: the listener (and socket) this one takes over.
+    std::shared_ptr<ListenerShared> replaces = nullptr;
 };
 
 struct WorkerConfig {
@@ -99,9 +108,10 @@ class Worker {
         uint32_t arm_gen = 0;
         bool armed = false;         // a multishot accept is in flight
         bool retired = false;       // removed by reload or stopped
+        bool serve_queue = false;   // retired by reload: what its queue holds is still served
         bool limit_paused = false;  // max_connections reached
         uint64_t resume_at_ms = 0;  // fd exhaustion pause
-        std::vector<int> held;      // accepted past the limit, waiting for a free place
+        std::vector<int> held;      // accepted, waiting for a place (max_connections, fds)
     };
 
     struct Lingering {  // closed by the relay, waiting for its send queue to drain before RST
@@ -136,12 +146,16 @@ class Worker {
 
     void arm_accept(uint32_t li);
     void cancel_accept(uint32_t li);
-    void retire_listener(uint32_t li);
+    void retire_listener(uint32_t li, bool serve_queue);
+    void finish_retire(uint32_t li);
     void maybe_arm_accept(uint32_t li);
     void pause_for_limit(uint32_t li);
     void try_resume(uint32_t li);
     bool take_place(ListenerShared& l);
-    void start_conn(uint32_t li, int fd);
+    bool drop_if_gone(int fd);
+    void fd_exhausted(uint32_t li);
+    // False: out of descriptors for the upstream socket; `fd` now waits first in `held`.
+    bool start_conn(uint32_t li, int fd);
     void execute(uint32_t slot, const Actions& acts);
     void retry_starved(size_t limit);
     void complete_locally(uint64_t user_data, int res);
@@ -159,6 +173,7 @@ class Worker {
     void force_close_remaining();
     void release_buf(uint16_t b);
     void check_lingering(bool force);
+    void maybe_trim();
     uint64_t now_ms() const;
     void log_limited(const char* msg, int err);
 
@@ -199,6 +214,10 @@ class Worker {
     uint64_t epoch_ns_ = 0;
     uint64_t now_ = 0;  // ms since the worker started, updated once per batch
     uint64_t last_log_ms_ = 0;
+    uint64_t fd_recover_until_ms_ = 0;
+    uint32_t recvs_since_trim_ = 0;  // buffer receives since the ring was last trimmed
+    uint32_t recvs_at_check_ = 0;
+    uint64_t next_trim_check_ms_ = 0;  // check accepted sockets for gone clients until then
     bool log_ever_ = false;
     bool accepting_ = true;
     bool exit_requested_ = false;
