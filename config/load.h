@@ -32,6 +32,9 @@ struct LoadedConfig {
     // tproxy_any_interface when some tproxy rule names none.
     std::vector<std::string> tproxy_interfaces;
     bool tproxy_any_interface = false;
+    std::vector<std::string> interfaces;  // every input interface a rule names (preflight)
+    std::string user;   // `user:`: name or numeric id to switch to after start-up; "" = stay
+    std::string group;  // `group:`; "" = the user's primary group
 };
 
 using LoadResult = std::variant<LoadedConfig, std::vector<Diagnostic>>;

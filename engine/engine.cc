@@ -86,6 +86,13 @@ bool same_listener(const plan::Listener& a, const plan::Listener& b) {
            a.udp.max_datagram == b.udp.max_datagram;
 }
 
+// What a listening socket is bound with: a change here needs new sockets; any other change
+// is applied to the sockets in place (update_listener) so their accept queues stay.
+bool same_socket(const plan::Listener& a, const plan::Listener& b) {
+    return same_addr(a.address, b.address) && a.v6only == b.v6only &&
+           a.transparent == b.transparent && a.protocol == b.protocol;
+}
+
 struct ListenerFds {
     UniqueFd tcp;
     UniqueFd udp;
@@ -213,7 +220,7 @@ Result<std::unique_ptr<Engine>> Engine::start(const plan::Plan& plan) {
         auto worker = std::make_unique<Worker>(wc);
         std::vector<WorkerListener> wl;
         for (size_t i = 0; i < im.listeners.size(); ++i) {
-            wl.push_back(WorkerListener{im.listeners[i], std::move(fds[i][w].tcp),
+            wl.push_back(WorkerListener{im.listeners[i], std::move(fds[i][w].tcp), nullptr,
                                         std::move(fds[i][w].udp)});
         }
         if (auto r = worker->start(std::move(wl), self); !r) {
@@ -240,10 +247,12 @@ Result<void> Engine::update(const plan::Plan& plan) {
     size_t n = im.workers.size();
     std::vector<std::shared_ptr<ListenerShared>> next;
     std::vector<std::vector<ListenerFds>> fds;
+    std::vector<std::shared_ptr<ListenerShared>> replaces;  // in-place changes
     plan::Plan resolved = plan;
     for (size_t i = 0; i < resolved.listeners.size(); ++i) {
         plan::Listener& l = resolved.listeners[i];
         std::shared_ptr<ListenerShared> keep;
+        std::shared_ptr<ListenerShared> alter;
         for (size_t j = 0; j < im.plan.listeners.size(); ++j) {
             const plan::Listener& old = im.plan.listeners[j];
             plan::Listener probe = l;
@@ -253,11 +262,23 @@ Result<void> Engine::update(const plan::Plan& plan) {
             if (old.name == l.name && same_listener(old, probe)) {
                 keep = im.listeners[j];
                 l = old;
+            } else if (old.name == l.name && same_socket(old, probe)) {
+                alter = im.listeners[j];
+                l = probe;
             }
         }
         if (keep) {
             next.push_back(keep);
             fds.emplace_back();
+            replaces.emplace_back();
+            continue;
+        }
+        if (alter) {
+            auto shared = std::make_shared<ListenerShared>(alter->counter);
+            shared->cfg = l;
+            next.push_back(std::move(shared));
+            fds.emplace_back();
+            replaces.push_back(alter);
             continue;
         }
         auto r = bind_all(l, n, static_cast<int>(i));
@@ -268,13 +289,15 @@ Result<void> Engine::update(const plan::Plan& plan) {
         shared->cfg = l;
         next.push_back(std::move(shared));
         fds.push_back(std::move(r.value()));
+        replaces.emplace_back();
     }
     auto self = build_self_set(next);
     for (size_t w = 0; w < n; ++w) {
         Worker::Command cmd{Worker::CommandType::set_listeners, {}, self};
         for (size_t i = 0; i < next.size(); ++i) {
             ListenerFds lf = fds[i].empty() ? ListenerFds{} : std::move(fds[i][w]);
-            cmd.listeners.push_back(WorkerListener{next[i], std::move(lf.tcp), std::move(lf.udp)});
+            cmd.listeners.push_back(
+                WorkerListener{next[i], std::move(lf.tcp), replaces[i], std::move(lf.udp)});
         }
         im.workers[w]->post(std::move(cmd));
     }

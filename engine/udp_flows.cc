@@ -121,11 +121,19 @@ void UdpFlows::retire(uint32_t li) {
 }
 
 void UdpFlows::set_listeners(const std::vector<std::shared_ptr<ListenerShared>>& ls,
+                             const std::vector<std::shared_ptr<ListenerShared>>& replaces,
                              std::vector<UniqueFd>& fds, const SelfSet* self) {
     self_ = self;
     for (uint32_t li = 0; li < listeners_.size(); ++li) {
-        if (!listeners_[li]->retired &&
-            std::find(ls.begin(), ls.end(), listeners_[li]->shared) == ls.end()) {
+        Listener& l = *listeners_[li];
+        if (l.retired) {
+            continue;
+        }
+        auto r = std::find(replaces.begin(), replaces.end(), l.shared);
+        if (r != replaces.end() && *r) {
+            // In place: same socket, live flows continue under the new settings.
+            l.shared = ls[static_cast<size_t>(r - replaces.begin())];
+        } else if (std::find(ls.begin(), ls.end(), l.shared) == ls.end()) {
             retire(li);
         }
     }

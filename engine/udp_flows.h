@@ -48,10 +48,12 @@ class UdpFlows {
     UdpFlows(const UdpFlows&) = delete;
     UdpFlows& operator=(const UdpFlows&) = delete;
 
-    // Reload: listeners are matched by their shared part; new ones start receiving, missing
-    // ones are retired (flows of a retired non-transparent listener end: their replies left
-    // through its socket). `fds[i]` may be invalid for a listener already known.
+    // Reload: listeners are matched by their shared part; `replaces[i]` names the listener an
+    // in-place change takes over (same socket and flows, new settings); new ones start
+    // receiving, missing ones are retired (flows of a retired non-transparent listener end:
+    // their replies left through its socket). `fds[i]` is invalid for a listener already known.
     void set_listeners(const std::vector<std::shared_ptr<ListenerShared>>& ls,
+                       const std::vector<std::shared_ptr<ListenerShared>>& replaces,
                        std::vector<UniqueFd>& fds, const SelfSet* self);
     void stop_accepting();  // no new flows; live flows keep relaying until close_all
     void close_all();       // ends every flow (engine stop)

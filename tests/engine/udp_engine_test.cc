@@ -1,8 +1,8 @@
 // The UDP relay in-process on loopback through Engine (no root, no timing asserted): a `both`
-// listener serves TCP and UDP on one port; a reload with the same listener keeps live flows and
-// their upstream mapping; a reload that changes a non-transparent UDP listener ends its flows
-// (their replies left through its socket) and the new one serves new flows; an invalid UDP plan
-// is refused.
+// listener serves TCP and UDP on one port; a reload with the same listener, or with new UDP
+// settings only (changed in place), keeps live flows and their upstream mapping; a reload that
+// needs new sockets (udp -> both) ends a non-transparent listener's flows (their replies left
+// through its socket) and the new sockets serve new flows; an invalid UDP plan is refused.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -163,8 +163,16 @@ TEST(UdpEngine, ReloadKeepsFlowsOfAnUnchangedListener) {
     EXPECT_EQ(eng.stats().udp.flows_created, 1u);
     EXPECT_EQ(eng.stats().udp.flows_active, 1u);
 
-    // A changed non-transparent listener (new idle timeout): its flows end, new ones work.
+    // New UDP settings only: changed in place, the flow and its mapping stay.
     p.listeners[0].udp.idle_ms = 30'000;
+    ASSERT_TRUE(eng.update(p));
+    std::string kept = ask(c, port, "k");
+    ASSERT_EQ(kept.substr(0, 2), "k|");
+    EXPECT_EQ(first.substr(2), kept.substr(2)) << "an in-place change lost the mapping";
+    EXPECT_EQ(eng.stats().udp.flows_created, 1u);
+
+    // New sockets (udp -> both): the non-transparent listener's flows end, new ones work.
+    p.listeners[0].protocol = plan::Protocol::both;
     p.listeners[0].address = loopback(port);
     ASSERT_TRUE(eng.update(p));
     EXPECT_TRUE(eventually(
