@@ -46,6 +46,8 @@ struct Timeouts {
     uint32_t connect_ms = 5'000;
     uint32_t idle_ms = 300'000;
     uint32_t half_closed_ms = 30'000;
+    uint32_t handshake_ms = 10'000;  // an upstream proxy's handshake, after connect
+    uint32_t sniff_ms = 300;         // waiting for the client's first bytes to sniff a name
 };
 
 struct Listener {

@@ -28,6 +28,12 @@ const char* close_cause_name(CloseCause c) {
             return "error";
         case CloseCause::shutdown:
             return "shutdown";
+        case CloseCause::handshake_failed:
+            return "handshake_failed";
+        case CloseCause::handshake_timeout:
+            return "handshake_timeout";
+        case CloseCause::rejected:
+            return "rejected";
         case CloseCause::count_:
             break;
     }

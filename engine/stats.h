@@ -18,10 +18,13 @@ enum class CloseCause : uint8_t {
     connect_timeout,
     idle_timeout,
     half_closed_timeout,
-    self_connect,  // original destination was one of our own listeners
-    no_origdst,    // original destination could not be found
-    error,         // local failure (socket(), EMFILE, ...)
-    shutdown,      // closed by drain timeout at stop
+    self_connect,       // original destination was one of our own listeners
+    no_origdst,         // original destination could not be found
+    error,              // local failure (socket(), EMFILE, ...)
+    shutdown,           // closed by drain timeout at stop
+    handshake_failed,   // the upstream proxy refused or broke its handshake
+    handshake_timeout,  // ... or did not finish it within handshake_ms
+    rejected,           // the route chose a `reject` upstream
     count_,
 };
 

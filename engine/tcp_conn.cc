@@ -290,6 +290,16 @@ void Worker::execute(uint32_t s, const Actions& acts) {
                     c.fd[idx(a.side)] = -1;
                 }
                 break;
+            case ActionType::send_handshake: {
+                io_uring_sqe* sqe = ring_.get_sqe();
+                io_uring_prep_send(sqe, fd, c.relay.handshake_data() + a.off, a.len,
+                                   MSG_NOSIGNAL | MSG_WAITALL);
+                io_uring_sqe_set_data64(sqe, ud(send_op(a.side), gen, s));
+                break;
+            }
+            case ActionType::sniff:
+                complete_locally(ud(Op::sniff, gen, s), a.reset ? 1 : 0);
+                break;
             case ActionType::arm_timer:
                 wheel_.arm(s, a.deadline_ms);
                 break;
