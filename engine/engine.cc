@@ -76,7 +76,11 @@ bool same_listener(const plan::Listener& a, const plan::Listener& b) {
            a.timeouts.connect_ms == b.timeouts.connect_ms &&
            a.timeouts.idle_ms == b.timeouts.idle_ms &&
            a.timeouts.half_closed_ms == b.timeouts.half_closed_ms &&
-           a.max_connections == b.max_connections;
+           a.max_connections == b.max_connections &&
+           a.timeouts.handshake_ms == b.timeouts.handshake_ms &&
+           a.timeouts.sniff_ms == b.timeouts.sniff_ms &&
+           // Routed listeners are rebuilt on every reload: upstreams and routes are not compared.
+           a.routes.empty() && b.routes.empty();
 }
 
 // Binds `l` once per worker. Port 0 is resolved by the first bind and reused by the others,
@@ -155,6 +159,7 @@ Result<std::unique_ptr<Engine>> Engine::start(const plan::Plan& plan) {
         fds.push_back(std::move(r.value()));
         auto shared = std::make_shared<ListenerShared>();
         shared->cfg = im.plan.listeners[i];
+        shared->routes = RouteTable(shared->cfg);
         im.listeners.push_back(std::move(shared));
     }
     auto self = build_self_set(im.listeners);
@@ -224,6 +229,7 @@ Result<void> Engine::update(const plan::Plan& plan) {
         }
         auto shared = std::make_shared<ListenerShared>();
         shared->cfg = l;
+        shared->routes = RouteTable(shared->cfg);
         next.push_back(std::move(shared));
         fds.push_back(std::move(r.value()));
     }
@@ -304,6 +310,9 @@ StatsSnapshot Engine::stats() const {
         total.accept_paused += s.accept_paused;
         for (size_t i = 0; i < s.closed.size(); ++i) {
             total.closed[i] += s.closed[i];
+        }
+        for (size_t i = 0; i < s.handshake.size(); ++i) {
+            total.handshake[i] += s.handshake[i];
         }
         total.per_worker.push_back(std::move(s));
     }

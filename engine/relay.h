@@ -138,6 +138,7 @@ class Relay {
     int ops_in_flight(Side s) const { return ops_[idx(s)]; }
     CloseCause cause() const { return cause_; }
     int queued(Side from) const { return dir_[idx(from)].count; }
+    uint16_t queued_head(Side from) const { return dir_[idx(from)].head; }
 
   private:
     // Bytes flowing from side `from` to other(from); indexed by idx(from).

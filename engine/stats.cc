@@ -72,6 +72,18 @@ void append_block(std::string& out, const char* title, const StatsSnapshot& s) {
     }
     if (any)
         out += '\n';
+    any = false;
+    for (size_t i = 0; i < s.handshake.size(); ++i) {
+        if (s.handshake[i] == 0)
+            continue;
+        std::snprintf(line, sizeof line, "%s%s=%llu", any ? " " : "  handshake_failed_by: ",
+                      hs::cause_name(static_cast<hs::Cause>(i)),
+                      static_cast<unsigned long long>(s.handshake[i]));
+        out += line;
+        any = true;
+    }
+    if (any)
+        out += '\n';
 }
 }  // namespace
 

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "engine/handshake/common.h"
+
 namespace tp::engine {
 
 enum class CloseCause : uint8_t {
@@ -37,6 +39,7 @@ struct StatsSnapshot {
     uint64_t bytes_down = 0;     // upstream -> client
     uint64_t accept_paused = 0;  // times accept was paused (max_connections or fd exhaustion)
     std::array<uint64_t, static_cast<size_t>(CloseCause::count_)> closed{};
+    std::array<uint64_t, static_cast<size_t>(hs::Cause::count_)> handshake{};  // failures
     std::vector<StatsSnapshot> per_worker;  // empty inside per_worker entries
 
     uint64_t closed_total() const;

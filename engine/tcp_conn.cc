@@ -47,8 +47,10 @@ void Worker::start_conn(uint32_t li, int fd) {
         c.in_local[d] = c.nonblock[d] = false;
     }
 
+    c.routed.reset();
     plan::SockAddr client;
-    if (lc.source != plan::SourceMode::proxy || cfg_.log_connections) {
+    bool routed = !l.shared->routes.empty();
+    if (lc.source != plan::SourceMode::proxy || cfg_.log_connections || routed) {
         client = peer_addr(fd);
     }
     plan::SockAddr orig;
@@ -65,11 +67,13 @@ void Worker::start_conn(uint32_t li, int fd) {
         outcome = StartOutcome::self_connect;
     } else {
         c.target = unmap_v4(lc.upstream_address);
-        if (cfg_.log_connections) {
+        if (cfg_.log_connections || routed) {
             original_destination(fd, lc, orig);
         }
     }
-    if (outcome == StartOutcome::ok) {
+    if (outcome == StartOutcome::ok && routed) {
+        outcome = start_routed(c, client, orig);  // may wait for the client's first bytes
+    } else if (outcome == StartOutcome::ok) {
         auto up = make_upstream(c.target, lc.source, client, cfg_.bypass_mark, lc.fast_open);
         if (!up) {
             outcome = StartOutcome::error;
@@ -125,11 +129,15 @@ void Worker::handle_conn(const UserData& u, const io_uring_cqe* cqe) {
             bool has_buf = cqe->flags & IORING_CQE_F_BUFFER;
             bool more = cqe->flags & IORING_CQE_F_MORE;
             uint16_t bid = static_cast<uint16_t>(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+            Relay::Phase ph = c.relay.phase();
+            bool early = ph == Relay::Phase::sniffing || ph == Relay::Phase::handshaking;
             if (cfg_.splice && has_buf && res == static_cast<int>(bufs_.buffer_size()) &&
-                !c.splice[idx(side)]) {
+                !c.splice[idx(side)] && !early) {
                 start_splice(c, side);  // a full buffer: bulk; splice from the next receive
             }
-            c.relay.on_recv(now_, side, res, has_buf, bid, more, acts);
+            // A proxy's handshake reply is read from the buffer itself.
+            const uint8_t* data = early && has_buf && bid < token_base_ ? bufs_.addr(bid) : nullptr;
+            c.relay.on_recv(now_, side, res, has_buf, bid, more, acts, data);
             break;
         }
         case Op::send_client:
@@ -168,6 +176,9 @@ void Worker::handle_conn(const UserData& u, const io_uring_cqe* cqe) {
         case Op::cancel_client:
         case Op::cancel_upstream:
             c.relay.on_cancel_done(u.op == Op::cancel_client ? Side::client : Side::upstream, acts);
+            break;
+        case Op::sniff:
+            sniff_conn(c, res == 1, acts);
             break;
         default:
             return;
@@ -309,6 +320,12 @@ void Worker::execute(uint32_t s, const Actions& acts) {
             case ActionType::finish: {
                 uint32_t li = c.listener;
                 WorkerStats::add(stats_.closed[static_cast<size_t>(a.cause)], 1);
+                if (a.cause == CloseCause::handshake_failed ||
+                    a.cause == CloseCause::handshake_timeout) {
+                    WorkerStats::add(
+                        stats_.handshake[static_cast<size_t>(c.relay.handshake_cause())], 1);
+                }
+                c.routed.reset();
                 WorkerStats::sub(stats_.active, 1);
                 listeners_[li]->shared->active.fetch_sub(1, std::memory_order_relaxed);
                 wheel_.disarm(s);
