@@ -193,8 +193,9 @@ std::optional<uint32_t> UpstreamReader::use(const YamlNode& n, const std::string
                 (known.empty() ? " (no upstreams: are defined)" : " (defined: " + known + ")"));
         return std::nullopt;
     }
-    if (it->second.udp) {
-        // Listeners are TCP-only until UDP listeners (the `protocol` key) exist.
+    if (it->second.udp && l.protocol == plan::Protocol::tcp) {
+        // Its UDP half would have nothing to carry. (Routes are read after the listener's own
+        // keys, so `protocol:` is known here once listeners can set it.)
         err(n, path,
             "upstream \"" + *nm + "\" has udp: true, but listener \"" + l.name + "\" is TCP-only");
         return std::nullopt;

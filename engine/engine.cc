@@ -308,6 +308,7 @@ StatsSnapshot Engine::stats() const {
         total.bytes_up += s.bytes_up;
         total.bytes_down += s.bytes_down;
         total.accept_paused += s.accept_paused;
+        total.stale_dropped += s.stale_dropped;
         for (size_t i = 0; i < s.closed.size(); ++i) {
             total.closed[i] += s.closed[i];
         }

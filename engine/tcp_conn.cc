@@ -18,42 +18,16 @@
 namespace tp::engine {
 using namespace worker_detail;
 
-void Worker::start_conn(uint32_t li, int fd) {
+bool Worker::start_conn(uint32_t li, int fd) {
     ListenerState& l = *listeners_[li];
     const plan::Listener& lc = l.shared->cfg;
-    WorkerStats::add(stats_.accepted, 1);
-    WorkerStats::add(stats_.active, 1);
-    int64_t slot = pool_.acquire();
-    if (slot < 0) {
-        set_linger_reset(fd);
-        ::close(fd);
-        WorkerStats::add(stats_.closed[static_cast<size_t>(CloseCause::error)], 1);
-        WorkerStats::sub(stats_.active, 1);
-        l.shared->active.fetch_sub(1, std::memory_order_relaxed);
-        return;
-    }
-    wheel_.reserve_ids(pool_.capacity());
-    uint32_t s = static_cast<uint32_t>(slot);
-    Conn& c = pool_.slot(s).value;
-    c.relay.init(lc.timeouts, BufChain{chain_next_.data(), chain_len_.data()});
-    c.fd[0] = fd;
-    c.fd[1] = -1;
-    c.listener = li;
-    c.target = plan::SockAddr{};
-    for (int d = 0; d < 2; ++d) {
-        c.pipe_r[d] = c.pipe_w[d] = -1;
-        c.out_len[d] = 0;
-        c.splice[d] = c.recv_is_splice[d] = c.in_parked[d] = c.in_cancelled[d] = false;
-        c.in_local[d] = c.nonblock[d] = false;
-    }
-
-    c.routed.reset();
     plan::SockAddr client;
     bool routed = !l.shared->routes.empty();
     if (lc.source != plan::SourceMode::proxy || cfg_.log_connections || routed) {
         client = peer_addr(fd);
     }
     plan::SockAddr orig;
+    plan::SockAddr target;
     StartOutcome outcome = StartOutcome::ok;
     if (lc.target == plan::UpstreamTarget::original) {
         if (!original_destination(fd, lc, orig)) {
@@ -61,35 +35,67 @@ void Worker::start_conn(uint32_t li, int fd) {
         } else if (self_set_ && self_set_->contains(orig)) {
             outcome = StartOutcome::self_connect;
         } else {
-            c.target = orig;
+            target = orig;
         }
     } else if (l.shared->fixed_is_self) {
         outcome = StartOutcome::self_connect;
     } else {
-        c.target = unmap_v4(lc.upstream_address);
+        target = unmap_v4(lc.upstream_address);
         if (cfg_.log_connections || routed) {
             original_destination(fd, lc, orig);
         }
     }
+    int up_fd = -1;
+    if (outcome == StartOutcome::ok && !routed) {  // routed: route_conn makes the socket
+        auto up = make_upstream(target, lc.source, client, cfg_.bypass_mark, lc.fast_open);
+        if (!up) {
+            int err = up.error().code;
+            log_limited(up.error().what, err);
+            if (err == EMFILE || err == ENFILE) {
+                // Out of descriptors: the client waits (first in line) for one to be freed
+                // instead of being reset; accepting more would only add to the wait.
+                fd_exhausted(li);
+                l.shared->active.fetch_sub(1, std::memory_order_relaxed);
+                l.held.insert(l.held.begin(), fd);
+                pause_for_limit(li);
+                return false;
+            }
+            outcome = StartOutcome::error;
+        } else {
+            up_fd = up.value().release();
+        }
+    }
+    WorkerStats::add(stats_.accepted, 1);
+    WorkerStats::add(stats_.active, 1);
+    int64_t slot = pool_.acquire();
+    if (slot < 0) {
+        set_linger_reset(fd);
+        ::close(fd);
+        if (up_fd >= 0) {
+            ::close(up_fd);
+        }
+        WorkerStats::add(stats_.closed[static_cast<size_t>(CloseCause::error)], 1);
+        WorkerStats::sub(stats_.active, 1);
+        l.shared->active.fetch_sub(1, std::memory_order_relaxed);
+        return true;
+    }
+    wheel_.reserve_ids(pool_.capacity());
+    uint32_t s = static_cast<uint32_t>(slot);
+    Conn& c = pool_.slot(s).value;
+    c.relay.init(lc.timeouts, BufChain{chain_next_.data(), chain_len_.data()});
+    c.fd[0] = fd;
+    c.fd[1] = up_fd;
+    c.listener = li;
+    c.target = target;
+    for (int d = 0; d < 2; ++d) {
+        c.pipe_r[d] = c.pipe_w[d] = -1;
+        c.out_len[d] = 0;
+        c.splice[d] = c.recv_is_splice[d] = c.in_parked[d] = c.in_cancelled[d] = false;
+        c.in_local[d] = c.nonblock[d] = false;
+    }
+    c.routed.reset();
     if (outcome == StartOutcome::ok && routed) {
         outcome = start_routed(c, client, orig);  // may wait for the client's first bytes
-    } else if (outcome == StartOutcome::ok) {
-        auto up = make_upstream(c.target, lc.source, client, cfg_.bypass_mark, lc.fast_open);
-        if (!up) {
-            outcome = StartOutcome::error;
-            log_limited(up.error().what, up.error().code);
-            int err = up.error().code;
-            if ((err == EMFILE || err == ENFILE) && l.resume_at_ms <= now_) {
-                // Out of descriptors: accepting more would only reset them too.
-                l.resume_at_ms = now_ + kFdPauseMs;
-                WorkerStats::add(stats_.accept_paused, 1);
-                if (l.armed) {
-                    cancel_accept(li);
-                }
-            }
-        } else {
-            c.fd[1] = up.value().release();
-        }
     }
     if (cfg_.log_connections) {
         const char* why = outcome == StartOutcome::ok             ? ""
@@ -103,6 +109,7 @@ void Worker::start_conn(uint32_t li, int fd) {
     Actions acts;
     c.relay.on_start(now_, outcome, acts);
     execute(s, acts);
+    return true;
 }
 
 void Worker::handle_conn(const UserData& u, const io_uring_cqe* cqe) {
