@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# e2e, issue 10: routes and upstreams through `tpengine -c` with a real SOCKS5 server (danted,
-# on Z). Y's connections to Z are TPROXY'd in X and routed: by sniffed name (Host / SNI) or port
-# through danted, a reject route, a SOCKS server that is down, a destination danted refuses, and
-# the default direct. nginx's log on Z proves which way each went (danted connects from Z's own
-# address, X directly from X_WAN). A server that speaks first gets its banner through a sniffing
-# route. Counters say why each failure closed, and X's tpengine holds no more descriptors after.
+# e2e, issue 10: routes and upstreams through `tpengine -c` with real servers on Z: danted
+# (SOCKS5), tinyproxy (HTTP CONNECT, with and without Basic credentials) and nginx expecting
+# PROXY v1/v2 headers. Y's connections to Z are TPROXY'd in X and routed by sniffed name (Host)
+# or port: through danted (by address and by name), through tinyproxy, direct with a PROXY
+# header, a reject route, a SOCKS server that is down, a destination danted refuses, and the
+# default direct. nginx's logs on Z prove which way each went (the proxies connect from Z's own
+# address, X directly from X_WAN; $proxy_protocol_addr is Y). A server that speaks first gets its
+# banner through a sniffing listener. Counters say why each failure closed, and X's tpengine
+# holds no more descriptors afterwards.
 source "$(dirname "$0")/lib.sh"
 command -v danted >/dev/null || skip "needs danted (dante-server)"
 e2e_init upstreams "$1"
@@ -37,6 +40,52 @@ wait_listen in_z 1080 || die "danted did not start: $(cat "$TMP/danted.log" 2>/d
 bg ip netns exec "$LAB_PREFIX-z" socat "TCP-LISTEN:2525,bind=$Z_ADDR,fork,reuseaddr" \
     "SYSTEM:echo 220 banner.example ESMTP; sleep 1"
 wait_listen in_z 2525 || die "banner server did not start"
+# tinyproxy (HTTP CONNECT) on Z: 3128 open, 3129 with Basic credentials.
+for port in 3128 3129; do
+    {
+        echo "User nobody"
+        echo "Group nogroup"
+        echo "Port $port"
+        echo "Listen $Z_ADDR"
+        echo "Timeout 10"
+        echo "LogFile \"$TMP/tinyproxy-$port.log\""
+        echo "LogLevel Info"
+        echo "PidFile \"$TMP/tinyproxy-$port.pid\""
+        echo "MaxClients 20"
+        echo "Allow 0.0.0.0/0"
+        echo "ConnectPort 80"
+        [ "$port" = 3129 ] && echo "BasicAuth tpuser tppass"
+    } >"$TMP/tinyproxy-$port.conf"
+    install -m 666 /dev/null "$TMP/tinyproxy-$port.log"  # it writes as nobody
+    bg ip netns exec "$LAB_PREFIX-z" tinyproxy -d -c "$TMP/tinyproxy-$port.conf"
+    wait_listen in_z "$port" || die "tinyproxy $port did not start"
+done
+echo "tpuser:tppass" >"$TMP/http.cred"
+# nginx on Z expecting PROXY headers (v1 and v2 both accepted), logging the address they carry.
+mkdir -p "$TMP/nginx-pp"
+cat >"$TMP/nginx-pp/nginx.conf" <<EOF2
+user root;
+worker_processes 1;
+pid $TMP/nginx-pp/nginx.pid;
+error_log $TMP/nginx-pp/error.log;
+events { worker_connections 64; }
+http {
+    log_format pp '\$proxy_protocol_addr \$remote_addr "\$request" \$status';
+    access_log $TMP/nginx-pp/access.log pp;
+    client_body_temp_path $TMP/nginx-pp/body;
+    proxy_temp_path $TMP/nginx-pp/proxy;
+    fastcgi_temp_path $TMP/nginx-pp/fastcgi;
+    uwsgi_temp_path $TMP/nginx-pp/uwsgi;
+    scgi_temp_path $TMP/nginx-pp/scgi;
+    server {
+        listen $Z_ADDR:8443 proxy_protocol;
+        listen $Z_ADDR:8444 proxy_protocol;
+        root $TMP/www;
+    }
+}
+EOF2
+bg ip netns exec "$LAB_PREFIX-z" nginx -c "$TMP/nginx-pp/nginx.conf" -g 'daemon off;'
+wait_listen in_z 8443 || die "nginx (proxy_protocol) did not start: $(cat "$TMP/nginx-pp/error.log")"
 
 tp_config up <<YAML
 nftables: {table: tpengine_e2e_up}
@@ -53,6 +102,20 @@ upstreams:
     address: $Z_ADDR:1081
   - name: block
     type: reject
+  - name: http
+    type: http
+    address: $Z_ADDR:3128
+  - name: http-nocred
+    type: http
+    address: $Z_ADDR:3129
+  - name: http-cred
+    type: http
+    address: $Z_ADDR:3129
+    credentials_file: $TMP/http.cred
+  - name: pp-v2
+    proxy_protocol: v2
+  - name: pp-v1
+    proxy_protocol: v1
 listeners:
   - name: tp
     address: "::"
@@ -71,12 +134,22 @@ listeners:
         upstream: socks
       - domains: [byname.example]
         upstream: socks-by-name
+      - ports: [8443]
+        upstream: pp-v2
+      - ports: [8444]
+        upstream: pp-v1
+      - domains: [connect.example]
+        upstream: http
+      - domains: [noauth.example]
+        upstream: http-nocred
+      - domains: [auth.example]
+        upstream: http-cred
 rules:
   - name: lab
     interfaces: [lan0]
     protocol: tcp
     destinations: [198.51.100.0/24]
-    ports: [80, 2525, 8081, 8082, 9999]
+    ports: [80, 2525, 8081, 8082, 8443, 8444, 9999]
     action: tproxy
     listener: tp
 YAML
@@ -102,6 +175,28 @@ code=$(curl_get byname.example)
     ok "Host byname.example: CONNECT by name, danted resolved it (nginx saw $Z_ADDR6)" ||
     fail "Host byname.example: code $code, nginx saw $(last_client), want $Z_ADDR6"
 
+# HTTP CONNECT through tinyproxy: open, with credentials, and a 407 without them.
+code=$(curl_get connect.example)
+[ "$code" = 200 ] && [ "$(last_client)" = "$Z_ADDR" ] &&
+    ok "Host connect.example through tinyproxy (HTTP CONNECT)" ||
+    fail "Host connect.example: code $code, nginx saw $(last_client), want $Z_ADDR"
+code=$(curl_get auth.example)
+[ "$code" = 200 ] && [ "$(last_client)" = "$Z_ADDR" ] &&
+    ok "Host auth.example through tinyproxy with Basic credentials" ||
+    fail "Host auth.example: code $code, nginx saw $(last_client)"
+code=$(curl_get noauth.example)
+[ "$code" != 200 ] && ok "Host noauth.example: no credentials, the client is reset ($code)" ||
+    fail "Host noauth.example went through without credentials"
+
+# PROXY protocol v2 and v1 to nginx: the address it logs is Y's, although X connected.
+for port in 8443 8444; do
+    code=$(in_y curl -sS -o /dev/null -w '%{http_code}' --max-time 5 "http://$Z_ADDR:$port/" 2>&1 || true)
+    line=$(tail -1 "$TMP/nginx-pp/access.log" 2>/dev/null || true)
+    [ "$code" = 200 ] && [ "${line%% *}" = "$Y_ADDR" ] && [ "$(cut -d' ' -f2 <<<"$line")" = "$X_WAN" ] &&
+        ok "PROXY header on $port: nginx's \$proxy_protocol_addr is Y ($line)" ||
+        fail "PROXY header on $port: code $code, nginx logged '$line', want $Y_ADDR from $X_WAN"
+done
+
 # A banner from a server that speaks first, through a listener that sniffs (the client sends
 # nothing, so the route is decided when the sniff timeout ends).
 banner=$(in_y timeout 5 socat -T 3 - "TCP:$Z_ADDR:2525" </dev/null 2>&1 | head -1 || true)
@@ -124,6 +219,6 @@ kill -USR1 "$tp_pid"
 sleep 0.3
 tp_stop up || fail "tpengine -c exited non-zero at stop"
 stats=$(grep -E 'closed_by|handshake_failed_by' "$TMP/up.log" | head -2)
-for want in "rejected=1" "connect_failed=1" "handshake_failed=1" "socks_not_allowed=1"; do
+for want in "rejected=1" "connect_failed=1" "handshake_failed=2" "socks_not_allowed=1" "http_407=1"; do
     grep -q "$want" <<<"$stats" && ok "counter $want" || fail "counter $want missing in: $stats"
 done
