@@ -107,6 +107,10 @@ struct Udp {
     uint32_t max_datagram = 65'507;          // 1..65507; larger datagrams are dropped, counted
 };
 
+// Accepting the PROXY protocol on a listener: from trusted sources only, the header's
+// addresses replace the connection's own (client, original destination).
+enum class AcceptProxy : uint8_t { none, v1, v2, any };
+
 struct Listener {
     std::string name;  // unique within a plan; reload matches listeners by name
     SockAddr address;  // bind address; "::" is dual-stack unless v6only
@@ -126,6 +130,8 @@ struct Listener {
     // Routes, if any, decide per connection; no route matching keeps the fields above.
     std::vector<Upstream> upstreams;
     std::vector<Route> routes;
+    AcceptProxy accept_proxy = AcceptProxy::none;
+    std::vector<Prefix> accept_proxy_from;  // trusted sources; others connect without a header
 
     Protocol protocol = Protocol::tcp;  // TCP-only fields above are ignored for a udp listener
     Udp udp;                            // used when protocol is udp or both

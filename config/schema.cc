@@ -228,9 +228,10 @@ void Reader::read_listener(const YamlNode& n, const std::string& path, Model& m,
     ListenerWhere lw;
     lw.path = path;
     lw.self = n.pos;
-    if (!check_map(n, path,
-                   {"name", "address", "port", "transparent", "v6only", "fast_open", "backlog",
-                    "upstream", "timeouts", "max_connections", "routes"})) {
+    if (!check_map(
+            n, path,
+            {"name", "address", "port", "transparent", "v6only", "fast_open", "backlog", "upstream",
+             "timeouts", "max_connections", "routes", "accept_proxy", "accept_proxy_from"})) {
         return;
     }
     plan::Listener l;
@@ -308,6 +309,29 @@ void Reader::read_listener(const YamlNode& n, const std::string& path, Model& m,
     }
     if (const YamlNode* v = n.find("routes")) {
         read_routes(*v, join(path, "routes"), l);
+    }
+    if (const YamlNode* v = n.find("accept_proxy")) {
+        if (auto s = choice(*v, join(path, "accept_proxy"), {"v1", "v2", "any"})) {
+            l.accept_proxy = *s == "v1"   ? plan::AcceptProxy::v1
+                             : *s == "v2" ? plan::AcceptProxy::v2
+                                          : plan::AcceptProxy::any;
+        }
+        const YamlNode* from = n.find("accept_proxy_from");
+        if (!from) {
+            err(*v, join(path, "accept_proxy"),
+                "needs accept_proxy_from: the trusted proxies' addresses (a header from anyone "
+                "else could claim any client)");
+        } else {
+            for (const Cidr& c : read_addresses(*from, join(path, "accept_proxy_from"))) {
+                plan::Prefix p;
+                p.family = c.addr.family;
+                std::memcpy(p.addr, c.addr.bytes.data(), 16);
+                p.len = static_cast<uint8_t>(c.prefix);
+                l.accept_proxy_from.push_back(p);
+            }
+        }
+    } else if (const YamlNode* from = n.find("accept_proxy_from")) {
+        err(*from, join(path, "accept_proxy_from"), "only with accept_proxy");
     }
     if (const YamlNode* v = n.find("max_connections")) {
         l.max_connections = static_cast<uint32_t>(

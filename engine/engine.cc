@@ -80,7 +80,8 @@ bool same_listener(const plan::Listener& a, const plan::Listener& b) {
            a.timeouts.handshake_ms == b.timeouts.handshake_ms &&
            a.timeouts.sniff_ms == b.timeouts.sniff_ms &&
            // Routed listeners are rebuilt on every reload: upstreams and routes are not compared.
-           a.routes.empty() && b.routes.empty();
+           a.routes.empty() && b.routes.empty() && a.accept_proxy == plan::AcceptProxy::none &&
+           b.accept_proxy == plan::AcceptProxy::none;
 }
 
 // Binds `l` once per worker. Port 0 is resolved by the first bind and reused by the others,

@@ -140,6 +140,16 @@ void Relay::on_start(uint64_t now_ms, StartOutcome outcome, Actions& out) {
         case StartOutcome::rejected:
             teardown(CloseCause::rejected, true, false, out);
             return;
+        case StartOutcome::bad_proxy_header:
+            teardown(CloseCause::bad_proxy_header, true, false, out);
+            return;
+        case StartOutcome::proxy_header:
+            // The header comes first from a trusted proxy; its sender may wait >= 3 s.
+            phase_ = Phase::sniffing;
+            issue_recv(Side::client, out);
+            connect_deadline_ = now_ms + (timeouts_.handshake_ms ? timeouts_.handshake_ms : 3000);
+            arm(connect_deadline_, out);
+            return;
         case StartOutcome::sniff:
             // The client's first bytes choose the route: receive them (they are queued and
             // relayed later, never lost), bounded in time by sniff_ms and in bytes by depth.
@@ -157,7 +167,14 @@ void Relay::on_routed(uint64_t now_ms, StartOutcome outcome, Actions& out) {
         return;
     }
     if (outcome == StartOutcome::sniff) {
-        outcome = StartOutcome::error;  // the worker must decide now
+        // After a PROXY header: now the name, within the sniff timeout.
+        connect_deadline_ = now_ms + timeouts_.sniff_ms;
+        arm(connect_deadline_, out);
+        Dir& d = dir_[C];
+        if (d.count > 0 || d.eof) {
+            sniff_now(d.count >= depth || d.eof, out);
+        }
+        return;
     }
     if (outcome != StartOutcome::ok) {
         phase_ = Phase::idle;
@@ -183,6 +200,23 @@ void Relay::begin_connect(uint64_t now_ms, Actions& out) {
         out.push(act(ActionType::disarm_timer, Side::client));
     }
     maybe_watch(out);  // sniffing may have filled the client's queue
+}
+
+void Relay::consume(Side from, uint32_t n, Actions& out) {
+    Dir& d = dir_[idx(from)];
+    while (n > 0 && d.count > 0) {
+        uint32_t avail = head_len(d) - d.off;
+        if (n < avail) {
+            d.off += n;
+            return;
+        }
+        n -= avail;
+        release(d.head, out);
+        pop(d);
+    }
+    if (d.count == 0) {
+        issue_recv(from, out);  // room again
+    }
 }
 
 void Relay::sniff_now(bool final, Actions& out) {

@@ -91,7 +91,17 @@ struct BufChain {
 // Why a connection could not start relaying (decided by the worker before connect).
 // `sniff`: the route needs the client's first bytes; the worker calls on_routed once decided.
 // `rejected`: the route's upstream is `reject`.
-enum class StartOutcome : uint8_t { ok, self_connect, no_origdst, error, sniff, rejected };
+// `proxy_header`: like sniff, but waiting (up to handshake_ms) for a PROXY protocol header.
+enum class StartOutcome : uint8_t {
+    ok,
+    self_connect,
+    no_origdst,
+    error,
+    sniff,
+    rejected,
+    proxy_header,
+    bad_proxy_header,
+};
 
 class Relay {
   public:
@@ -139,6 +149,9 @@ class Relay {
     CloseCause cause() const { return cause_; }
     int queued(Side from) const { return dir_[idx(from)].count; }
     uint16_t queued_head(Side from) const { return dir_[idx(from)].head; }
+    uint32_t queued_off(Side from) const { return dir_[idx(from)].off; }
+    // Drops the first `n` queued bytes from `from` (a PROXY header read before relaying).
+    void consume(Side from, uint32_t n, Actions& out);
 
   private:
     // Bytes flowing from side `from` to other(from); indexed by idx(from).

@@ -63,6 +63,21 @@ bool in_prefix(const plan::Prefix& p, int family, const uint8_t* b) {
 }
 }  // namespace
 
+bool in_prefixes(const std::vector<plan::Prefix>& list, const plan::SockAddr& a) {
+    int family = AF_UNSPEC;
+    const uint8_t* bytes = nullptr;
+    uint16_t port = 0;
+    if (!split(a, family, bytes, port)) {
+        return false;
+    }
+    for (const plan::Prefix& p : list) {
+        if (in_prefix(p, family, bytes)) {
+            return true;
+        }
+    }
+    return false;
+}
+
 bool RouteTable::name_matches(const R& r, std::string_view name) {
     if (name.empty()) {
         return false;

@@ -13,6 +13,9 @@
 
 namespace tp::engine {
 
+// Whether `a` (v4-mapped seen as v4) is inside one of `list`.
+bool in_prefixes(const std::vector<plan::Prefix>& list, const plan::SockAddr& a);
+
 class RouteTable {
   public:
     static constexpr int no_match = -1;   // none matched: the listener's own upstream

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "engine/handshake/proxy_protocol.h"
 #include "engine/handshake/sniff.h"
 #include "engine/worker.h"
 #include "engine/worker_internal.h"
@@ -142,15 +143,21 @@ void Worker::sniff_conn(Conn& c, bool final, Actions& acts) {
     uint8_t bytes[kSniffMax];
     uint32_t n = 0;
     uint16_t b = c.relay.queued_head(Side::client);
+    uint32_t off = c.relay.queued_off(Side::client);
     for (int i = 0; i < c.relay.queued(Side::client) && n < kSniffMax; ++i) {
         if (b >= token_base_) {
             break;  // bytes in a pipe (cannot happen while sniffing: splicing waits)
         }
-        uint32_t len = chain_len_[b];
+        uint32_t len = chain_len_[b] - off;
         uint32_t take = len < kSniffMax - n ? len : kSniffMax - n;
-        std::memcpy(bytes + n, bufs_.addr(b), take);
+        std::memcpy(bytes + n, bufs_.addr(b) + off, take);
         n += take;
+        off = 0;
         b = chain_next_[b];
+    }
+    if (c.routed->await_proxy) {
+        proxy_header(c, {bytes, n}, final || n >= kSniffMax, acts);
+        return;
     }
     hs::SniffResult s = hs::sniff_name({bytes, n});
     if (s.status == hs::SniffStatus::need_more && !final && n < kSniffMax) {
@@ -161,6 +168,51 @@ void Worker::sniff_conn(Conn& c, bool final, Actions& acts) {
         c.routed->name_len = s.len;
     }
     c.relay.on_routed(now_, route_conn(c, true), acts);
+}
+
+void Worker::proxy_header(Conn& c, std::span<const uint8_t> bytes, bool final, Actions& acts) {
+    ListenerState& l = *listeners_[c.listener];
+    const plan::Listener& lc = l.shared->cfg;
+    hs::ProxyAccept mode = lc.accept_proxy == plan::AcceptProxy::v1   ? hs::ProxyAccept::v1
+                           : lc.accept_proxy == plan::AcceptProxy::v2 ? hs::ProxyAccept::v2
+                                                                      : hs::ProxyAccept::any;
+    hs::ProxyHeader h = hs::proxy_decode(bytes, mode);
+    if (h.status == hs::Status::need_more && !final) {
+        return;  // the rest of the header is on its way
+    }
+    if (h.status != hs::Status::done) {
+        c.relay.on_routed(now_, StartOutcome::bad_proxy_header, acts);
+        return;
+    }
+    c.relay.consume(Side::client, h.length, acts);
+    Routed& r = *c.routed;
+    r.await_proxy = false;
+    int fd = c.fd[0];
+    plan::SockAddr orig;
+    if (!h.local) {
+        r.client = h.src;  // the proxy's client becomes ours (source: client spoofs it)
+        orig = unmap_v4(h.dst);
+    } else if (!original_destination(fd, lc, orig)) {
+        orig = plan::SockAddr{};
+    }
+    r.orig = unmap_v4(orig);
+    StartOutcome outcome = StartOutcome::ok;
+    if (lc.target == plan::UpstreamTarget::original) {
+        if (r.orig.len == 0) {
+            outcome = StartOutcome::no_origdst;
+        } else if (self_set_ && self_set_->contains(r.orig)) {
+            outcome = StartOutcome::self_connect;
+        }
+        c.target = r.orig;
+    } else if (l.shared->fixed_is_self) {
+        outcome = StartOutcome::self_connect;
+    } else {
+        c.target = unmap_v4(lc.upstream_address);
+    }
+    if (outcome == StartOutcome::ok) {
+        outcome = route_conn(c, false);
+    }
+    c.relay.on_routed(now_, outcome, acts);
 }
 
 }  // namespace tp::engine

@@ -34,6 +34,8 @@ const char* close_cause_name(CloseCause c) {
             return "handshake_timeout";
         case CloseCause::rejected:
             return "rejected";
+        case CloseCause::bad_proxy_header:
+            return "bad_proxy_header";
         case CloseCause::count_:
             break;
     }

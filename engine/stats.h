@@ -27,6 +27,7 @@ enum class CloseCause : uint8_t {
     handshake_failed,   // the upstream proxy refused or broke its handshake
     handshake_timeout,  // ... or did not finish it within handshake_ms
     rejected,           // the route chose a `reject` upstream
+    bad_proxy_header,   // accept_proxy: no valid PROXY header from a trusted source in time
     count_,
 };
 

@@ -23,13 +23,19 @@ bool Worker::start_conn(uint32_t li, int fd) {
     const plan::Listener& lc = l.shared->cfg;
     plan::SockAddr client;
     bool routed = !l.shared->routes.empty();
-    if (lc.source != plan::SourceMode::proxy || cfg_.log_connections || routed) {
+    bool accept_proxy = lc.accept_proxy != plan::AcceptProxy::none;
+    if (lc.source != plan::SourceMode::proxy || cfg_.log_connections || routed || accept_proxy) {
         client = peer_addr(fd);
     }
+    // From a trusted proxy: addresses come from its PROXY header, read before anything else.
+    bool proxied = accept_proxy && in_prefixes(lc.accept_proxy_from, client);
+    routed = routed || proxied;
     plan::SockAddr orig;
     plan::SockAddr target;
     StartOutcome outcome = StartOutcome::ok;
-    if (lc.target == plan::UpstreamTarget::original) {
+    if (proxied) {
+        // Decided once the header is in (proxy_header in routed_conn.cc).
+    } else if (lc.target == plan::UpstreamTarget::original) {
         if (!original_destination(fd, lc, orig)) {
             outcome = StartOutcome::no_origdst;
         } else if (self_set_ && self_set_->contains(orig)) {
@@ -94,7 +100,12 @@ bool Worker::start_conn(uint32_t li, int fd) {
         c.in_local[d] = c.nonblock[d] = false;
     }
     c.routed.reset();
-    if (outcome == StartOutcome::ok && routed) {
+    if (outcome == StartOutcome::ok && proxied) {
+        c.routed = std::make_unique<Routed>();
+        c.routed->client = client;
+        c.routed->await_proxy = true;
+        outcome = StartOutcome::proxy_header;
+    } else if (outcome == StartOutcome::ok && routed) {
         outcome = start_routed(c, client, orig);  // may wait for the client's first bytes
     }
     if (cfg_.log_connections) {

@@ -84,7 +84,8 @@ class Worker {
         hs::Upstream hs;
         plan::SockAddr client;
         plan::SockAddr orig;
-        int upstream = -1;  // index into the listener's upstreams; -1 = the listener's own
+        int upstream = -1;         // index into the listener's upstreams; -1 = the listener's own
+        bool await_proxy = false;  // accept_proxy: the PROXY header comes first
         char name[256] = {};
         uint8_t name_len = 0;
     };
@@ -162,6 +163,7 @@ class Worker {
     StartOutcome start_routed(Conn& c, const plan::SockAddr& client, const plan::SockAddr& orig);
     StartOutcome route_conn(Conn& c, bool sniffed);
     void sniff_conn(Conn& c, bool final, Actions& acts);
+    void proxy_header(Conn& c, std::span<const uint8_t> bytes, bool final, Actions& acts);
     void execute(uint32_t slot, const Actions& acts);
     void retry_starved(size_t limit);
     void complete_locally(uint64_t user_data, int res);

@@ -183,5 +183,24 @@ TEST(ConfigUpstreams, FilesWithoutUpstreamsKeepTheirMeaning) {
     EXPECT_TRUE(std::get<LoadedConfig>(r).plan.listeners.at(0).upstreams.empty());
 }
 
+TEST(ConfigUpstreams, AcceptProxyNeedsTrustedSources) {
+    std::string base = "listeners:\n  - name: pin\n    port: 50090\n    transparent: false\n";
+    LoadResult r = load_config_text(
+        base + "    accept_proxy: any\n    accept_proxy_from: [127.0.0.0/8, \"2001:db8::/64\"]\n",
+        "t.yaml");
+    ASSERT_TRUE(std::holds_alternative<LoadedConfig>(r));
+    const plan::Listener& l = std::get<LoadedConfig>(r).plan.listeners.at(0);
+    EXPECT_EQ(l.accept_proxy, plan::AcceptProxy::any);
+    EXPECT_EQ(l.accept_proxy_from.size(), 2u);
+    EXPECT_EQ(first_error(base + "    accept_proxy: v2\n"),
+              "t.yaml:5:19: listeners[0].accept_proxy: needs accept_proxy_from: the trusted "
+              "proxies' addresses (a header from anyone else could claim any client)");
+    EXPECT_EQ(first_error(base + "    accept_proxy_from: [127.0.0.1]\n"),
+              "t.yaml:5:24: listeners[0].accept_proxy_from: only with accept_proxy");
+    EXPECT_NE(first_error(base + "    accept_proxy: v3\n    accept_proxy_from: [127.0.0.1]\n")
+                  .find("accept_proxy"),
+              std::string::npos);
+}
+
 }  // namespace
 }  // namespace tp::config

@@ -116,7 +116,20 @@ upstreams:
     proxy_protocol: v2
   - name: pp-v1
     proxy_protocol: v1
+  - name: pp-z8444
+    to: $Z_ADDR:8444
+    proxy_protocol: v1
 listeners:
+  # Behind HAProxy (send-proxy-v2) on X: the header's client becomes ours and is passed on.
+  - name: pin
+    address: 127.0.0.1
+    port: 50090
+    transparent: false
+    accept_proxy: v2
+    accept_proxy_from: [127.0.0.0/8]
+    upstream: {to: original}
+    routes:
+      - upstream: pp-z8444
   - name: tp
     address: "::"
     port: 50080
@@ -154,6 +167,22 @@ rules:
     listener: tp
 YAML
 tp_pid=$TP_PID_up
+cat >"$TMP/haproxy.cfg" <<EOF2
+global
+    pidfile $TMP/haproxy.pid
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 10s
+    timeout server 10s
+frontend f
+    bind $X_LAN:7000
+    default_backend b
+backend b
+    server t 127.0.0.1:50090 send-proxy-v2
+EOF2
+bg ip netns exec "$LAB_PREFIX-x" haproxy -db -f "$TMP/haproxy.cfg"
+wait_listen in_x 7000 || die "haproxy did not start"
 fds0=$(in_x ls /proc/"$tp_pid"/fd | wc -l)
 
 last_client() { tail -1 "$TMP/nginx/access.log" | cut -d' ' -f1; }
@@ -197,6 +226,20 @@ for port in 8443 8444; do
         fail "PROXY header on $port: code $code, nginx logged '$line', want $Y_ADDR from $X_WAN"
 done
 
+# accept_proxy: Y -> HAProxy on X (send-proxy-v2) -> tpengine 127.0.0.1:50090 -> PROXY v1 -> nginx
+# on Z, which logs Y: the address HAProxy's header carried became tpengine's client.
+code=$(in_y curl -sS -o /dev/null -w '%{http_code}' --max-time 5 "http://$X_LAN:7000/" 2>&1 || true)
+line=$(tail -1 "$TMP/nginx-pp/access.log" 2>/dev/null || true)
+[ "$code" = 200 ] && [ "${line%% *}" = "$Y_ADDR" ] &&
+    ok "accept_proxy: HAProxy's v2 header made Y the client, passed on to Z ($line)" ||
+    fail "accept_proxy: code $code, nginx logged '$line', want $Y_ADDR"
+# A trusted source that sends no header: reset, counted.
+if in_x curl -sS -o /dev/null --max-time 5 "http://127.0.0.1:50090/" 2>/dev/null; then
+    fail "accept_proxy: a connection without a PROXY header went through"
+else
+    ok "accept_proxy: a connection without a PROXY header is reset"
+fi
+
 # A banner from a server that speaks first, through a listener that sniffs (the client sends
 # nothing, so the route is decided when the sniff timeout ends).
 banner=$(in_y timeout 5 socat -T 3 - "TCP:$Z_ADDR:2525" </dev/null 2>&1 | head -1 || true)
@@ -219,6 +262,6 @@ kill -USR1 "$tp_pid"
 sleep 0.3
 tp_stop up || fail "tpengine -c exited non-zero at stop"
 stats=$(grep -E 'closed_by|handshake_failed_by' "$TMP/up.log" | head -2)
-for want in "rejected=1" "connect_failed=1" "handshake_failed=2" "socks_not_allowed=1" "http_407=1"; do
+for want in "rejected=1" "connect_failed=1" "handshake_failed=2" "socks_not_allowed=1" "http_407=1" "bad_proxy_header=1"; do
     grep -q "$want" <<<"$stats" && ok "counter $want" || fail "counter $want missing in: $stats"
 done

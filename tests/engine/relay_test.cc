@@ -871,5 +871,55 @@ TEST_F(RelayTest, RejectedRouteResetsTheClient) {
     expect_finished(CloseCause::rejected);
 }
 
+TEST_F(RelayTest, ProxyHeaderPhaseConsumesTheHeaderThenSniffsOrConnects) {
+    r.on_start(0, StartOutcome::proxy_header, out);
+    EXPECT_EQ(r.phase(), Relay::Phase::sniffing);
+    const Action* t = find(ActionType::arm_timer);
+    ASSERT_NE(t, nullptr);
+    EXPECT_EQ(t->deadline_ms, plan::Timeouts{}.handshake_ms) << "a PROXY header may take >= 3 s";
+    out.clear();
+    r.on_recv(1, C, 100, true, 5, true, out);  // header (28 bytes) + 72 bytes of payload
+    ASSERT_NE(find(ActionType::sniff), nullptr);
+    out.clear();
+    r.consume(C, 28, out);
+    EXPECT_EQ(released(), 0) << "the buffer still holds payload";
+    EXPECT_EQ(r.queued_off(C), 28u);
+    // The route needs a name: sniff again at once (bytes are queued), under the sniff timeout.
+    r.on_routed(2, StartOutcome::sniff, out);
+    EXPECT_EQ(r.phase(), Relay::Phase::sniffing);
+    const Action* s = find(ActionType::sniff);
+    ASSERT_NE(s, nullptr);
+    t = find(ActionType::arm_timer);
+    ASSERT_NE(t, nullptr);
+    EXPECT_EQ(t->deadline_ms, 2u + plan::Timeouts{}.sniff_ms);
+    out.clear();
+    r.on_routed(3, StartOutcome::ok, out);
+    out.clear();
+    r.on_connect(4, 0, out);
+    expect_send(U, 5, 28, 72);  // the payload after the header, not the header
+}
+
+TEST_F(RelayTest, ConsumeReleasesWholeBuffers) {
+    r.on_start(0, StartOutcome::proxy_header, out);
+    r.on_recv(1, C, 10, true, 1, true, out);
+    r.on_recv(1, C, 10, true, 2, true, out);
+    out.clear();
+    r.consume(C, 14, out);
+    EXPECT_EQ(released(), 1);
+    EXPECT_EQ(r.queued(C), 1);
+    EXPECT_EQ(r.queued_head(C), 2);
+    EXPECT_EQ(r.queued_off(C), 4u);
+}
+
+TEST_F(RelayTest, BadProxyHeaderResetsTheClient) {
+    r.on_start(0, StartOutcome::proxy_header, out);
+    r.on_recv(1, C, 10, true, 1, true, out);
+    out.clear();
+    r.on_routed(2, StartOutcome::bad_proxy_header, out);
+    r.on_recv(2, C, -ECANCELED, false, 0, false, out);
+    r.on_cancel_done(C, out);
+    expect_finished(CloseCause::bad_proxy_header);
+}
+
 }  // namespace
 }  // namespace tp::engine

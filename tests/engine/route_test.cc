@@ -88,5 +88,15 @@ TEST(Route, PrefixLengthsAtBitBoundaries) {
     EXPECT_EQ(t.match(addr("2001:db8:8000::1", 1), false, ""), RouteTable::no_match);
 }
 
+TEST(Route, TrustedSources) {
+    std::vector<plan::Prefix> trusted = {prefix("127.0.0.0", 8), prefix("2001:db8::", 64)};
+    EXPECT_TRUE(in_prefixes(trusted, addr("127.0.0.1", 1)));
+    EXPECT_TRUE(in_prefixes(trusted, addr("::ffff:127.9.9.9", 1)));
+    EXPECT_TRUE(in_prefixes(trusted, addr("2001:db8::5", 1)));
+    EXPECT_FALSE(in_prefixes(trusted, addr("192.0.2.1", 1)));
+    EXPECT_FALSE(in_prefixes(trusted, addr("2001:db8:1::5", 1)));
+    EXPECT_FALSE(in_prefixes({}, addr("127.0.0.1", 1)));
+}
+
 }  // namespace
 }  // namespace tp::engine
