@@ -1,5 +1,6 @@
 // load_config_file/text: raw checks -> YAML tree -> validated model -> plan + kernel set-up.
 
+#include <algorithm>
 #include <cstring>
 
 #include "config/file_text.h"
@@ -62,7 +63,15 @@ LoadResult load(const std::string& text, const std::string& name, const std::str
     out.kernel.nft_batch = generate_nft(*model);
     generate_routes(*model, out.kernel);
     out.capture_local = model->capture_local;
+    out.user = model->user;
+    out.group = model->group;
     for (const Rule& r : model->rules) {
+        for (const std::string& i : r.interfaces) {
+            if (std::find(out.interfaces.begin(), out.interfaces.end(), i) ==
+                out.interfaces.end()) {
+                out.interfaces.push_back(i);
+            }
+        }
         if (r.action == Action::bypass) {
             continue;
         }

@@ -36,6 +36,7 @@ class Reader : public ValueReader {
   private:
     void read_routing(const YamlNode& n, Model& m, ModelWhere& w);
     void read_nftables(const YamlNode& n, Model& m);
+    void read_account(const YamlNode& n, const char* key, std::string& out);
     void read_listener(const YamlNode& n, const std::string& path, Model& m, ModelWhere& w);
     void read_upstream(const YamlNode& n, const std::string& path, plan::Listener& l);
     void read_routes(const YamlNode& n, const std::string& path, plan::Listener& l);
@@ -88,7 +89,7 @@ std::optional<Model> Reader::read(const YamlNode& root) {
     }
     if (!check_map(root, "",
                    {"workers", "routing", "nftables", "capture_local", "allow_all", "listeners",
-                    "rules", "drain_timeout", "log_connections", "upstreams"})) {
+                    "rules", "drain_timeout", "log_connections", "user", "group", "upstreams"})) {
         return std::nullopt;
     }
     if (const YamlNode* n = root.find("workers")) {
@@ -112,6 +113,11 @@ std::optional<Model> Reader::read(const YamlNode& root) {
     }
     if (const YamlNode* n = root.find("log_connections")) {
         m.log_connections = boolean(*n, "log_connections").value_or(false);
+    }
+    for (const char* key : {"user", "group"}) {
+        if (const YamlNode* n = root.find(key)) {
+            read_account(*n, key, std::string(key) == "user" ? m.user : m.group);
+        }
     }
     if (const YamlNode* n = root.find("drain_timeout")) {
         m.drain_timeout_ms = duration(*n, "drain_timeout").value_or(m.drain_timeout_ms);
@@ -195,6 +201,25 @@ void Reader::read_routing(const YamlNode& n, Model& m, ModelWhere& w) {
             r.priority = static_cast<uint32_t>(*p);
         }
     }
+}
+
+// A user or group name (resolved when tpengine switches to it, not here) or a numeric id.
+void Reader::read_account(const YamlNode& n, const char* key, std::string& out) {
+    auto s = string(n, key);
+    if (!s) {
+        return;
+    }
+    bool ok =
+        !s->empty() && s->size() <= 32 && (*s)[0] != '-' &&
+        std::all_of(s->begin(), s->end(), [](char c) {
+            return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.';
+        });
+    if (!ok) {
+        err(n, key,
+            "\"" + *s + "\" is not a user or group name (A-Z a-z 0-9 _ - ., at most 32) or id");
+        return;
+    }
+    out = *s;
 }
 
 void Reader::read_nftables(const YamlNode& n, Model& m) {
@@ -296,14 +321,15 @@ void Reader::read_listener(const YamlNode& n, const std::string& path, Model& m,
             }
             if (const YamlNode* t = v->find("connect")) {
                 l.timeouts.connect_ms =
-                    duration(*t, join(tp, "connect")).value_or(l.timeouts.connect_ms);
+                    duration(*t, join(tp, "connect"), true).value_or(l.timeouts.connect_ms);
             }
             if (const YamlNode* t = v->find("idle")) {
-                l.timeouts.idle_ms = duration(*t, join(tp, "idle")).value_or(l.timeouts.idle_ms);
+                l.timeouts.idle_ms =
+                    duration(*t, join(tp, "idle"), true).value_or(l.timeouts.idle_ms);
             }
             if (const YamlNode* t = v->find("half_closed")) {
                 l.timeouts.half_closed_ms =
-                    duration(*t, join(tp, "half_closed")).value_or(l.timeouts.half_closed_ms);
+                    duration(*t, join(tp, "half_closed"), true).value_or(l.timeouts.half_closed_ms);
             }
         }
     }

@@ -147,6 +147,10 @@ void Worker::handle_conn(const UserData& u, const io_uring_cqe* cqe) {
             bool has_buf = cqe->flags & IORING_CQE_F_BUFFER;
             bool more = cqe->flags & IORING_CQE_F_MORE;
             uint16_t bid = static_cast<uint16_t>(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+            if (has_buf) {
+                bufs_.taken(bid);
+                ++recvs_since_trim_;
+            }
             Relay::Phase ph = c.relay.phase();
             bool early = ph == Relay::Phase::sniffing || ph == Relay::Phase::handshaking;
             if (cfg_.splice && has_buf && res == static_cast<int>(bufs_.buffer_size()) &&
