@@ -13,6 +13,8 @@ packages=(
     iproute2 nftables conntrack procps python3 curl iperf3 socat netcat-openbsd nginx-light
     # peers for the performance comparison
     haproxy libnginx-mod-stream linux-perf valgrind
+    # the libFuzzer target (tests/fuzz, ctest label fuzz): clang with its fuzzer/ASan runtimes
+    clang libclang-rt-14-dev
 )
 
 missing=()
