@@ -79,6 +79,13 @@ bool same_listener(const plan::Listener& a, const plan::Listener& b) {
            a.max_connections == b.max_connections;
 }
 
+// What a listening socket is bound with: a change here needs new sockets; any other change
+// is applied to the sockets in place (update_listener) so their accept queues stay.
+bool same_socket(const plan::Listener& a, const plan::Listener& b) {
+    return same_addr(a.address, b.address) && a.v6only == b.v6only &&
+           a.transparent == b.transparent;
+}
+
 // Binds `l` once per worker. Port 0 is resolved by the first bind and reused by the others,
 // so every worker shares one port. On success l.address carries the bound port.
 Result<std::vector<UniqueFd>> bind_all(plan::Listener& l, size_t workers, int index) {
@@ -198,10 +205,12 @@ Result<void> Engine::update(const plan::Plan& plan) {
     size_t n = im.workers.size();
     std::vector<std::shared_ptr<ListenerShared>> next;
     std::vector<std::vector<UniqueFd>> fds;
+    std::vector<std::shared_ptr<ListenerShared>> replaces;  // in-place changes
     plan::Plan resolved = plan;
     for (size_t i = 0; i < resolved.listeners.size(); ++i) {
         plan::Listener& l = resolved.listeners[i];
         std::shared_ptr<ListenerShared> keep;
+        std::shared_ptr<ListenerShared> alter;
         for (size_t j = 0; j < im.plan.listeners.size(); ++j) {
             const plan::Listener& old = im.plan.listeners[j];
             plan::Listener probe = l;
@@ -211,11 +220,23 @@ Result<void> Engine::update(const plan::Plan& plan) {
             if (old.name == l.name && same_listener(old, probe)) {
                 keep = im.listeners[j];
                 l = old;
+            } else if (old.name == l.name && same_socket(old, probe)) {
+                alter = im.listeners[j];
+                l = probe;
             }
         }
         if (keep) {
             next.push_back(keep);
             fds.emplace_back();
+            replaces.emplace_back();
+            continue;
+        }
+        if (alter) {
+            auto shared = std::make_shared<ListenerShared>(alter->counter);
+            shared->cfg = l;
+            next.push_back(std::move(shared));
+            fds.emplace_back();
+            replaces.push_back(alter);
             continue;
         }
         auto r = bind_all(l, n, static_cast<int>(i));
@@ -226,13 +247,14 @@ Result<void> Engine::update(const plan::Plan& plan) {
         shared->cfg = l;
         next.push_back(std::move(shared));
         fds.push_back(std::move(r.value()));
+        replaces.emplace_back();
     }
     auto self = build_self_set(next);
     for (size_t w = 0; w < n; ++w) {
         Worker::Command cmd{Worker::CommandType::set_listeners, {}, self};
         for (size_t i = 0; i < next.size(); ++i) {
             UniqueFd fd = fds[i].empty() ? UniqueFd() : std::move(fds[i][w]);
-            cmd.listeners.push_back(WorkerListener{next[i], std::move(fd)});
+            cmd.listeners.push_back(WorkerListener{next[i], std::move(fd), replaces[i]});
         }
         im.workers[w]->post(std::move(cmd));
     }

@@ -131,6 +131,10 @@ void Worker::handle_conn(const UserData& u, const io_uring_cqe* cqe) {
             bool has_buf = cqe->flags & IORING_CQE_F_BUFFER;
             bool more = cqe->flags & IORING_CQE_F_MORE;
             uint16_t bid = static_cast<uint16_t>(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+            if (has_buf) {
+                bufs_.taken(bid);
+                ++recvs_since_trim_;
+            }
             if (cfg_.splice && has_buf && res == static_cast<int>(bufs_.buffer_size()) &&
                 !c.splice[idx(side)]) {
                 start_splice(c, side);  // a full buffer: bulk; splice from the next receive

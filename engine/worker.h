@@ -29,9 +29,16 @@ namespace tp::engine {
 // One listener as the engine sees it: its configuration and the connection count shared by
 // every worker (touched on accept and close only, never per byte).
 struct ListenerShared {
+    ListenerShared() = default;
+    // A reload that changes only settings a socket can take in place makes a new
+    // ListenerShared around the same sockets and the same connection count.
+    explicit ListenerShared(std::shared_ptr<std::atomic<uint32_t>> count)
+        : counter(std::move(count)) {}
+
     plan::Listener cfg;
     bool fixed_is_self = false;  // the fixed upstream is one of our own listeners
-    std::atomic<uint32_t> active{0};
+    std::shared_ptr<std::atomic<uint32_t>> counter = std::make_shared<std::atomic<uint32_t>>(0);
+    std::atomic<uint32_t>& active = *counter;
 };
 
 // A listener handed to one worker: the shared part plus this worker's own socket. An invalid
@@ -39,6 +46,8 @@ struct ListenerShared {
 struct WorkerListener {
     std::shared_ptr<ListenerShared> shared;
     UniqueFd fd;
+    // Set for an in-place reload: the listener (and socket) this one takes over.
+    std::shared_ptr<ListenerShared> replaces = nullptr;
 };
 
 struct WorkerConfig {
@@ -99,6 +108,7 @@ class Worker {
         uint32_t arm_gen = 0;
         bool armed = false;         // a multishot accept is in flight
         bool retired = false;       // removed by reload or stopped
+        bool serve_queue = false;   // retired by reload: what its queue holds is still served
         bool limit_paused = false;  // max_connections reached
         uint64_t resume_at_ms = 0;  // fd exhaustion pause
         std::vector<int> held;      // accepted, waiting for a place (max_connections, fds)
@@ -136,7 +146,8 @@ class Worker {
 
     void arm_accept(uint32_t li);
     void cancel_accept(uint32_t li);
-    void retire_listener(uint32_t li);
+    void retire_listener(uint32_t li, bool serve_queue);
+    void finish_retire(uint32_t li);
     void maybe_arm_accept(uint32_t li);
     void pause_for_limit(uint32_t li);
     void try_resume(uint32_t li);
@@ -162,6 +173,7 @@ class Worker {
     void force_close_remaining();
     void release_buf(uint16_t b);
     void check_lingering(bool force);
+    void maybe_trim();
     uint64_t now_ms() const;
     void log_limited(const char* msg, int err);
 
@@ -202,7 +214,10 @@ class Worker {
     uint64_t epoch_ns_ = 0;
     uint64_t now_ = 0;  // ms since the worker started, updated once per batch
     uint64_t last_log_ms_ = 0;
-    uint64_t fd_recover_until_ms_ = 0;  // check accepted sockets for gone clients until then
+    uint64_t fd_recover_until_ms_ = 0;
+    uint32_t recvs_since_trim_ = 0;  // buffer receives since the ring was last trimmed
+    uint32_t recvs_at_check_ = 0;
+    uint64_t next_trim_check_ms_ = 0;  // check accepted sockets for gone clients until then
     bool log_ever_ = false;
     bool accepting_ = true;
     bool exit_requested_ = false;
