@@ -1,6 +1,7 @@
 // `tpengine -c FILE`: load the rule set, bring the listeners up, apply the kernel set-up under
 // an undo journal, serve, reload on SIGHUP, and take the rules out before the listeners close.
 // Also --check (validate + preflight), --dry-run (print), --cleanup (sweep) and --no-rules.
+#include <mimalloc.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -19,6 +20,7 @@
 #include "config/cleanup.h"
 #include "config/kernel_apply.h"
 #include "config/load.h"
+#include "config/nft_bigsets.h"
 #include "config/preflight.h"
 #include "engine/engine.h"
 #include "tools/tpengine/commands.h"
@@ -383,6 +385,14 @@ std::string engine_error(const Error& e) {
     return std::string(e.what) + ": " + std::strerror(e.code);
 }
 
+// What a running process keeps of its rule set is small: big sets' elements become a count
+// and a hash (enough to compare a reload with), and the memory the load used goes back.
+void keep_small(config::LoadedConfig& c) {
+    c.kernel.nft_batch = config::compact_batch(c.kernel.nft_batch);
+    c.kernel.nft_batch.shrink_to_fit();
+    mi_collect(true);
+}
+
 int do_run(const Options& o) {
     config::LoadedConfig current;
     if (!load(o, current, "nothing applied")) {
@@ -428,6 +438,7 @@ int do_run(const Options& o) {
             return kExitFailure;
         }
     }
+    keep_small(current);
     log_line(running_line(current, o.no_rules));
     std::fflush(stderr);
 
@@ -468,7 +479,7 @@ int do_run(const Options& o) {
         }
         if (applier) {
             bool same = next.kernel.nft_table == current.kernel.nft_table &&
-                        next.kernel.nft_batch == current.kernel.nft_batch &&
+                        config::compact_batch(next.kernel.nft_batch) == current.kernel.nft_batch &&
                         same_routing(next.kernel, current.kernel);
             std::string err;
             if (!same) {
@@ -499,6 +510,7 @@ int do_run(const Options& o) {
             lock = std::move(next_lock);
         }
         current = std::move(next);
+        keep_small(current);
         log_line("reloaded; " + running_line(current, o.no_rules));
     };
     int rc = serve_until_signal(*engine, current.plan.drain_timeout_ms, hooks);
