@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace tp::plan {
@@ -46,7 +47,69 @@ struct Timeouts {
     uint32_t connect_ms = 5'000;
     uint32_t idle_ms = 300'000;
     uint32_t half_closed_ms = 30'000;
+    uint32_t handshake_ms = 10'000;  // an upstream proxy's handshake, after connect
+    uint32_t sniff_ms = 300;         // waiting for the client's first bytes to sniff a name
 };
+
+// Upstreams and routes (issue 10): where a connection goes, chosen per destination and domain.
+enum class UpstreamKind : uint8_t { direct, socks5, http, reject };
+enum class ProxyProtocol : uint8_t { none, v1, v2 };
+
+struct Upstream {
+    std::string name;
+    UpstreamKind kind = UpstreamKind::direct;
+    // direct: where to (original or `address`), from which source, with a PROXY header or not.
+    UpstreamTarget target = UpstreamTarget::original;
+    SockAddr address;  // direct with a fixed `to`; the proxy for socks5 and http
+    SourceMode source = SourceMode::proxy;
+    ProxyProtocol proxy_protocol = ProxyProtocol::none;
+    // socks5 / http: credentials as read from their files (never printed).
+    std::string username;
+    std::string password;
+    std::string credentials;  // http: "user:password"
+    bool udp = false;         // socks5: UDP ASSOCIATE for UDP flows
+    bool pipeline = false;    // socks5: greeting, credentials and request in one write
+    bool by_domain = false;   // socks5/http: ask the proxy for the sniffed name, not the address
+};
+
+struct Prefix {
+    int family = AF_INET;
+    uint8_t addr[16] = {};
+    uint8_t len = 0;
+};
+
+// One route: every condition given must match (an empty one matches anything); domains are
+// known only for sniffed connections. First match wins.
+struct Route {
+    std::vector<Prefix> destinations;
+    std::vector<std::pair<uint16_t, uint16_t>> ports;  // inclusive ranges
+    std::vector<std::string> domains;                  // exact names, lower case
+    std::vector<std::string> suffixes;                 // a name and all names below it
+    uint32_t upstream = 0;                             // index into Listener::upstreams
+};
+
+// Which transport a listener serves. `both` binds a TCP and a UDP socket on the same address.
+enum class Protocol : uint8_t { tcp, udp, both };
+
+// UDP flow settings of a listener that serves UDP. A flow is keyed by the client's address and
+// port (endpoint-independent mapping); every *_ms is an idle timeout, 0 = never expires.
+struct Udp {
+    uint32_t idle_ms = 60'000;      // default idle timeout of a flow
+    uint32_t dns_idle_ms = 10'000;  // flows whose first datagram went to port 53
+    // A port-53 flow ends as soon as every query it sent has had an answer (nginx's
+    // proxy_responses idea): DNS clients use a fresh port per query, so holding them is waste.
+    bool dns_close_after_answer = true;
+    uint32_t quic_idle_ms = 30'000;  // flows whose first datagram went to port 443
+    // At a limit the least recently used flow (of the worker, or of that client) is evicted if
+    // it has been idle for at least a second; otherwise the new flow is shed. Both are counted.
+    uint32_t max_flows_per_worker = 65'536;  // > 0
+    uint32_t max_flows_per_client = 4'096;   // > 0; per client IP (all its ports) per worker
+    uint32_t max_datagram = 65'507;          // 1..65507; larger datagrams are dropped, counted
+};
+
+// Accepting the PROXY protocol on a listener: from trusted sources only, the header's
+// addresses replace the connection's own (client, original destination).
+enum class AcceptProxy : uint8_t { none, v1, v2, any };
 
 struct Listener {
     std::string name;  // unique within a plan; reload matches listeners by name
@@ -63,6 +126,15 @@ struct Listener {
 
     Timeouts timeouts;
     uint32_t max_connections = 65'536;  // across all workers; 0 = unlimited
+
+    // Routes, if any, decide per connection; no route matching keeps the fields above.
+    std::vector<Upstream> upstreams;
+    std::vector<Route> routes;
+    AcceptProxy accept_proxy = AcceptProxy::none;
+    std::vector<Prefix> accept_proxy_from;  // trusted sources; others connect without a header
+
+    Protocol protocol = Protocol::tcp;  // TCP-only fields above are ignored for a udp listener
+    Udp udp;                            // used when protocol is udp or both
 };
 
 struct Plan {
@@ -75,6 +147,9 @@ struct Plan {
     uint32_t buffers_per_worker = 1'024;  // ring maximum per worker (power of 2)
     uint32_t drain_timeout_ms = 10'000;   // graceful stop: live connections may finish until then
     bool log_connections = false;         // one line per connection on stderr (-v)
+    // UDP replies leave from sockets bound to the original destination; each worker caches at
+    // most this many (least recently used closed first). > 0.
+    uint32_t udp_reply_sockets_per_worker = 4'096;
     std::vector<Listener> listeners;
 };
 

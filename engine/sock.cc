@@ -7,6 +7,7 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 
@@ -82,6 +83,15 @@ Result<UniqueFd> make_listener(const plan::Listener& l) {
         return errno_error("listen");
     }
     return fd;
+}
+
+void update_listener(int fd, const plan::Listener& was, const plan::Listener& now) {
+    if (was.fast_open != now.fast_open) {  // allowed in LISTEN state; 0 turns it off
+        set_int(fd, IPPROTO_TCP, TCP_FASTOPEN, now.fast_open ? 256 : 0);
+    }
+    if (was.backlog != now.backlog) {
+        listen(fd, now.backlog);  // on a listening socket: only the queue's limit changes
+    }
 }
 
 plan::SockAddr unmap_v4(const plan::SockAddr& a) {
@@ -215,6 +225,18 @@ Result<UniqueFd> make_upstream(const plan::SockAddr& target, plan::SourceMode so
 void set_linger_reset(int fd) {
     linger lg{1, 0};
     setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+}
+
+bool client_gone(int fd) {
+    char b;
+    ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n > 0) {
+        return false;  // a request is waiting: serve it even if the client closed since
+    }
+    if (n == 0) {
+        return true;  // FIN without a byte: a client that gave up while queued
+    }
+    return errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;  // ECONNRESET...
 }
 
 std::string format_addr(const plan::SockAddr& a) {

@@ -17,6 +17,10 @@ namespace tp::engine {
 // A bound, listening SO_REUSEPORT socket for one worker.
 Result<UniqueFd> make_listener(const plan::Listener& l);
 
+// Reload: the settings of a listening socket that change without a new socket (fast_open,
+// backlog), so its accept queue and the connections in it stay.
+void update_listener(int fd, const plan::Listener& was, const plan::Listener& now);
+
 // The original destination of accepted socket `fd`. False when it cannot be found.
 bool original_destination(int fd, const plan::Listener& l, plan::SockAddr& out);
 
@@ -29,6 +33,11 @@ Result<UniqueFd> make_upstream(const plan::SockAddr& target, plan::SourceMode so
                                const plan::SockAddr& client, uint32_t mark, bool fast_open);
 
 void set_linger_reset(int fd);  // SO_LINGER {1, 0}: close() sends RST
+
+// True when the client of accepted socket `fd` is already gone: it reset the connection, or
+// it closed it without sending a byte. One non-blocking MSG_PEEK; used only where accepted
+// sockets are likely stale (a backlog that waited out fd exhaustion or max_connections).
+bool client_gone(int fd);
 
 std::string format_addr(const plan::SockAddr& a);
 plan::SockAddr peer_addr(int fd);

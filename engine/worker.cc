@@ -175,7 +175,7 @@ bool Worker::needs_tick() const {
     // An idle worker sleeps until something arrives instead of waking ten times a second
     // (gateways idle most of the time). Anything with a deadline keeps the tick going.
     if (pool_.used() > 0 || !lingering_.empty() || !starved_.empty() || exit_requested_ ||
-        closing_all_) {
+        closing_all_ || recvs_since_trim_ > 0) {
         return true;
     }
     for (const auto& l : listeners_) {
@@ -202,7 +202,7 @@ void Worker::handle(const io_uring_cqe* cqe) {
                 ListenerState& l = *listeners_[u.slot];
                 l.armed = false;
                 if (l.retired) {
-                    l.fd.reset();
+                    finish_retire(u.slot);
                 } else {
                     maybe_arm_accept(u.slot);
                 }
@@ -232,9 +232,12 @@ void Worker::handle_accept(uint32_t li, const io_uring_cqe* cqe) {
     ListenerState& l = *listeners_[li];
     int res = cqe->res;
     if (res >= 0) {
-        if (l.retired || !accepting_) {
+        if ((l.retired && !l.serve_queue) || !accepting_) {
             set_linger_reset(res);
             ::close(res);
+            return;
+        }
+        if (now_ < fd_recover_until_ms_ && drop_if_gone(res)) {
             return;
         }
         if (!take_place(*l.shared)) {
@@ -242,7 +245,9 @@ void Worker::handle_accept(uint32_t li, const io_uring_cqe* cqe) {
             pause_for_limit(li);
             return;
         }
-        start_conn(li, res);
+        if (!start_conn(li, res)) {
+            return;
+        }
         uint32_t max = l.shared->cfg.max_connections;
         if (max > 0 && l.shared->active.load(std::memory_order_relaxed) >= max) {
             pause_for_limit(li);
@@ -255,16 +260,39 @@ void Worker::handle_accept(uint32_t li, const io_uring_cqe* cqe) {
         case ENOBUFS:
         case ENOMEM:
             // Pause briefly instead of spinning on a listener the kernel keeps reporting.
-            l.resume_at_ms = now_ + kFdPauseMs;
-            WorkerStats::add(stats_.accept_paused, 1);
             log_limited("accept paused (out of file descriptors or memory)", -res);
-            if (cqe->flags & IORING_CQE_F_MORE) {
-                cancel_accept(li);
-            }
+            fd_exhausted(li);
             return;
         default:  // ECANCELED (ours), ECONNABORTED...: nothing to do
             return;
     }
+}
+
+// Out of descriptors (accept or the upstream socket): pause this listener briefly, and check
+// what the backlog holds for a while once accepting again.
+void Worker::fd_exhausted(uint32_t li) {
+    ListenerState& l = *listeners_[li];
+    fd_recover_until_ms_ = now_ + kFdPauseMs + kFdRecoverMs;
+    if (l.resume_at_ms > now_) {
+        return;  // already paused
+    }
+    l.resume_at_ms = now_ + kFdPauseMs;
+    WorkerStats::add(stats_.accept_paused, 1);
+    if (l.armed) {
+        cancel_accept(li);
+    }
+}
+
+// A client that reset or closed without a byte while its connection waited in the backlog
+// (or in `held`) is dropped here, before it costs an upstream socket and connect.
+bool Worker::drop_if_gone(int fd) {
+    if (!client_gone(fd)) {
+        return false;
+    }
+    set_linger_reset(fd);
+    ::close(fd);
+    WorkerStats::add(stats_.stale_dropped, 1);
+    return true;
 }
 
 bool Worker::take_place(ListenerShared& l) {
@@ -323,13 +351,19 @@ void Worker::try_resume(uint32_t li) {
     if (!l.limit_paused) {
         return;
     }
-    while (!l.held.empty() && accepting_ && !l.retired) {
+    while (!l.held.empty() && accepting_ && (!l.retired || l.serve_queue)) {
         if (!take_place(*l.shared)) {
             return;
         }
         int fd = l.held.front();
         l.held.erase(l.held.begin());
-        start_conn(li, fd);
+        if (drop_if_gone(fd)) {  // it waited: its client may have given up meanwhile
+            l.shared->active.fetch_sub(1, std::memory_order_relaxed);
+            continue;
+        }
+        if (!start_conn(li, fd)) {
+            return;  // still out of descriptors: the tick tries again
+        }
     }
     uint32_t max = l.shared->cfg.max_connections;
     if (max == 0 || l.shared->active.load(std::memory_order_relaxed) < max) {
@@ -356,6 +390,28 @@ void Worker::on_tick() {
         retry_starved(starved_.size());
     }
     check_lingering(false);
+    maybe_trim();
+}
+
+// Returns the provided buffers' pages once the traffic that touched them is gone: a burst or a
+// set of stalled readers would otherwise leave the whole ring resident for good.
+void Worker::maybe_trim() {
+    if (recvs_since_trim_ == 0) {
+        return;
+    }
+    bool idle = pool_.used() == 0;
+    if (!idle && now_ < next_trim_check_ms_) {
+        return;
+    }
+    uint32_t recent = recvs_since_trim_ - recvs_at_check_;
+    recvs_at_check_ = recvs_since_trim_;
+    next_trim_check_ms_ = now_ + kTrimCheckMs;
+    if (recent > bufs_.count() / kTrimQuiet) {
+        return;  // still busy: the pages would be faulted straight back in
+    }
+    // Buffers still held are trimmed on a later pass, once they are back in the ring.
+    recvs_since_trim_ = bufs_.trim() > 0 ? 1 : 0;
+    recvs_at_check_ = recvs_since_trim_;
 }
 
 void Worker::on_wake() {
@@ -377,10 +433,23 @@ void Worker::apply(Command& cmd) {
                 ListenerState& l = *listeners_[li];
                 bool kept = false;
                 for (const WorkerListener& w : cmd.listeners) {
-                    kept = kept || w.shared == l.shared;
+                    kept = kept || w.shared == l.shared || (w.replaces && w.replaces == l.shared);
                 }
                 if (!kept) {
-                    retire_listener(li);
+                    retire_listener(li, true);  // its replacement is bound already
+                }
+            }
+            for (uint32_t li = 0; li < listeners_.size(); ++li) {
+                ListenerState& l = *listeners_[li];
+                for (const WorkerListener& w : cmd.listeners) {
+                    if (w.replaces && w.replaces == l.shared && !l.retired) {
+                        // Same socket, new settings: new connections get them from now on.
+                        if (l.fd.valid()) {
+                            update_listener(l.fd.get(), l.shared->cfg, w.shared->cfg);
+                        }
+                        l.shared = w.shared;
+                        try_resume(li);  // max_connections may have grown
+                    }
                 }
             }
             for (WorkerListener& w : cmd.listeners) {
@@ -415,30 +484,74 @@ void Worker::apply(Command& cmd) {
     }
 }
 
-// A retired listener accepts no more: connections it held back (over max_connections) are
-// reset, and its socket closes once the multishot accept's cancellation completes.
-void Worker::retire_listener(uint32_t li) {
+// A retired listener accepts no more: its socket closes once the multishot accept's
+// cancellation completes. Retired by a reload (`serve_queue`), it first serves what was
+// already accepted or queued (its replacement, bound before, takes the new arrivals), so a
+// reload resets nobody; stopped, it resets what it held back.
+void Worker::retire_listener(uint32_t li, bool serve_queue) {
     ListenerState& l = *listeners_[li];
     if (l.retired) {
+        if (!serve_queue) {
+            l.serve_queue = false;
+        }
+        if (!serve_queue && !l.held.empty()) {
+            for (int fd : l.held) {
+                set_linger_reset(fd);
+                ::close(fd);
+            }
+            l.held.clear();
+        }
         return;
     }
     l.retired = true;
-    for (int fd : l.held) {
-        set_linger_reset(fd);
-        ::close(fd);
+    l.serve_queue = serve_queue && accepting_;
+    if (!l.serve_queue) {
+        for (int fd : l.held) {
+            set_linger_reset(fd);
+            ::close(fd);
+        }
+        l.held.clear();
     }
-    l.held.clear();
     if (l.armed) {
         cancel_accept(li);
     } else {
-        l.fd.reset();
+        finish_retire(li);
     }
+}
+
+// The retired listener's multishot accept has ended. Closing a listening socket resets the
+// connections in its accept queue, so a reload first accepts them (non-blocking, until the
+// queue is empty) and relays them like any other; the socket closes right after, in the same
+// pass. Left to chance: a handshake still in SYN_RECV on this socket at that instant.
+void Worker::finish_retire(uint32_t li) {
+    ListenerState& l = *listeners_[li];
+    if (l.serve_queue && accepting_ && l.fd.valid()) {
+        int fl = fcntl(l.fd.get(), F_GETFL);
+        if (fl >= 0 && fcntl(l.fd.get(), F_SETFL, fl | O_NONBLOCK) == 0) {
+            for (;;) {
+                int fd = accept4(l.fd.get(), nullptr, nullptr, SOCK_CLOEXEC);
+                if (fd < 0) {
+                    if (errno == EMFILE || errno == ENFILE) {
+                        log_limited("retired listener's queue not drained", errno);
+                    }
+                    break;  // EAGAIN: the queue is empty
+                }
+                if (!take_place(*l.shared)) {
+                    l.held.push_back(fd);
+                    l.limit_paused = true;
+                    continue;
+                }
+                start_conn(li, fd);
+            }
+        }
+    }
+    l.fd.reset();
 }
 
 void Worker::stop_accepting() {
     accepting_ = false;
     for (uint32_t li = 0; li < listeners_.size(); ++li) {
-        retire_listener(li);
+        retire_listener(li, false);
     }
 }
 

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstdint>
 
+#include "engine/handshake/common.h"
 #include "engine/stats.h"
 
 namespace tp::engine {
@@ -16,7 +17,9 @@ struct alignas(64) WorkerStats {
     Counter bytes_up{0};
     Counter bytes_down{0};
     Counter accept_paused{0};
+    Counter stale_dropped{0};
     Counter closed[static_cast<size_t>(CloseCause::count_)]{};
+    Counter handshake[static_cast<size_t>(hs::Cause::count_)]{};  // failures by cause
 
     static void add(Counter& c, uint64_t n) {
         c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
@@ -32,8 +35,12 @@ struct alignas(64) WorkerStats {
         s.bytes_up = bytes_up.load(std::memory_order_relaxed);
         s.bytes_down = bytes_down.load(std::memory_order_relaxed);
         s.accept_paused = accept_paused.load(std::memory_order_relaxed);
+        s.stale_dropped = stale_dropped.load(std::memory_order_relaxed);
         for (size_t i = 0; i < s.closed.size(); ++i) {
             s.closed[i] = closed[i].load(std::memory_order_relaxed);
+        }
+        for (size_t i = 0; i < s.handshake.size(); ++i) {
+            s.handshake[i] = handshake[i].load(std::memory_order_relaxed);
         }
         return s;
     }
