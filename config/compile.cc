@@ -63,6 +63,8 @@ LoadResult load(const std::string& text, const std::string& name, const std::str
     out.kernel.nft_batch = generate_nft(*model);
     generate_routes(*model, out.kernel);
     out.capture_local = model->capture_local;
+    out.user = model->user;
+    out.group = model->group;
     for (const Rule& r : model->rules) {
         for (const std::string& i : r.interfaces) {
             if (std::find(out.interfaces.begin(), out.interfaces.end(), i) ==

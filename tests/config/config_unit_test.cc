@@ -180,7 +180,8 @@ TEST(ConfigRaw, CyclicAliasRejected) {
 TEST(ConfigKeys, UnknownKey) {
     EXPECT_EQ(first_error(std::string(kListener) + "rulez: []\n"),
               "t.yaml:4:1: rulez: unknown key \"rulez\" (allowed here: workers, routing, nftables, "
-              "capture_local, allow_all, listeners, rules, drain_timeout, log_connections)");
+              "capture_local, allow_all, listeners, rules, drain_timeout, log_connections, user, "
+              "group, upstreams)");
     EXPECT_EQ(first_error("routing:\n  marc: 1\n"),
               "t.yaml:2:3: routing.marc: unknown key \"marc\" (allowed here: mark, mask, table, "
               "priority, bypass_mark)");
@@ -843,6 +844,27 @@ TEST(ConfigExamples, AllValidate) {
         }
     }
     EXPECT_GE(n, 4);
+}
+
+// --- user / group (privileges.cc resolves them at start) ---
+
+TEST(ConfigAccount, UserAndGroupReachTheLoadedConfig) {
+    LoadedConfig c = load_ok(std::string(kListener) + "user: nobody\ngroup: nogroup\n");
+    EXPECT_EQ(c.user, "nobody");
+    EXPECT_EQ(c.group, "nogroup");
+    LoadedConfig none = load_ok(kListener);
+    EXPECT_EQ(none.user, "");
+    EXPECT_EQ(none.group, "");
+}
+
+TEST(ConfigAccount, BadNamesRejectedWithPosition) {
+    EXPECT_EQ(first_error(std::string(kListener) + "user: \"a b\"\n"),
+              "t.yaml:4:7: user: \"a b\" is not a user or group name (A-Z a-z 0-9 _ - ., at most "
+              "32) or id");
+    EXPECT_EQ(first_error(std::string(kListener) + "group: \"-x\"\n"),
+              "t.yaml:4:8: group: \"-x\" is not a user or group name (A-Z a-z 0-9 _ - ., at most "
+              "32) or id");
+    EXPECT_NE(first_error(std::string(kListener) + "user: [root]\n"), "(accepted)");
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 // an undo journal, serve, reload on SIGHUP, and take the rules out before the listeners close.
 // Also --check (validate + preflight), --dry-run (print), --cleanup (sweep) and --no-rules.
 #include <arpa/inet.h>
+#include <mimalloc.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -20,10 +21,14 @@
 #include "config/cleanup.h"
 #include "config/kernel_apply.h"
 #include "config/load.h"
+#include "config/nft_bigsets.h"
 #include "config/preflight.h"
 #include "config/preflight_env.h"
 #include "engine/engine.h"
+#include "engine/uring_probe.h"
 #include "tools/tpengine/commands.h"
+#include "tools/tpengine/privileges.h"
+#include "tools/tpengine/sd_notify.h"
 #include "tools/tpengine/serve.h"
 
 #ifndef TPENGINE_VERSION
@@ -262,6 +267,11 @@ int do_check(const Options& o) {
         return kExitFailure;
     }
     config::PreflightReport r = config::preflight(cfg, !o.no_rules);
+    engine::UringProbe uring = engine::probe_uring();
+    r.failures.insert(r.failures.end(), uring.problems.begin(), uring.problems.end());
+    if (o.verbose) {
+        r.warnings.insert(r.warnings.end(), uring.notes.begin(), uring.notes.end());
+    }
     for (const std::string& w : r.warnings) {
         std::fprintf(stderr, "tpengine: warning: %s\n", w.c_str());
     }
@@ -445,6 +455,14 @@ std::string engine_error(const Error& e, const plan::Plan& p) {
     return where + e.what + ": " + std::strerror(e.code);
 }
 
+// What a running process keeps of its rule set is small: big sets' elements become a count
+// and a hash (enough to compare a reload with), and the memory the load used goes back.
+void keep_small(config::LoadedConfig& c) {
+    c.kernel.nft_batch = config::compact_batch(c.kernel.nft_batch);
+    c.kernel.nft_batch.shrink_to_fit();
+    mi_collect(true);
+}
+
 int do_run(const Options& o) {
     config::LoadedConfig current;
     if (!load(o, current, "nothing applied")) {
@@ -479,6 +497,20 @@ int do_run(const Options& o) {
             return kExitFailure;
         }
     }
+    if (engine::UringProbe uring = engine::probe_uring(); !uring.ok()) {
+        for (const std::string& p : uring.problems) {
+            log_line(p);
+        }
+        log_line("cannot run on this kernel; nothing applied");
+        return kExitFailure;
+    }
+    // Before the workers exist, so that every thread inherits the reduced set.
+    PrivilegeRequest privileges{needed_capabilities(current.plan, true), current.user,
+                                current.group};
+    if (std::string err = drop_privileges(privileges); !err.empty()) {
+        log_line(err + "; nothing applied");
+        return kExitFailure;
+    }
     // Listeners first: rules must never point at a port nobody listens on.
     auto started = engine::Engine::start(current.plan);
     if (!started) {
@@ -507,8 +539,10 @@ int do_run(const Options& o) {
             return kExitFailure;
         }
     }
+    keep_small(current);
     log_line(running_line(current, o.no_rules));
     std::fflush(stderr);
+    notify_ready(running_line(current, o.no_rules));
 
     bool removal_failed = false;
     ServeHooks hooks;
@@ -548,7 +582,7 @@ int do_run(const Options& o) {
         }
         if (applier) {
             bool same = next.kernel.nft_table == current.kernel.nft_table &&
-                        next.kernel.nft_batch == current.kernel.nft_batch &&
+                        config::compact_batch(next.kernel.nft_batch) == current.kernel.nft_batch &&
                         same_routing(next.kernel, current.kernel);
             std::string err;
             if (!same) {
@@ -579,7 +613,9 @@ int do_run(const Options& o) {
             lock = std::move(next_lock);
         }
         current = std::move(next);
+        keep_small(current);
         log_line("reloaded; " + running_line(current, o.no_rules));
+        (void)sd_notify_state("STATUS=" + running_line(current, o.no_rules));
     };
     int rc = serve_until_signal(*engine, current.plan.drain_timeout_ms, hooks);
     engine.reset();

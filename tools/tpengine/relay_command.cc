@@ -12,7 +12,10 @@
 
 #include "config/duration.h"
 #include "engine/engine.h"
+#include "engine/uring_probe.h"
 #include "tools/tpengine/commands.h"
+#include "tools/tpengine/privileges.h"
+#include "tools/tpengine/sd_notify.h"
 #include "tools/tpengine/serve.h"
 
 namespace tp::tools {
@@ -292,6 +295,17 @@ int relay_main(int argc, char** argv) {
     p.log_connections = verbose;
     p.listeners.push_back(l);
 
+    if (engine::UringProbe uring = engine::probe_uring(); !uring.ok()) {
+        for (const std::string& why : uring.problems) {
+            std::fprintf(stderr, "tpengine relay: %s\n", why.c_str());
+        }
+        return 1;
+    }
+    // Before the workers exist, so that every thread inherits the reduced set.
+    if (std::string err = drop_privileges({needed_capabilities(p, false), {}, {}}); !err.empty()) {
+        std::fprintf(stderr, "tpengine relay: %s\n", err.c_str());
+        return 1;
+    }
     auto started = engine::Engine::start(p);
     if (!started) {
         const Error& e = started.error();
@@ -307,6 +321,7 @@ int relay_main(int argc, char** argv) {
         std::fprintf(stderr, "tpengine: io_uring mode %s\n", eng.ring_mode());
     }
     std::fflush(stderr);
+    notify_ready("relay listening on " + addr_text(bound.empty() ? l.address : bound[0]));
     return serve_until_signal(eng, p.drain_timeout_ms, ServeHooks{});
 }
 
