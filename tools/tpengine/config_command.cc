@@ -2,6 +2,7 @@
 // an undo journal, serve, reload on SIGHUP, and take the rules out before the listeners close.
 // Also --check (validate + preflight), --dry-run (print), --cleanup (sweep) and --no-rules.
 #include <arpa/inet.h>
+#include <mimalloc.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -21,6 +22,7 @@
 #include "config/conntrack_flush.h"
 #include "config/kernel_apply.h"
 #include "config/load.h"
+#include "config/nft_bigsets.h"
 #include "config/preflight.h"
 #include "config/preflight_env.h"
 #include "config/preflight_tproxy.h"
@@ -455,6 +457,14 @@ std::string engine_error(const Error& e, const plan::Plan& p) {
     return where + e.what + ": " + std::strerror(e.code);
 }
 
+// What a running process keeps of its rule set is small: big sets' elements become a count
+// and a hash (enough to compare a reload with), and the memory the load used goes back.
+void keep_small(config::LoadedConfig& c) {
+    c.kernel.nft_batch = config::compact_batch(c.kernel.nft_batch);
+    c.kernel.nft_batch.shrink_to_fit();
+    mi_collect(true);
+}
+
 // UDP flows that began before the rules: their conntrack entries go (conntrack_flush.h).
 void flush_udp_flows(const config::KernelSetup& k, bool verbose) {
     config::ConntrackFlushResult f = config::flush_udp_conntrack(k);
@@ -548,6 +558,7 @@ int do_run(const Options& o) {
         }
         flush_udp_flows(current.kernel, o.verbose);
     }
+    keep_small(current);
     log_line(running_line(current, o.no_rules));
     std::fflush(stderr);
     notify_ready(running_line(current, o.no_rules));
@@ -590,7 +601,7 @@ int do_run(const Options& o) {
         }
         if (applier) {
             bool same = next.kernel.nft_table == current.kernel.nft_table &&
-                        next.kernel.nft_batch == current.kernel.nft_batch &&
+                        config::compact_batch(next.kernel.nft_batch) == current.kernel.nft_batch &&
                         same_routing(next.kernel, current.kernel);
             std::string err;
             if (!same) {
@@ -624,6 +635,7 @@ int do_run(const Options& o) {
             lock = std::move(next_lock);
         }
         current = std::move(next);
+        keep_small(current);
         log_line("reloaded; " + running_line(current, o.no_rules));
         (void)sd_notify_state("STATUS=" + running_line(current, o.no_rules));
     };
