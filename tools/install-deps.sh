@@ -17,6 +17,10 @@ packages=(
     haproxy libnginx-mod-stream linux-perf valgrind
     # upstream proxies (issue 10): SOCKS5 and HTTP CONNECT servers for tests, redsocks to compare
     dante-server tinyproxy redsocks
+    # the libFuzzer target (tests/fuzz, ctest label fuzz): clang with its fuzzer/ASan runtimes
+    clang libclang-rt-14-dev
+    # UDP comparison (bench/macro/udp_compare.sh): a second, independent UDP load generator
+    sockperf
 )
 
 missing=()
