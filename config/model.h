@@ -55,6 +55,7 @@ struct Model {
     bool allow_all = false;
     uint32_t drain_timeout_ms = 10'000;
     bool log_connections = false;
+    uint64_t memory_limit = 0;  // bytes; 0 = the memory cgroup's limit, if any
     std::vector<plan::Listener> listeners;
     std::vector<Rule> rules;
 };

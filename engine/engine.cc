@@ -150,6 +150,8 @@ Result<std::unique_ptr<Engine>> Engine::start(const plan::Plan& plan) {
     e->impl_ = std::make_unique<Impl>();
     Impl& im = *e->impl_;
     im.plan = plan;
+    auto mem = std::make_shared<MemGuard>();
+    mem->init(plan.memory_limit);
     std::vector<int> cpus = allowed_cpus();
     size_t n = plan.workers ? plan.workers : (cpus.empty() ? 1 : cpus.size());
 
@@ -176,6 +178,9 @@ Result<std::unique_ptr<Engine>> Engine::start(const plan::Plan& plan) {
         wc.log_connections = plan.log_connections;
         wc.splice = std::getenv("TPENGINE_NO_SPLICE") == nullptr;  // A/B switch for benches
         wc.direct_send = std::getenv("TPENGINE_NO_DIRECT_SEND") == nullptr;  // likewise
+        if (mem->enabled()) {
+            wc.mem = mem;
+        }
         auto worker = std::make_unique<Worker>(wc);
         std::vector<WorkerListener> wl;
         for (size_t i = 0; i < im.listeners.size(); ++i) {
@@ -325,6 +330,8 @@ StatsSnapshot Engine::stats() const {
         total.bytes_down += s.bytes_down;
         total.accept_paused += s.accept_paused;
         total.stale_dropped += s.stale_dropped;
+        total.mem_paused += s.mem_paused;
+        total.mem_refused += s.mem_refused;
         for (size_t i = 0; i < s.closed.size(); ++i) {
             total.closed[i] += s.closed[i];
         }

@@ -175,7 +175,7 @@ bool Worker::needs_tick() const {
     // An idle worker sleeps until something arrives instead of waking ten times a second
     // (gateways idle most of the time). Anything with a deadline keeps the tick going.
     if (pool_.used() > 0 || !lingering_.empty() || !starved_.empty() || exit_requested_ ||
-        closing_all_ || recvs_since_trim_ > 0) {
+        closing_all_ || recvs_since_trim_ > 0 || mem_paused_) {
         return true;
     }
     for (const auto& l : listeners_) {
@@ -235,6 +235,15 @@ void Worker::handle_accept(uint32_t li, const io_uring_cqe* cqe) {
         if ((l.retired && !l.serve_queue) || !accepting_) {
             set_linger_reset(res);
             ::close(res);
+            return;
+        }
+        if (cfg_.mem && ++accepts_since_mem_check_ >= kMemCheckAccepts) {
+            check_memory();
+        }
+        if (mem_paused_) {  // accepted before the pause took effect: refused, and counted
+            set_linger_reset(res);
+            ::close(res);
+            WorkerStats::add(stats_.mem_refused, 1);
             return;
         }
         if (now_ < fd_recover_until_ms_ && drop_if_gone(res)) {
@@ -328,8 +337,8 @@ void Worker::cancel_accept(uint32_t li) {
 
 void Worker::maybe_arm_accept(uint32_t li) {
     ListenerState& l = *listeners_[li];
-    if (!l.armed && !l.retired && accepting_ && !l.limit_paused && now_ >= l.resume_at_ms &&
-        l.fd.valid()) {
+    if (!l.armed && !l.retired && accepting_ && !l.limit_paused && !mem_paused_ &&
+        now_ >= l.resume_at_ms && l.fd.valid()) {
         arm_accept(li);
     }
 }
@@ -391,6 +400,42 @@ void Worker::on_tick() {
     }
     check_lingering(false);
     maybe_trim();
+    if (cfg_.mem) {
+        check_memory();
+    }
+}
+
+// Sheds load before the kernel's OOM killer would: above the high mark every listener of this
+// worker stops accepting (new clients wait in the listen queue, or are refused by the kernel
+// once it is full); below the low mark accepting resumes. Live connections are not touched.
+void Worker::check_memory() {
+    accepts_since_mem_check_ = 0;
+    uint64_t used = cfg_.mem->usage();
+    if (!mem_paused_ && used >= cfg_.mem->high()) {
+        mem_paused_ = true;
+        WorkerStats::add(stats_.mem_paused, 1);
+        if (!log_ever_ || now_ - last_log_ms_ >= 1000) {
+            log_ever_ = true;
+            last_log_ms_ = now_;
+            std::fprintf(
+                stderr, "tpengine: worker %u: accept paused: memory %llu KiB of %llu KiB (%s)\n",
+                cfg_.index, static_cast<unsigned long long>(used >> 10),
+                static_cast<unsigned long long>(cfg_.mem->limit() >> 10), cfg_.mem->source());
+        }
+        for (uint32_t li = 0; li < listeners_.size(); ++li) {
+            if (listeners_[li]->armed) {
+                cancel_accept(li);
+            }
+        }
+        if (!tick_armed_) {
+            arm_tick();
+        }
+    } else if (mem_paused_ && used < cfg_.mem->low()) {
+        mem_paused_ = false;
+        for (uint32_t li = 0; li < listeners_.size(); ++li) {
+            maybe_arm_accept(li);
+        }
+    }
 }
 
 // Returns the provided buffers' pages once the traffic that touched them is gone: a burst or a
