@@ -41,6 +41,15 @@ NftContext::~NftContext() {
     }
 }
 
+std::string NftContext::list_ruleset(std::string* out) {
+    unsigned flags = nft_ctx_output_get_flags(ctx_);
+    nft_ctx_output_set_flags(ctx_, flags | NFT_CTX_OUTPUT_TERSE);
+    std::string error;
+    int rc = run_raw("list ruleset", out, &error);
+    nft_ctx_output_set_flags(ctx_, flags);
+    return rc == 0 ? std::string() : error.empty() ? std::string("nft list ruleset failed") : error;
+}
+
 int NftContext::run_raw(const std::string& cmd, std::string* output, std::string* error) {
     int rc = nft_run_cmd_from_buffer(ctx_, cmd.c_str());
     // Reading the buffers also resets them for the next command.

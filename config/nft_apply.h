@@ -29,6 +29,10 @@ class NftContext {
     // 1 if `table inet NAME` exists, 0 if not, -errno if the kernel would not say (EPERM).
     int table_state(const std::string& name);
 
+    // `nft -t list ruleset` (set elements left out) into *out, for the preflight's look at the
+    // rest of the firewall. Returns "" on success, else the error.
+    std::string list_ruleset(std::string* out);
+
   private:
     NftContext() = default;
     // Runs `cmd`; fills output/error text; returns nft's status (0 = ok).

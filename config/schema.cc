@@ -3,15 +3,14 @@
 
 #include "config/schema.h"
 
+#include "config/file_text.h"
 #include "config/values.h"
 
 #include <netdb.h>
-#include <sys/stat.h>
 
 #include <algorithm>
 #include <array>
 #include <cstring>
-#include <fstream>
 #include <initializer_list>
 #include <map>
 #include <sstream>
@@ -34,6 +33,7 @@ class Reader : public ValueReader {
     void read_routing(const YamlNode& n, Model& m, ModelWhere& w);
     void read_nftables(const YamlNode& n, Model& m);
     void read_memory_limit(const YamlNode& n, Model& m);
+    void read_account(const YamlNode& n, const char* key, std::string& out);
     void read_listener(const YamlNode& n, const std::string& path, Model& m, ModelWhere& w);
     void read_upstream(const YamlNode& n, const std::string& path, plan::Listener& l);
     void read_rule(const YamlNode& n, const std::string& path, Model& m, ModelWhere& w);
@@ -84,7 +84,7 @@ std::optional<Model> Reader::read(const YamlNode& root) {
     }
     if (!check_map(root, "",
                    {"workers", "routing", "nftables", "capture_local", "allow_all", "listeners",
-                    "rules", "drain_timeout", "log_connections", "memory_limit"})) {
+                    "rules", "drain_timeout", "log_connections", "memory_limit", "user", "group"})) {
         return std::nullopt;
     }
     if (const YamlNode* n = root.find("workers")) {
@@ -108,6 +108,11 @@ std::optional<Model> Reader::read(const YamlNode& root) {
     }
     if (const YamlNode* n = root.find("log_connections")) {
         m.log_connections = boolean(*n, "log_connections").value_or(false);
+    }
+    for (const char* key : {"user", "group"}) {
+        if (const YamlNode* n = root.find(key)) {
+            read_account(*n, key, std::string(key) == "user" ? m.user : m.group);
+        }
     }
     if (const YamlNode* n = root.find("drain_timeout")) {
         m.drain_timeout_ms = duration(*n, "drain_timeout").value_or(m.drain_timeout_ms);
@@ -219,6 +224,25 @@ void Reader::read_memory_limit(const YamlNode& n, Model& m) {
     m.memory_limit = bytes;
 }
 
+// A user or group name (resolved when tpengine switches to it, not here) or a numeric id.
+void Reader::read_account(const YamlNode& n, const char* key, std::string& out) {
+    auto s = string(n, key);
+    if (!s) {
+        return;
+    }
+    bool ok =
+        !s->empty() && s->size() <= 32 && (*s)[0] != '-' &&
+        std::all_of(s->begin(), s->end(), [](char c) {
+            return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.';
+        });
+    if (!ok) {
+        err(n, key,
+            "\"" + *s + "\" is not a user or group name (A-Z a-z 0-9 _ - ., at most 32) or id");
+        return;
+    }
+    out = *s;
+}
+
 void Reader::read_nftables(const YamlNode& n, Model& m) {
     if (!check_map(n, "nftables", {"table", "fail"})) {
         return;
@@ -310,14 +334,15 @@ void Reader::read_listener(const YamlNode& n, const std::string& path, Model& m,
         if (check_map(*v, tp, {"connect", "idle", "half_closed"})) {
             if (const YamlNode* t = v->find("connect")) {
                 l.timeouts.connect_ms =
-                    duration(*t, join(tp, "connect")).value_or(l.timeouts.connect_ms);
+                    duration(*t, join(tp, "connect"), true).value_or(l.timeouts.connect_ms);
             }
             if (const YamlNode* t = v->find("idle")) {
-                l.timeouts.idle_ms = duration(*t, join(tp, "idle")).value_or(l.timeouts.idle_ms);
+                l.timeouts.idle_ms =
+                    duration(*t, join(tp, "idle"), true).value_or(l.timeouts.idle_ms);
             }
             if (const YamlNode* t = v->find("half_closed")) {
                 l.timeouts.half_closed_ms =
-                    duration(*t, join(tp, "half_closed")).value_or(l.timeouts.half_closed_ms);
+                    duration(*t, join(tp, "half_closed"), true).value_or(l.timeouts.half_closed_ms);
             }
         }
     }
@@ -599,30 +624,30 @@ void Reader::read_address_file(const YamlNode& n, const std::string& path, const
         return;
     }
     std::vector<Cidr> list;
-    struct stat st {};
-    if (::stat(full.c_str(), &st) != 0) {
-        err(n, path, "cannot read address list " + full + ": " + std::strerror(errno));
-        return;
+    std::string text;
+    switch (FileRead r = read_file_text(full, text); r.status) {
+        case FileRead::Status::ok:
+            break;
+        case FileRead::Status::sys_error:
+            err(n, path, "cannot read address list " + full + ": " + std::strerror(r.error));
+            return;
+        case FileRead::Status::not_regular:
+            err(n, path, "address list " + full + " is not a regular file");
+            return;
+        case FileRead::Status::too_large:
+            err(n, path, "address list " + full + " is larger than 16 MiB");
+            return;
     }
-    if (!S_ISREG(st.st_mode)) {
-        err(n, path, "address list " + full + " is not a regular file");
-        return;
-    }
-    if (static_cast<uint64_t>(st.st_size) > kMaxFileBytes) {
-        err(n, path, "address list " + full + " is larger than 16 MiB");
-        return;
-    }
-    std::ifstream in(full, std::ios::binary);
-    if (!in) {
-        err(n, path, "cannot open address list " + full);
-        return;
-    }
-    std::string line;
     int line_no = 0;
-    while (std::getline(in, line) && !d_.full()) {
+    bool had_errors = false;
+    for (size_t start = 0; start < text.size() && !d_.full();) {
+        size_t nl = text.find('\n', start);
+        std::string_view line(text.data() + start,
+                              (nl == std::string::npos ? text.size() : nl) - start);
+        start = nl == std::string::npos ? text.size() : nl + 1;
         ++line_no;
         auto hash = line.find('#');
-        std::string_view body(line.data(), hash == std::string::npos ? line.size() : hash);
+        std::string_view body = line.substr(0, hash);
         size_t b = body.find_first_not_of(" \t\r");
         if (b == std::string_view::npos) {
             continue;
@@ -633,13 +658,24 @@ void Reader::read_address_file(const YamlNode& n, const std::string& path, const
         if (token.find_first_of(" \t") != std::string_view::npos) {
             d_.error_in(full, {line_no, static_cast<int>(b) + 1}, path,
                         "one address or CIDR a line");
+            had_errors = true;
             continue;
         }
         if (auto c = parse_cidr(token, why)) {
             list.push_back(*c);
         } else {
             d_.error_in(full, {line_no, static_cast<int>(b) + 1}, path, why);
+            had_errors = true;
         }
+    }
+    if (list.empty() && !had_errors) {
+        // Never "any": a list left empty (by mistake, or truncated before a reload) would drop
+        // the match and widen the rule to every address.
+        err(n, path,
+            "address list " + full +
+                " holds no address (empty or only comments); an empty list would match every "
+                "address, so it is refused");
+        return;
     }
     // Cached even when it had errors: they are reported once, and the load fails anyway.
     out.insert(out.end(), list.begin(), list.end());

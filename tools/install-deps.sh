@@ -11,6 +11,8 @@ packages=(
     googletest libgtest-dev libgmock-dev libbenchmark-dev
     # the lab and its real peers
     iproute2 nftables conntrack procps python3 curl iperf3 socat netcat-openbsd nginx-light
+    # shipping (packaging/, tests/package): man pages, .deb dependencies and lint, unit check
+    pandoc dpkg-dev lintian systemd util-linux
     # peers for the performance comparison
     haproxy libnginx-mod-stream linux-perf valgrind
 )

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <string>
 
+#include "config/duration.h"
 #include "config/load.h"
 
 namespace tp::config {
@@ -180,7 +181,7 @@ TEST(ConfigKeys, UnknownKey) {
     EXPECT_EQ(first_error(std::string(kListener) + "rulez: []\n"),
               "t.yaml:4:1: rulez: unknown key \"rulez\" (allowed here: workers, routing, nftables, "
               "capture_local, allow_all, listeners, rules, drain_timeout, log_connections, "
-              "memory_limit)");
+              "memory_limit, user, group)");
     EXPECT_EQ(first_error("routing:\n  marc: 1\n"),
               "t.yaml:2:3: routing.marc: unknown key \"marc\" (allowed here: mark, mask, table, "
               "priority, bypass_mark)");
@@ -358,6 +359,43 @@ TEST(ConfigCidr, AddressFile) {
     std::filesystem::remove_all(dir);
 }
 
+// An address list must never widen to "any": an empty or comment-only file, or one that
+// cannot be read to its end, is an error at the item that names it.
+TEST(ConfigCidr, EmptyOrUnreadableAddressFileIsAnError) {
+    char dir_template[] = "/tmp/tpcfg-XXXXXX";
+    ASSERT_NE(mkdtemp(dir_template), nullptr);
+    std::string dir = dir_template;
+    std::ofstream(dir + "/empty.txt") << "";
+    std::ofstream(dir + "/comments.txt") << "# nothing here yet\n\n   # still nothing\n";
+    std::ofstream(dir + "/lan.txt") << "192.0.2.0/24\n";
+    auto e = errors(with_rule("    sources: \"@empty.txt\"\n"), dir + "/t.yaml");
+    ASSERT_EQ(e.size(), 1u);
+    EXPECT_EQ(e[0], dir + "/t.yaml:9:14: rules[0].sources: address list " + dir +
+                        "/empty.txt holds no address (empty or only comments); an empty list "
+                        "would match every address, so it is refused");
+    e = errors(with_rule("    destinations: [192.0.2.0/24, \"@comments.txt\"]\n"), dir + "/t.yaml");
+    ASSERT_EQ(e.size(), 1u);
+    EXPECT_EQ(e[0], dir + "/t.yaml:9:34: rules[0].destinations[1]: address list " + dir +
+                        "/comments.txt holds no address (empty or only comments); an empty list "
+                        "would match every address, so it is refused");
+    // The same empty file named by two rules is reported for each.
+    std::string two = std::string(kListener) +
+                      "rules:\n"
+                      "  - {name: a, interfaces: [lan0], sources: \"@empty.txt\", action: bypass}\n"
+                      "  - {name: b, interfaces: [lan0], sources: \"@empty.txt\", action: bypass}\n"
+                      "  - {name: c, interfaces: [lan0], sources: \"@lan.txt\", action: tproxy, "
+                      "listener: web}\n";
+    EXPECT_EQ(errors(two, dir + "/t.yaml").size(), 2u);
+    // A read error after open (here EIO: /proc/self/mem at offset 0 is unmapped) is an error
+    // naming the file and errno, never an empty list.
+    e = errors(with_rule("    sources: \"@/proc/self/mem\"\n"), dir + "/t.yaml");
+    ASSERT_EQ(e.size(), 1u);
+    EXPECT_EQ(e[0], dir +
+                        "/t.yaml:9:14: rules[0].sources: cannot read address list "
+                        "/proc/self/mem: Input/output error");
+    std::filesystem::remove_all(dir);
+}
+
 TEST(ConfigCidr, AddressBudget) {
     // One 100,000-line list reached through 21 aliased rules: 2.1 million addresses.
     char dir_template[] = "/tmp/tpcfg-XXXXXX";
@@ -513,15 +551,54 @@ TEST(ConfigListeners, Timeouts) {
         return first_error("listeners:\n  - {name: a, port: 1, timeouts: {idle: " + v + "}}\n");
     };
     const std::string at = "t.yaml:2:41: listeners[0].timeouts.idle: ";
-    EXPECT_EQ(t("0s"), at + "duration must be more than 0");
+    EXPECT_EQ(t("0s"), at + "duration must be more than 0; write none for no timeout");
     EXPECT_EQ(t("25h"), at + "duration 25h is longer than 24h");
     EXPECT_EQ(t("5"), at + "\"5\" is not a duration: write a whole number with a unit, e.g. "
-                           "500ms, 5s, 5m, 1h");
+                           "500ms, 5s, 5m, 1h, or none for no timeout");
     EXPECT_EQ(t("-1s"), at + "\"-1s\" is not a duration: write a whole number with a unit, e.g. "
-                             "500ms, 5s, 5m, 1h");
+                             "500ms, 5s, 5m, 1h, or none for no timeout");
     EXPECT_EQ(t("1.5s"), at + "\"1.5s\" is not a duration: write a whole number with a unit, "
-                              "e.g. 500ms, 5s, 5m, 1h");
+                              "e.g. 500ms, 5s, 5m, 1h, or none for no timeout");
     EXPECT_EQ(t("24h"), "(accepted)");
+    EXPECT_EQ(t("nan"), at + "\"nan\" is not a duration: write a whole number with a unit, "
+                             "e.g. 500ms, 5s, 5m, 1h, or none for no timeout");
+    // `none` (or 0) switches a timeout off; drain_timeout cannot be off.
+    LoadedConfig c = load_ok(
+        "listeners:\n  - {name: a, port: 1, timeouts: {idle: none, "
+        "connect: 0, half_closed: 1s}}\n");
+    ASSERT_EQ(c.plan.listeners.size(), 1u);
+    EXPECT_EQ(c.plan.listeners[0].timeouts.idle_ms, 0u);
+    EXPECT_EQ(c.plan.listeners[0].timeouts.connect_ms, 0u);
+    EXPECT_EQ(c.plan.listeners[0].timeouts.half_closed_ms, 1000u);
+    EXPECT_EQ(first_error(std::string(kListener) + "drain_timeout: none\n"),
+              "t.yaml:4:16: drain_timeout: \"none\" is not a duration: write a whole number "
+              "with a unit, e.g. 500ms, 5s, 5m, 1h");
+}
+
+// One grammar for the YAML and every command line (tpengine relay --idle-timeout ...).
+TEST(ConfigDuration, OneGrammar) {
+    auto ok = [](const char* v, bool none_ok = true) -> long {
+        std::string why;
+        auto ms = parse_duration(v, none_ok, &why);
+        return ms ? static_cast<long>(*ms) : -1;
+    };
+    EXPECT_EQ(ok("500ms"), 500);
+    EXPECT_EQ(ok("5s"), 5000);
+    EXPECT_EQ(ok("2m"), 120000);
+    EXPECT_EQ(ok("24h"), 86400000);
+    EXPECT_EQ(ok("86400001ms"), -1);
+    EXPECT_EQ(ok("none"), 0);
+    EXPECT_EQ(ok("0"), 0);
+    EXPECT_EQ(ok("none", false), -1);
+    EXPECT_EQ(ok("0", false), -1);
+    for (const char* bad :
+         {"nan", "NaN", "inf", "-inf", "1e3s", "0x10s", "1.5s", "5",   "-1s",          "+5s",
+          " 5s", "5s ", "5 s", "5S",   "s",    "",      "0s",   "0ms", "9999999999ms", "1d"}) {
+        EXPECT_EQ(ok(bad), -1) << bad;
+    }
+    std::string why;
+    EXPECT_FALSE(parse_duration("0s", true, &why));
+    EXPECT_EQ(why, "duration must be more than 0; write none for no timeout");
 }
 
 // --- rules ---
@@ -758,6 +835,11 @@ TEST(ConfigValid, LoadFileErrors) {
     ASSERT_TRUE(std::holds_alternative<std::vector<Diagnostic>>(r));
     EXPECT_EQ(std::get<std::vector<Diagnostic>>(r)[0].format(),
               "/nonexistent/tp.yaml: cannot read: No such file or directory");
+    // A read error after open is reported, never taken for a shorter file.
+    r = load_config_file("/proc/self/mem");
+    ASSERT_TRUE(std::holds_alternative<std::vector<Diagnostic>>(r));
+    EXPECT_EQ(std::get<std::vector<Diagnostic>>(r)[0].format(),
+              "/proc/self/mem: cannot read: Input/output error");
 }
 
 TEST(ConfigExamples, AllValidate) {
@@ -773,6 +855,27 @@ TEST(ConfigExamples, AllValidate) {
         }
     }
     EXPECT_GE(n, 4);
+}
+
+// --- user / group (privileges.cc resolves them at start) ---
+
+TEST(ConfigAccount, UserAndGroupReachTheLoadedConfig) {
+    LoadedConfig c = load_ok(std::string(kListener) + "user: nobody\ngroup: nogroup\n");
+    EXPECT_EQ(c.user, "nobody");
+    EXPECT_EQ(c.group, "nogroup");
+    LoadedConfig none = load_ok(kListener);
+    EXPECT_EQ(none.user, "");
+    EXPECT_EQ(none.group, "");
+}
+
+TEST(ConfigAccount, BadNamesRejectedWithPosition) {
+    EXPECT_EQ(first_error(std::string(kListener) + "user: \"a b\"\n"),
+              "t.yaml:4:7: user: \"a b\" is not a user or group name (A-Z a-z 0-9 _ - ., at most "
+              "32) or id");
+    EXPECT_EQ(first_error(std::string(kListener) + "group: \"-x\"\n"),
+              "t.yaml:4:8: group: \"-x\" is not a user or group name (A-Z a-z 0-9 _ - ., at most "
+              "32) or id");
+    EXPECT_NE(first_error(std::string(kListener) + "user: [root]\n"), "(accepted)");
 }
 
 }  // namespace

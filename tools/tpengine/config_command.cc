@@ -1,6 +1,7 @@
 // `tpengine -c FILE`: load the rule set, bring the listeners up, apply the kernel set-up under
 // an undo journal, serve, reload on SIGHUP, and take the rules out before the listeners close.
 // Also --check (validate + preflight), --dry-run (print), --cleanup (sweep) and --no-rules.
+#include <arpa/inet.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -20,8 +21,12 @@
 #include "config/kernel_apply.h"
 #include "config/load.h"
 #include "config/preflight.h"
+#include "config/preflight_env.h"
 #include "engine/engine.h"
+#include "engine/uring_probe.h"
 #include "tools/tpengine/commands.h"
+#include "tools/tpengine/privileges.h"
+#include "tools/tpengine/sd_notify.h"
 #include "tools/tpengine/serve.h"
 
 #ifndef TPENGINE_VERSION
@@ -36,7 +41,8 @@ constexpr int kExitFailure = 1;
 constexpr int kExitUsage = 2;
 
 const char kUsage[] =
-    "usage: tpengine -c FILE [--check | --dry-run | --cleanup] [--no-rules] [-v] [--workers N]\n"
+    "usage: tpengine -c FILE [--check | --dry-run[=nft|routes] | --cleanup] [--no-rules]\n"
+    "                [--strict] [-v] [--workers N]\n"
     "       tpengine relay ...        (tcprdr-compatible relay; see `tpengine relay --help`)\n"
     "       tpengine --help | --version\n"
     "\n"
@@ -48,13 +54,19 @@ const char kUsage[] =
     "  --check            validate FILE and preflight this kernel (nft tproxy/socket support,\n"
     "                     IP_TRANSPARENT/SO_MARK permission, ip_forward, listener addresses,\n"
     "                     route table and rule priority free); changes nothing; prints\n"
-    "                     `configuration valid` and exits 0, else lists every problem, exit 1\n"
+    "                     `configuration valid` and exits 0, else lists every problem, exit 1;\n"
+    "                     also looks at the rest of the firewall, the interfaces, other sockets\n"
+    "                     on the listeners' ports and the limits (warnings; also at start)\n"
+    "  --strict           warnings (`tpengine: warning: ...` on stderr) are errors, for\n"
+    "                     --check and at start\n"
     "  --dry-run          print the nft batch and the ip rule/route commands; changes nothing\n"
+    "  --dry-run=nft      print only the nft batch (input for `nft -f`, or a firewall's include)\n"
+    "  --dry-run=routes   print only the ip rule/route commands (a shell script)\n"
     "  --cleanup          remove what a killed instance with this FILE left behind (its nft\n"
     "                     table, ip rules and local routes) and exit\n"
     "  --no-rules         run the relays only; never touch nftables or policy routing (for\n"
     "                     firewalls such as OpenWrt fw4 or firewalld that include the\n"
-    "                     --dry-run output themselves)\n"
+    "                     --dry-run=nft output themselves)\n"
     "  --workers N        worker threads (overrides `workers:` in FILE)\n"
     "  -v, --verbose      log each kernel change and each connection\n"
     "  -h, --help         this text\n"
@@ -65,11 +77,15 @@ const char kUsage[] =
     "Exit status: 0 clean stop or success, 1 configuration or runtime failure, 2 usage.\n";
 
 enum class Mode { run, check, dry_run, cleanup };
+// What --dry-run prints: both parts, or one of them alone (a firewall includes the nft part).
+enum class DryRunPart { all, nft, routes };
 
 struct Options {
     std::string file;
     Mode mode = Mode::run;
+    DryRunPart dry_run = DryRunPart::all;
     bool no_rules = false;
+    bool strict = false;  // warnings fail --check and the start
     bool verbose = false;
     unsigned workers = 0;
     bool workers_set = false;
@@ -130,8 +146,20 @@ int parse(int argc, char** argv, Options& o) {
             if (!set_mode(m)) {
                 return usage_error("--check, --dry-run and --cleanup exclude each other");
             }
+            if (has_inline && m != Mode::dry_run) {
+                return usage_error(a + " takes no value");
+            }
+            if (has_inline) {
+                if (value != "nft" && value != "routes") {
+                    return usage_error("--dry-run=" + value +
+                                       ": expected --dry-run=nft or --dry-run=routes");
+                }
+                o.dry_run = value == "nft" ? DryRunPart::nft : DryRunPart::routes;
+            }
         } else if (a == "--no-rules") {
             o.no_rules = true;
+        } else if (a == "--strict") {
+            o.strict = true;
         } else if (a == "-v" || a == "--verbose") {
             o.verbose = true;
         } else if (a == "--workers") {
@@ -156,6 +184,9 @@ int parse(int argc, char** argv, Options& o) {
     }
     if (o.no_rules && (o.mode == Mode::dry_run || o.mode == Mode::cleanup)) {
         return usage_error("--no-rules goes with running or --check only");
+    }
+    if (o.strict && (o.mode == Mode::dry_run || o.mode == Mode::cleanup)) {
+        return usage_error("--strict goes with running or --check only");
     }
     return -1;
 }
@@ -234,20 +265,37 @@ int do_check(const Options& o) {
         return kExitFailure;
     }
     config::PreflightReport r = config::preflight(cfg, !o.no_rules);
+    engine::UringProbe uring = engine::probe_uring();
+    r.failures.insert(r.failures.end(), uring.problems.begin(), uring.problems.end());
+    if (o.verbose) {
+        r.warnings.insert(r.warnings.end(), uring.notes.begin(), uring.notes.end());
+    }
     for (const std::string& w : r.warnings) {
         std::fprintf(stderr, "tpengine: warning: %s\n", w.c_str());
     }
     for (const std::string& f : r.failures) {
         std::fprintf(stderr, "tpengine: %s: %s\n", o.file.c_str(), f.c_str());
     }
+    size_t warnings = r.warnings.size();
+    std::string counted = std::to_string(warnings) + " warning" + (warnings == 1 ? "" : "s");
     if (!r.ok()) {
         std::fprintf(stderr,
                      "tpengine: %s: the configuration is valid but this system cannot run "
-                     "it (%zu problem%s above)\n",
-                     o.file.c_str(), r.failures.size(), r.failures.size() == 1 ? "" : "s");
+                     "it (%zu problem%s and %s above)\n",
+                     o.file.c_str(), r.failures.size(), r.failures.size() == 1 ? "" : "s",
+                     counted.c_str());
         return kExitFailure;
     }
-    std::printf("configuration valid\n");
+    if (o.strict && warnings > 0) {
+        std::fprintf(stderr, "tpengine: %s: %s above, errors under --strict\n", o.file.c_str(),
+                     counted.c_str());
+        return kExitFailure;
+    }
+    if (warnings > 0) {
+        std::printf("configuration valid, %s (on stderr)\n", counted.c_str());
+    } else {
+        std::printf("configuration valid\n");
+    }
     return kExitOk;
 }
 
@@ -260,8 +308,12 @@ int do_dry_run(const Options& o) {
     if (!batch.empty() && batch.back() != '\n') {
         batch += '\n';
     }
-    std::fputs(batch.c_str(), stdout);
-    std::fputs(config::routes_text(cfg.kernel).c_str(), stdout);
+    if (o.dry_run != DryRunPart::routes) {
+        std::fputs(batch.c_str(), stdout);
+    }
+    if (o.dry_run != DryRunPart::nft) {
+        std::fputs(config::routes_text(cfg.kernel).c_str(), stdout);
+    }
     return kExitOk;
 }
 
@@ -379,14 +431,49 @@ plan::Plan with_retiring_listeners(const plan::Plan& next, const plan::Plan& cur
     return bridge;
 }
 
-std::string engine_error(const Error& e) {
-    return std::string(e.what) + ": " + std::strerror(e.code);
+// The engine's error, naming the listener and its address when it concerns one of `p`'s.
+std::string engine_error(const Error& e, const plan::Plan& p) {
+    std::string where;
+    if (e.listener >= 0 && static_cast<size_t>(e.listener) < p.listeners.size()) {
+        const plan::Listener& l = p.listeners[static_cast<size_t>(e.listener)];
+        char host[INET6_ADDRSTRLEN] = "?";
+        char text[INET6_ADDRSTRLEN + 32];
+        const sockaddr* sa = l.address.get();
+        if (sa->sa_family == AF_INET) {
+            auto* s4 = reinterpret_cast<const sockaddr_in*>(sa);
+            inet_ntop(AF_INET, &s4->sin_addr, host, sizeof host);
+            std::snprintf(text, sizeof text, "%s:%u", host, unsigned{ntohs(s4->sin_port)});
+        } else {
+            auto* s6 = reinterpret_cast<const sockaddr_in6*>(sa);
+            inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof host);
+            std::snprintf(text, sizeof text, "[%s]:%u", host, unsigned{ntohs(s6->sin6_port)});
+        }
+        where = "listener " + l.name + " (" + text + "): ";
+    }
+    return where + e.what + ": " + std::strerror(e.code);
 }
 
 int do_run(const Options& o) {
     config::LoadedConfig current;
     if (!load(o, current, "nothing applied")) {
         return kExitFailure;
+    }
+    {
+        // The same look at the surroundings as --check, before anything is bound or applied.
+        config::PreflightReport pre;
+        config::check_environment(current, !o.no_rules, pre);
+        for (const std::string& w : pre.warnings) {
+            std::fprintf(stderr, "tpengine: warning: %s\n", w.c_str());
+        }
+        for (const std::string& f : pre.failures) {
+            std::fprintf(stderr, "tpengine: %s: %s\n", o.file.c_str(), f.c_str());
+        }
+        if (!pre.ok() || (o.strict && !pre.warnings.empty())) {
+            log_line(std::to_string(pre.failures.size()) + " problem(s), " +
+                     std::to_string(pre.warnings.size()) + " warning(s)" +
+                     (o.strict ? " (errors under --strict)" : "") + "; nothing applied");
+            return kExitFailure;
+        }
     }
     std::unique_ptr<config::KernelApplier> applier;
     auto lock = std::make_unique<InstanceLock>();
@@ -400,10 +487,24 @@ int do_run(const Options& o) {
             return kExitFailure;
         }
     }
+    if (engine::UringProbe uring = engine::probe_uring(); !uring.ok()) {
+        for (const std::string& p : uring.problems) {
+            log_line(p);
+        }
+        log_line("cannot run on this kernel; nothing applied");
+        return kExitFailure;
+    }
+    // Before the workers exist, so that every thread inherits the reduced set.
+    PrivilegeRequest privileges{needed_capabilities(current.plan, true), current.user,
+                                current.group};
+    if (std::string err = drop_privileges(privileges); !err.empty()) {
+        log_line(err + "; nothing applied");
+        return kExitFailure;
+    }
     // Listeners first: rules must never point at a port nobody listens on.
     auto started = engine::Engine::start(current.plan);
     if (!started) {
-        log_line("cannot start the listeners: " + engine_error(started.error()) +
+        log_line("cannot start the listeners: " + engine_error(started.error(), current.plan) +
                  "; nothing applied");
         return kExitFailure;
     }
@@ -430,6 +531,7 @@ int do_run(const Options& o) {
     }
     log_line(running_line(current, o.no_rules));
     std::fflush(stderr);
+    notify_ready(running_line(current, o.no_rules));
 
     bool removal_failed = false;
     ServeHooks hooks;
@@ -462,8 +564,9 @@ int do_run(const Options& o) {
         // Listeners the new file drops stay up until the new rules no longer point at them.
         plan::Plan bridge = with_retiring_listeners(next.plan, current.plan);
         if (Result<void> u = engine->update(bridge); !u) {
-            log_line("reload rejected: cannot update the listeners: " + engine_error(u.error()) +
-                     "; the running configuration stays in force");
+            log_line(
+                "reload rejected: cannot update the listeners: " + engine_error(u.error(), bridge) +
+                "; the running configuration stays in force");
             return;
         }
         if (applier) {
@@ -484,7 +587,7 @@ int do_run(const Options& o) {
                 log_line("reload rejected: cannot replace the rules:\n" + err);
                 if (Result<void> back = engine->update(current.plan); !back) {
                     log_line("could not restore the previous listeners: " +
-                             engine_error(back.error()));
+                             engine_error(back.error(), current.plan));
                 }
                 return;
             }
@@ -492,7 +595,7 @@ int do_run(const Options& o) {
         if (bridge.listeners.size() != next.plan.listeners.size()) {
             if (Result<void> u = engine->update(next.plan); !u) {
                 log_line("could not close the listeners the new file dropped: " +
-                         engine_error(u.error()));
+                         engine_error(u.error(), next.plan));
             }
         }
         if (next_lock) {
@@ -500,6 +603,7 @@ int do_run(const Options& o) {
         }
         current = std::move(next);
         log_line("reloaded; " + running_line(current, o.no_rules));
+        (void)sd_notify_state("STATUS=" + running_line(current, o.no_rules));
     };
     int rc = serve_until_signal(*engine, current.plan.drain_timeout_ms, hooks);
     engine.reset();

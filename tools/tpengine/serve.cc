@@ -8,6 +8,8 @@
 #include <csignal>
 #include <cstdio>
 
+#include "tools/tpengine/sd_notify.h"
+
 namespace tp::tools {
 
 namespace {
@@ -46,13 +48,18 @@ int serve_until_signal(engine::Engine& engine, unsigned drain_timeout_ms, const 
                 break;
             case SIGHUP:
                 if (hooks.on_reload) {
+                    // READY=1 follows whether the new file was taken or rejected: either way
+                    // the service runs.
+                    notify_reloading();
                     hooks.on_reload();
+                    (void)sd_notify_state("READY=1");
                 } else {
                     std::fprintf(stderr, "tpengine: SIGHUP ignored (nothing to reload)\n");
                 }
                 break;
             case SIGTERM:
             case SIGINT: {
+                notify_stopping();
                 if (hooks.before_stop) {
                     hooks.before_stop();
                 }
