@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstdint>
 
+#include "engine/handshake/common.h"
 #include "engine/stats.h"
 
 namespace tp::engine {
@@ -20,6 +21,7 @@ struct alignas(64) WorkerStats {
     Counter mem_paused{0};
     Counter mem_refused{0};
     Counter closed[static_cast<size_t>(CloseCause::count_)]{};
+    Counter handshake[static_cast<size_t>(hs::Cause::count_)]{};  // failures by cause
 
     static void add(Counter& c, uint64_t n) {
         c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
@@ -40,6 +42,9 @@ struct alignas(64) WorkerStats {
         s.mem_refused = mem_refused.load(std::memory_order_relaxed);
         for (size_t i = 0; i < s.closed.size(); ++i) {
             s.closed[i] = closed[i].load(std::memory_order_relaxed);
+        }
+        for (size_t i = 0; i < s.handshake.size(); ++i) {
+            s.handshake[i] = handshake[i].load(std::memory_order_relaxed);
         }
         return s;
     }
