@@ -161,6 +161,10 @@ void Worker::loop() {
         if (!starved_.empty()) {
             bufs_.grow();  // the ring ran dry: add a chunk, up to the configured maximum
         }
+        if (trim_due_) {
+            trim_due_ = false;
+            maybe_trim();
+        }
         int returned = bufs_.flush();
         if (returned > 0 && !starved_.empty()) {
             retry_starved(static_cast<size_t>(returned));
@@ -399,7 +403,7 @@ void Worker::on_tick() {
         retry_starved(starved_.size());
     }
     check_lingering(false);
-    maybe_trim();
+    trim_due_ = true;  // checked in loop(), once the batch's completions are all handled
     if (cfg_.mem) {
         check_memory();
     }
@@ -440,8 +444,20 @@ void Worker::check_memory() {
 
 // Returns the provided buffers' pages once the traffic that touched them is gone: a burst or a
 // set of stalled readers would otherwise leave the whole ring resident for good.
+//
+// Only where no buffer can be filled behind the worker's back: with DEFER_TASKRUN the kernel
+// picks a buffer and copies into it only inside this thread's io_uring_enter, so once every
+// completion of the batch is handled (the CQ empty, nothing in the overflow list) each buffer
+// not marked taken is truly in the ring. Other ring modes run that work at any syscall's
+// return, so they do not trim.
 void Worker::maybe_trim() {
-    if (recvs_since_trim_ == 0) {
+    if (recvs_since_trim_ == 0 || !(ring_.setup_flags() & IORING_SETUP_DEFER_TASKRUN)) {
+        return;
+    }
+    io_uring* ring = ring_.get();
+    if (io_uring_cq_ready(ring) != 0 ||
+        (IO_URING_READ_ONCE(*ring->sq.kflags) & IORING_SQ_CQ_OVERFLOW)) {
+        trim_due_ = true;  // completions still to handle: try after the next batch
         return;
     }
     bool idle = pool_.used() == 0;

@@ -239,6 +239,7 @@ class Worker {
     uint64_t fd_recover_until_ms_ = 0;
     bool mem_paused_ = false;  // over the memory limit: accept nothing
     uint32_t accepts_since_mem_check_ = 0;
+    bool trim_due_ = false;          // the tick asked for a trim check (maybe_trim)
     uint32_t recvs_since_trim_ = 0;  // buffer receives since the ring was last trimmed
     uint32_t recvs_at_check_ = 0;
     uint64_t next_trim_check_ms_ = 0;  // check accepted sockets for gone clients until then
