@@ -262,8 +262,9 @@ int probe_bind(const plan::Listener& l, bool reuseport) {
 // the connections: the plain bind fails, the SO_REUSEPORT bind succeeds.
 void check_port_sharing(const plan::Plan& plan, PreflightReport& r) {
     for (const plan::Listener& l : plan.listeners) {
-        if (l.address.family() != AF_INET && l.address.family() != AF_INET6) {
-            continue;
+        if ((l.address.family() != AF_INET && l.address.family() != AF_INET6) ||
+            l.protocol == plan::Protocol::udp) {
+            continue;  // TCP probes; a UDP port is checked by check_udp_listeners
         }
         // A process killed a moment ago may still hold its sockets: look again for up to 1 s.
         bool shared = false;
@@ -496,11 +497,11 @@ std::vector<std::string> source_nat_rules(const std::string& ruleset,
     return out;
 }
 
-void check_environment(const LoadedConfig& config, bool with_rules, PreflightReport& r) {
-    if (with_rules) {
-        check_firewall(config, r);
-        check_interfaces(config, r);
-    }
+void check_environment(const LoadedConfig& config, bool /*with_rules*/, PreflightReport& r) {
+    // With --no-rules too: the firewall that includes --dry-run=nft applies the same rules,
+    // and that is exactly the set-up where another table's input chain is likely.
+    check_firewall(config, r);
+    check_interfaces(config, r);
     check_port_sharing(config.plan, r);
     check_upstream_loops(config.plan, r);
     check_limits(config.plan, r);

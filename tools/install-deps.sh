@@ -19,6 +19,11 @@ packages=(
     dante-server tinyproxy redsocks
     # the libFuzzer target (tests/fuzz, ctest label fuzz): clang with its fuzzer/ASan runtimes
     clang libclang-rt-14-dev
+    # UDP comparison (bench/macro/udp_compare.sh): a second, independent UDP load generator
+    sockperf
+    # the UDP end-to-end tests (issue 9): a DNS server on Z and on X, dig and dnsperf on Y
+    # (dnsmasq-base is the binary alone: no service, nothing starts on the host)
+    dnsmasq-base dnsutils dnsperf
 )
 
 missing=()
