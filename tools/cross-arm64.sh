@@ -67,9 +67,12 @@ cmake --build "$out" -j "$(nproc)"
 # The unit tests under qemu (ctest runs each through CMAKE_CROSSCOMPILING_EMULATOR). qemu-user
 # does not emulate io_uring (io_uring_setup: ENOSYS), so the tests that need a ring skip and
 # print why; the list of skips is part of the summary.
+# Shell-script tests that execute an arm64 binary directly need binfmt_misc, which this script
+# does not register (a host-wide setting): they are left out and named in the summary.
+not_run='^tpbench_cli$'
 export LD_LIBRARY_PATH=$PWD/$out/sysroot/usr/lib/$triplet
 set +e
-(cd "$out" && ctest -L unit --output-on-failure -V) >"$out/ctest.log" 2>&1
+(cd "$out" && ctest -L unit -E "$not_run" --output-on-failure -V) >"$out/ctest.log" 2>&1
 rc=$?
 set -e
 
@@ -85,6 +88,7 @@ size_of() {  # size_of STRIP FILE
     grep -E '^[0-9]+% tests passed|tests failed' "$out/ctest.log" || true
     echo "skipped under qemu (io_uring and IP_TRANSPARENT are not emulated by qemu-user):"
     grep -E '\[  SKIPPED \] [A-Za-z.]+ \(' "$out/ctest.log" | sed -E 's/^[0-9]+: \[  SKIPPED \] /  /' | sort -u || true
+    echo "not run (shell scripts that execute the arm64 binary without qemu): $not_run"
     echo "failed:"
     grep -E '\[  FAILED  \] [A-Za-z.]+ \(' "$out/ctest.log" | sed -E 's/^[0-9]+: \[  FAILED  \] /  /' | sort -u || true
     echo "file: $(file -b "$out/tools/tpengine/tpengine" | cut -d, -f1-2)"
