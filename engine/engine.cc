@@ -77,13 +77,19 @@ bool same_listener(const plan::Listener& a, const plan::Listener& b) {
            a.timeouts.connect_ms == b.timeouts.connect_ms &&
            a.timeouts.idle_ms == b.timeouts.idle_ms &&
            a.timeouts.half_closed_ms == b.timeouts.half_closed_ms &&
-           a.max_connections == b.max_connections && a.protocol == b.protocol &&
+           a.max_connections == b.max_connections &&
+           a.timeouts.handshake_ms == b.timeouts.handshake_ms &&
+           a.timeouts.sniff_ms == b.timeouts.sniff_ms && a.protocol == b.protocol &&
            a.udp.idle_ms == b.udp.idle_ms && a.udp.dns_idle_ms == b.udp.dns_idle_ms &&
            a.udp.dns_close_after_answer == b.udp.dns_close_after_answer &&
            a.udp.quic_idle_ms == b.udp.quic_idle_ms &&
            a.udp.max_flows_per_worker == b.udp.max_flows_per_worker &&
            a.udp.max_flows_per_client == b.udp.max_flows_per_client &&
-           a.udp.max_datagram == b.udp.max_datagram;
+           a.udp.max_datagram == b.udp.max_datagram &&
+           // Routed listeners get new settings on every reload (in place when the socket allows):
+           // upstreams and routes are not compared.
+           a.routes.empty() && b.routes.empty() && a.accept_proxy == plan::AcceptProxy::none &&
+           b.accept_proxy == plan::AcceptProxy::none;
 }
 
 // What a listening socket is bound with: a change here needs new sockets; any other change
@@ -200,6 +206,7 @@ Result<std::unique_ptr<Engine>> Engine::start(const plan::Plan& plan) {
         fds.push_back(std::move(r.value()));
         auto shared = std::make_shared<ListenerShared>();
         shared->cfg = im.plan.listeners[i];
+        shared->routes = RouteTable(shared->cfg);
         im.listeners.push_back(std::move(shared));
     }
     auto self = build_self_set(im.listeners);
@@ -275,6 +282,7 @@ Result<void> Engine::update(const plan::Plan& plan) {
         if (alter) {
             auto shared = std::make_shared<ListenerShared>(alter->counter);
             shared->cfg = l;
+            shared->routes = RouteTable(shared->cfg);
             next.push_back(std::move(shared));
             fds.emplace_back();
             replaces.push_back(alter);
@@ -286,6 +294,7 @@ Result<void> Engine::update(const plan::Plan& plan) {
         }
         auto shared = std::make_shared<ListenerShared>();
         shared->cfg = l;
+        shared->routes = RouteTable(shared->cfg);
         next.push_back(std::move(shared));
         fds.push_back(std::move(r.value()));
         replaces.emplace_back();
@@ -369,6 +378,9 @@ StatsSnapshot Engine::stats() const {
         total.stale_dropped += s.stale_dropped;
         for (size_t i = 0; i < s.closed.size(); ++i) {
             total.closed[i] += s.closed[i];
+        }
+        for (size_t i = 0; i < s.handshake.size(); ++i) {
+            total.handshake[i] += s.handshake[i];
         }
         total.udp.add(s.udp);
         total.per_worker.push_back(std::move(s));

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "engine/handshake/common.h"
+
 namespace tp::engine {
 
 enum class CloseCause : uint8_t {
@@ -18,10 +20,14 @@ enum class CloseCause : uint8_t {
     connect_timeout,
     idle_timeout,
     half_closed_timeout,
-    self_connect,  // original destination was one of our own listeners
-    no_origdst,    // original destination could not be found
-    error,         // local failure (socket(), EMFILE, ...)
-    shutdown,      // closed by drain timeout at stop
+    self_connect,       // original destination was one of our own listeners
+    no_origdst,         // original destination could not be found
+    error,              // local failure (socket(), EMFILE, ...)
+    shutdown,           // closed by drain timeout at stop
+    handshake_failed,   // the upstream proxy refused or broke its handshake
+    handshake_timeout,  // ... or did not finish it within handshake_ms
+    rejected,           // the route chose a `reject` upstream
+    bad_proxy_header,   // accept_proxy: no valid PROXY header from a trusted source in time
     count_,
 };
 
@@ -81,6 +87,7 @@ struct StatsSnapshot {
     // already gone, dropped without an upstream (never counted as accepted).
     uint64_t stale_dropped = 0;
     std::array<uint64_t, static_cast<size_t>(CloseCause::count_)> closed{};
+    std::array<uint64_t, static_cast<size_t>(hs::Cause::count_)> handshake{};  // failures
     UdpSnapshot udp;
     std::vector<StatsSnapshot> per_worker;  // empty inside per_worker entries
 

@@ -15,9 +15,11 @@
 #include "config/plan.h"
 #include "engine/buf_ring.h"
 #include "engine/conn_pool.h"
+#include "engine/handshake/upstream.h"
 #include "engine/relay.h"
 #include "engine/result.h"
 #include "engine/ring.h"
+#include "engine/route.h"
 #include "engine/sock.h"
 #include "engine/timer_wheel.h"
 #include "engine/unique_fd.h"
@@ -37,6 +39,7 @@ struct ListenerShared {
 
     plan::Listener cfg;
     bool fixed_is_self = false;  // the fixed upstream is one of our own listeners
+    RouteTable routes;           // cfg.routes, ready for lookups
     std::shared_ptr<std::atomic<uint32_t>> counter = std::make_shared<std::atomic<uint32_t>>(0);
     std::atomic<uint32_t>& active = *counter;
 };
@@ -89,8 +92,20 @@ class Worker {
     const char* ring_mode() const { return ring_mode_; }
 
   private:
+    // What a routed connection needs beyond a plain one (routed_conn.cc); allocated only for
+    // connections of listeners with routes, so plain relaying carries one null pointer.
+    struct Routed {
+        hs::Upstream hs;
+        plan::SockAddr client;
+        plan::SockAddr orig;
+        int upstream = -1;         // index into the listener's upstreams; -1 = the listener's own
+        bool await_proxy = false;  // accept_proxy: the PROXY header comes first
+        char name[256] = {};
+        uint8_t name_len = 0;
+    };
     struct Conn {
         Relay relay;
+        std::unique_ptr<Routed> routed;
         int fd[2] = {-1, -1};
         uint32_t listener = 0;
         plan::SockAddr target;  // upstream address; stable while connect is in flight
@@ -161,6 +176,10 @@ class Worker {
     void fd_exhausted(uint32_t li);
     // False: out of descriptors for the upstream socket; `fd` now waits first in `held`.
     bool start_conn(uint32_t li, int fd);
+    StartOutcome start_routed(Conn& c, const plan::SockAddr& client, const plan::SockAddr& orig);
+    StartOutcome route_conn(Conn& c, bool sniffed);
+    void sniff_conn(Conn& c, bool final, Actions& acts);
+    void proxy_header(Conn& c, std::span<const uint8_t> bytes, bool final, Actions& acts);
     void execute(uint32_t slot, const Actions& acts);
     void retry_starved(size_t limit);
     void complete_locally(uint64_t user_data, int res);

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstdint>
 
+#include "engine/handshake/common.h"
 #include "engine/stats.h"
 
 namespace tp::engine {
@@ -18,6 +19,7 @@ struct alignas(64) WorkerStats {
     Counter accept_paused{0};
     Counter stale_dropped{0};
     Counter closed[static_cast<size_t>(CloseCause::count_)]{};
+    Counter handshake[static_cast<size_t>(hs::Cause::count_)]{};  // failures by cause
     // UDP flows (engine/udp_flows.cc), on their own cache lines so TCP paths do not share them.
     alignas(64) Counter udp_created{0};
     Counter udp_active{0};
@@ -47,6 +49,9 @@ struct alignas(64) WorkerStats {
         s.stale_dropped = stale_dropped.load(std::memory_order_relaxed);
         for (size_t i = 0; i < s.closed.size(); ++i) {
             s.closed[i] = closed[i].load(std::memory_order_relaxed);
+        }
+        for (size_t i = 0; i < s.handshake.size(); ++i) {
+            s.handshake[i] = handshake[i].load(std::memory_order_relaxed);
         }
         auto ld = [](const Counter& c) { return c.load(std::memory_order_relaxed); };
         s.udp.flows_created = ld(udp_created);

@@ -15,6 +15,10 @@ packages=(
     pandoc dpkg-dev lintian systemd util-linux
     # peers for the performance comparison
     haproxy libnginx-mod-stream linux-perf valgrind
+    # upstream proxies (issue 10): SOCKS5 and HTTP CONNECT servers for tests, redsocks to compare
+    dante-server tinyproxy redsocks
+    # the libFuzzer target (tests/fuzz, ctest label fuzz): clang with its fuzzer/ASan runtimes
+    clang libclang-rt-14-dev
     # UDP comparison (bench/macro/udp_compare.sh): a second, independent UDP load generator
     sockperf
 )
@@ -34,5 +38,12 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
+# Servers (danted, tinyproxy, redsocks, nginx, haproxy) must not start on the host: tests run
+# them inside their own network namespaces. policy-rc.d 101 tells invoke-rc.d not to start them.
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+fi
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -55,7 +55,8 @@ dpkg-deb -x "$deb" "$root"
 # The installed binary, with the shipped file, in a namespace of its own (lo only).
 out=$(unshare --net sh -c "ip link set lo up && '$root/usr/sbin/tpengine' -c '$root/etc/tpengine/proxy.yaml' --check" 2>&1) ||
     fail "installed tpengine --check on the shipped proxy.yaml: $out"
-[ "$out" = "configuration valid" ] || fail "unexpected --check output: $out"
+# Warnings about this machine (its file-descriptor limit, say) may follow on stderr.
+grep -q '^configuration valid' <<<"$out" || fail "unexpected --check output: $out"
 # And it intercepts nothing: no rule in what it would apply.
 if "$root/usr/sbin/tpengine" -c "$root/etc/tpengine/proxy.yaml" --dry-run | grep -qE 'tproxy|redirect|dnat'; then
     fail "the shipped proxy.yaml intercepts traffic"

@@ -2,6 +2,7 @@
 // an undo journal, serve, reload on SIGHUP, and take the rules out before the listeners close.
 // Also --check (validate + preflight), --dry-run (print), --cleanup (sweep) and --no-rules.
 #include <arpa/inet.h>
+#include <mimalloc.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -20,6 +21,7 @@
 #include "config/cleanup.h"
 #include "config/kernel_apply.h"
 #include "config/load.h"
+#include "config/nft_bigsets.h"
 #include "config/preflight.h"
 #include "config/preflight_env.h"
 #include "engine/engine.h"
@@ -453,6 +455,14 @@ std::string engine_error(const Error& e, const plan::Plan& p) {
     return where + e.what + ": " + std::strerror(e.code);
 }
 
+// What a running process keeps of its rule set is small: big sets' elements become a count
+// and a hash (enough to compare a reload with), and the memory the load used goes back.
+void keep_small(config::LoadedConfig& c) {
+    c.kernel.nft_batch = config::compact_batch(c.kernel.nft_batch);
+    c.kernel.nft_batch.shrink_to_fit();
+    mi_collect(true);
+}
+
 int do_run(const Options& o) {
     config::LoadedConfig current;
     if (!load(o, current, "nothing applied")) {
@@ -529,6 +539,7 @@ int do_run(const Options& o) {
             return kExitFailure;
         }
     }
+    keep_small(current);
     log_line(running_line(current, o.no_rules));
     std::fflush(stderr);
     notify_ready(running_line(current, o.no_rules));
@@ -571,7 +582,7 @@ int do_run(const Options& o) {
         }
         if (applier) {
             bool same = next.kernel.nft_table == current.kernel.nft_table &&
-                        next.kernel.nft_batch == current.kernel.nft_batch &&
+                        config::compact_batch(next.kernel.nft_batch) == current.kernel.nft_batch &&
                         same_routing(next.kernel, current.kernel);
             std::string err;
             if (!same) {
@@ -602,6 +613,7 @@ int do_run(const Options& o) {
             lock = std::move(next_lock);
         }
         current = std::move(next);
+        keep_small(current);
         log_line("reloaded; " + running_line(current, o.no_rules));
         (void)sd_notify_state("STATUS=" + running_line(current, o.no_rules));
     };
