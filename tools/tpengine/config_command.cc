@@ -462,6 +462,9 @@ std::string engine_error(const Error& e, const plan::Plan& p) {
 void keep_small(config::LoadedConfig& c) {
     c.kernel.nft_batch = config::compact_batch(c.kernel.nft_batch);
     c.kernel.nft_batch.shrink_to_fit();
+    // Used once, right after the rules went in (flush_udp_flows); a UDP rule's big list
+    // would otherwise stay here at 24 bytes an address.
+    std::vector<config::UdpCatch>().swap(c.kernel.udp_catches);
 }
 
 // While it lives, memory freed goes back to the system at once; at its end, what is left is
