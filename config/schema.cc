@@ -343,9 +343,6 @@ void Reader::read_listener(const YamlNode& n, const std::string& path, Model& m,
             }
         }
     }
-    if (const YamlNode* v = n.find("routes")) {
-        read_routes(*v, join(path, "routes"), l);
-    }
     if (const YamlNode* v = n.find("accept_proxy")) {
         if (auto s = choice(*v, join(path, "accept_proxy"), {"v1", "v2", "any"})) {
             l.accept_proxy = *s == "v1"   ? plan::AcceptProxy::v1
@@ -385,6 +382,10 @@ void Reader::read_listener(const YamlNode& n, const std::string& path, Model& m,
         lw.udp.udp = v->pos;
         lw.udp.udp_set = true;
         read_listener_udp(*v, join(path, "udp"), l.udp, d_);
+    }
+    if (const YamlNode* v = n.find("routes")) {
+        // Last: a route's checks (udp upstreams) depend on the listener's other keys.
+        read_routes(*v, join(path, "routes"), l);
     }
     m.listeners.push_back(std::move(l));
     w.listeners.push_back(std::move(lw));
