@@ -5,9 +5,11 @@ process's RSS stays within 16 MiB of an idle one's; a reload with a changed list
 unchanged file and one with other rules but the same list leave exactly the new list (and
 rules) in force; stop leaves nothing."""
 import ipaddress
+import atexit
 import os
 import random
 import re
+import shutil
 import signal
 import tempfile
 import time
@@ -121,6 +123,7 @@ def tpengine_pid(proc):
 def main():
     nslib.require_root()
     tmp = tempfile.mkdtemp(prefix="tpa-biglist-")
+    atexit.register(shutil.rmtree, tmp, True)  # the generated lists are big
     ns = nslib.Netns("biglist")
     before = ns.snapshot()
 

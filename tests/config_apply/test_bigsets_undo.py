@@ -2,7 +2,9 @@
 applied with apply_driver: it works; and when the kernel refuses the elements (two overlapping
 entries) or the chains (a rule naming a set that does not exist), the namespace is left
 byte-identical to before, the half-built table removed."""
+import atexit
 import os
+import shutil
 import tempfile
 
 import nslib
@@ -42,6 +44,7 @@ def main():
     nslib.require_root()
     driver = os.environ["APPLY_DRIVER"]
     tmp = tempfile.mkdtemp(prefix="tpa-bigundo-")
+    atexit.register(shutil.rmtree, tmp, True)  # the generated lists are big
     cases = {
         "good": batch(hosts(5000)),
         # 100.64.0.0/24 holds 100.64.0.4/32: the kernel refuses the overlap.
