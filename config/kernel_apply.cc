@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "config/cleanup.h"
+#include "config/nft_bigsets.h"
 
 namespace tp::config {
 namespace {
@@ -83,6 +84,9 @@ std::string inplace_batch(const std::string& table, const std::string& current_b
         !table_objects(next_batch, table, &new_objects)) {
         return {};
     }
+    // Big sets whose elements did not change are neither flushed nor refilled (nft_bigsets.h).
+    std::vector<std::string> unchanged;
+    std::string next_body = without_unchanged_sets(current_batch, next_batch, &unchanged);
     std::string out = "flush table inet " + table + "\n";
     for (const auto& [key, head] : old_objects) {
         std::string kind = key.substr(0, key.find(' '));
@@ -94,14 +98,15 @@ std::string inplace_batch(const std::string& table, const std::string& current_b
         bool kept = next != new_objects.end() && next->second == head;
         if (!kept) {
             out += "delete " + kind + " inet " + table + " " + name + "\n";
-        } else if (kind == "set" || kind == "map") {
+        } else if ((kind == "set" || kind == "map") &&
+                   std::find(unchanged.begin(), unchanged.end(), name) == unchanged.end()) {
             // Emptied and refilled in the same transaction, never replaced: the packet path
             // reads a set's elements from a copy the commit swaps only after the rules took
             // effect, so a new set would look empty to the new rules for a moment.
             out += "flush " + kind + " inet " + table + " " + name + "\n";
         }
     }
-    return out + next_batch.substr(batch_prefix(table).size());
+    return out + next_body.substr(batch_prefix(table).size());
 }
 
 std::unique_ptr<KernelApplier> KernelApplier::open(std::string* err) {

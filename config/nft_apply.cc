@@ -25,11 +25,6 @@
 
 namespace tp::config {
 
-namespace {
-// Above this, a batch run through libnftables leaves a cache worth freeing.
-constexpr size_t kBigBatchBytes = 1u << 20;
-}  // namespace
-
 std::unique_ptr<NftContext> NftContext::create(std::string* err) {
     std::unique_ptr<NftContext> c(new NftContext());
     c->ctx_ = nft_ctx_new(NFT_CTX_DEFAULT);
@@ -77,9 +72,10 @@ std::string NftContext::run(const std::string& batch, bool check_only) {
     std::optional<SplitBatch> split = split_big_sets(batch);
     if (!split) {
         std::string err = run_text(batch, check_only);
-        if (batch.size() > kBigBatchBytes) {
-            reset();  // libnftables' cache keeps what it parsed: let it go
-        }
+        // libnftables' cache keeps what it parsed and what it fetched, e.g. every element of
+        // a big set already in the kernel that an auto-merge set declaration made it read:
+        // let it go.
+        reset();
         return err;
     }
     if (check_only) {

@@ -170,6 +170,34 @@ std::string compact_batch(const std::string& batch, size_t min_elements) {
     return out + "}\n";
 }
 
+std::string without_unchanged_sets(const std::string& compact_current,
+                                   const std::string& next_batch,
+                                   std::vector<std::string>* unchanged, size_t min_elements) {
+    std::string table;
+    std::vector<Object> objects;
+    size_t body = 0;
+    if (!scan(next_batch, &table, &objects, &body)) {
+        return next_batch;
+    }
+    std::string out(next_batch, 0, body);
+    for (const Object& o : objects) {
+        if (is_big(o, min_elements)) {
+            std::string_view elems(next_batch.data() + o.elems_begin, o.elems_end - o.elems_begin);
+            std::string compact = next_batch.substr(o.begin, o.elems_begin - o.begin) + "\t\t\t# " +
+                                  std::to_string(o.elements) + " elements, hash " +
+                                  text_hash(elems) + "\n" +
+                                  next_batch.substr(o.elems_end, o.end - o.elems_end);
+            if (compact_current.find(compact) != std::string::npos) {
+                append_without_elements(out, next_batch, o);
+                unchanged->push_back(o.name);
+                continue;
+            }
+        }
+        out.append(next_batch, o.begin, o.end - o.begin);
+    }
+    return out + "}\n";
+}
+
 std::string text_hash(std::string_view text) {
     uint64_t fnv = 0xcbf29ce484222325ull;
     for (unsigned char c : text) {

@@ -70,6 +70,15 @@ void for_each_element_descending(const std::string& batch, const BigSet& set, Fn
 // (inplace_batch only needs the objects; a reload compares compacted batches). Idempotent.
 std::string compact_batch(const std::string& batch, size_t min_elements = kBigSetElements);
 
+// `next_batch` with every big set whose compacted text appears in `compact_current` (the
+// same declaration and elements as the running one) declared without its elements; their
+// names in `unchanged`. A reload then leaves those sets alone instead of flushing and
+// refilling them through libnftables. `next_batch` itself when it is not a generator batch.
+std::string without_unchanged_sets(const std::string& compact_current,
+                                   const std::string& next_batch,
+                                   std::vector<std::string>* unchanged,
+                                   size_t min_elements = kBigSetElements);
+
 // A 128-bit hash of `text` as 32 hex digits (two independent 64-bit hashes).
 std::string text_hash(std::string_view text);
 

@@ -1,11 +1,12 @@
 #!/bin/bash
 # Big address lists: time and memory of `tpengine -c --check` and of a real start with N CIDRs
 # from an @file (one bypass rule with the list, one tproxy rule), and the steady RSS after the
-# rules are applied against an idle tpengine with a one-line list. Runs in a scratch network
-# namespace (root); the list is only loaded into a set, never routed to.
-#   bench/macro/biglist.sh [N]        N: CIDRs (default 1000000, at most 2000000)
-# The list: /32s every 4th address of 100.64.0.0/10 (1,048,576 at most), then IPv6 /128s from
-# 2001:db8::/32.
+# rules are applied, and after a reload that changed the list, against an idle tpengine with a
+# one-line list. Runs in a scratch network namespace (root); the list is only loaded into a set,
+# never routed to.
+#   bench/macro/biglist.sh [N]        N: CIDRs (default 1000000; one @file holds 16 MiB at most)
+# The list: separate /32s, every 4th address of 100.64.0.0/10 (1,048,576 at most: the worst case,
+# nothing merges), then IPv6 /128s from 2001:db8::/32.
 set -u
 N=${1:-1000000}
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
@@ -84,15 +85,24 @@ start() {  # NAME -> "SECONDS PEAK_KIB STEADY_KIB"
     t1=$(date +%s.%N)
     pid=$(pgrep -P $tpid | head -1)
     sleep 2
-    local steady
+    local steady reloaded=0 hwm
     steady=$(rss "$pid")
+    hwm=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
+    if [ "$1" = big ]; then
+        # A reload with the list changed by one entry (through libnftables, in place).
+        echo 198.51.100.1 >>"$WORK/big.txt"
+        kill -HUP "$pid"
+        for _ in $(seq 1200); do grep -q "reloaded;" "$log" && break; sleep 0.05; done
+        sleep 2
+        reloaded=$(rss "$pid")
+    fi
     kill -TERM "$pid"
     wait $tpid
     read -r _ peak < <(timed "$WORK/$1.time")
-    echo "$(echo "$t1 - $t0" | bc) $peak $steady"
+    echo "$(echo "$t1 - $t0" | bc) $hwm $steady $reloaded $peak"
 }
-read -r IDLE_S IDLE_PEAK IDLE_RSS < <(start tiny)
-read -r BIG_S BIG_PEAK BIG_RSS < <(start big)
+read -r IDLE_S IDLE_PEAK IDLE_RSS _ _ < <(start tiny)
+read -r BIG_S BIG_PEAK BIG_RSS BIG_RELOADED RELOAD_PEAK < <(start big)
 
 mib() { echo "scale=1; $1 / 1024" | bc; }
 printf 'biglist: %d CIDRs from an @file (%s)\n' "$N" "$(uname -r)"
@@ -101,4 +111,8 @@ printf '  start (to running)%6.2f s   peak %7s MiB   steady RSS %7s MiB\n' "$BIG
     "$(mib "$BIG_PEAK")" "$(mib "$BIG_RSS")"
 printf '  idle (1 CIDR)     %6.2f s   peak %7s MiB   steady RSS %7s MiB\n' "$IDLE_S" \
     "$(mib "$IDLE_PEAK")" "$(mib "$IDLE_RSS")"
-printf '  steady RSS over idle: %s MiB\n' "$(mib $((BIG_RSS - IDLE_RSS)))"
+printf '  steady RSS over idle: %s MiB after start, %s MiB after a reload that changed the list\n' \
+    "$(mib $((BIG_RSS - IDLE_RSS)))" "$(mib $((BIG_RELOADED - IDLE_RSS)))"
+printf '  reload that changed the list: peak %s MiB (libnftables, in place, one transaction)\n' \
+    "$(mib "$RELOAD_PEAK")"
+

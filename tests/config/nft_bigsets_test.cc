@@ -134,6 +134,22 @@ TEST(NftBigSets, CompactKeepsStructureAndHashesTheElements) {
     EXPECT_EQ(compact_batch(big_batch()), c);
 }
 
+TEST(NftBigSets, UnchangedBigSetsAreDeclaredWithoutElements) {
+    std::string batch = big_batch();
+    std::string running = compact_batch(batch);
+    std::vector<std::string> unchanged;
+    std::string next = without_unchanged_sets(running, batch, &unchanged);
+    ASSERT_EQ(unchanged, std::vector<std::string>{"dst4-big"});
+    auto split = split_big_sets(batch);
+    ASSERT_TRUE(split.has_value());
+    EXPECT_EQ(next, split->skeleton);  // the batch less the unchanged set's elements
+    // One address fewer: the set changed, so it goes in whole.
+    unchanged.clear();
+    std::string other = big_batch(1234);
+    EXPECT_EQ(without_unchanged_sets(running, other, &unchanged), other);
+    EXPECT_TRUE(unchanged.empty());
+}
+
 TEST(NftBigSets, TextHashIsStableAndSensitive) {
     EXPECT_EQ(text_hash("abc").size(), 32u);
     EXPECT_EQ(text_hash("abc"), text_hash("abc"));

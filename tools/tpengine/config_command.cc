@@ -458,12 +458,34 @@ std::string engine_error(const Error& e, const plan::Plan& p) {
 }
 
 // What a running process keeps of its rule set is small: big sets' elements become a count
-// and a hash (enough to compare a reload with), and the memory the load used goes back.
+// and a hash, enough to compare a reload with (nft_bigsets.h).
 void keep_small(config::LoadedConfig& c) {
     c.kernel.nft_batch = config::compact_batch(c.kernel.nft_batch);
     c.kernel.nft_batch.shrink_to_fit();
-    mi_collect(true);
+    // Used once, right after the rules went in (flush_udp_flows); a UDP rule's big list
+    // would otherwise stay here at 24 bytes an address.
+    std::vector<config::UdpCatch>().swap(c.kernel.udp_catches);
 }
+
+// While it lives, memory freed goes back to the system at once; at its end, what is left is
+// collected. mimalloc otherwise decommits freed pages only after a delay, and only when it
+// runs again later: a quiet process would keep the hundreds of MiB a big list's load and
+// libnftables used (setting the delay only just before mi_collect does not do it).
+class ReturnMemory {
+  public:
+    ReturnMemory() : delay_(mi_option_get(mi_option_decommit_delay)) {
+        mi_option_set(mi_option_decommit_delay, 0);
+    }
+    ~ReturnMemory() {
+        mi_collect(true);
+        mi_option_set(mi_option_decommit_delay, delay_);
+    }
+    ReturnMemory(const ReturnMemory&) = delete;
+    ReturnMemory& operator=(const ReturnMemory&) = delete;
+
+  private:
+    long delay_;
+};
 
 // UDP flows that began before the rules: their conntrack entries go (conntrack_flush.h).
 void flush_udp_flows(const config::KernelSetup& k, bool verbose) {
@@ -478,6 +500,7 @@ void flush_udp_flows(const config::KernelSetup& k, bool verbose) {
 }
 
 int do_run(const Options& o) {
+    auto reclaim = std::make_unique<ReturnMemory>();
     config::LoadedConfig current;
     if (!load(o, current, "nothing applied")) {
         return kExitFailure;
@@ -559,6 +582,7 @@ int do_run(const Options& o) {
         flush_udp_flows(current.kernel, o.verbose);
     }
     keep_small(current);
+    reclaim.reset();
     log_line(running_line(current, o.no_rules));
     std::fflush(stderr);
     notify_ready(running_line(current, o.no_rules));
@@ -578,6 +602,7 @@ int do_run(const Options& o) {
         }
     };
     hooks.on_reload = [&] {
+        ReturnMemory reclaim_after_reload;
         config::LoadedConfig next;
         if (!load(o, next, "reload rejected; the running configuration stays in force")) {
             return;

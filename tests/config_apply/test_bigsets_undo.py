@@ -1,0 +1,85 @@
+"""A batch with a big set (5,000 elements: the nfnetlink path of nft_apply.cc, in three steps)
+applied with apply_driver: it works; and when the kernel refuses the elements (two overlapping
+entries) or the chains (a rule naming a set that does not exist), the namespace is left
+byte-identical to before, the half-built table removed."""
+import atexit
+import os
+import shutil
+import tempfile
+
+import nslib
+
+
+def batch(elements, rule_set="dst4-big"):
+    lines = ",\n".join("\t\t\t" + e for e in elements)
+    return f"""add table inet tpa
+delete table inet tpa
+table inet tpa {{
+\tset dst4-big {{
+\t\ttype ipv4_addr
+\t\tflags interval
+\t\tauto-merge
+\t\telements = {{
+{lines}
+\t\t}}
+\t}}
+\tchain pre {{
+\t\ttype filter hook prerouting priority mangle + 1; policy accept;
+\t\tmeta l4proto tcp ip daddr @{rule_set} return
+\t}}
+}}
+"""
+
+
+def hosts(n):
+    base = (100 << 24) | (64 << 16)
+    out = []
+    for i in range(n):
+        a = base + 4 * i
+        out.append(f"{a >> 24}.{(a >> 16) & 255}.{(a >> 8) & 255}.{a & 255}/32")
+    return out
+
+
+def main():
+    nslib.require_root()
+    driver = os.environ["APPLY_DRIVER"]
+    tmp = tempfile.mkdtemp(prefix="tpa-bigundo-")
+    atexit.register(shutil.rmtree, tmp, True)  # the generated lists are big
+    cases = {
+        "good": batch(hosts(5000)),
+        # 100.64.0.0/24 holds 100.64.0.4/32: the kernel refuses the overlap.
+        "overlap": batch(["100.64.0.0/24"] + hosts(5000)[1:]),
+        "no-such-set": batch(hosts(5000), rule_set="nope"),
+    }
+    for name, text in cases.items():
+        with open(os.path.join(tmp, name + ".nft"), "w") as f:
+            f.write(text)
+    ns = nslib.Netns("bigundo")
+    ns.add_foreign_state()
+    before = ns.snapshot()
+    for bad in ("overlap", "no-such-set"):
+        r = ns.run([driver, "apply", "--table", "tpa", "--batch",
+                    os.path.join(tmp, bad + ".nft")])
+        if r.returncode == 0:
+            nslib.fail(f"{bad}: apply succeeded\n{r.stdout}{r.stderr}")
+        why = [l for l in r.stderr.splitlines() if l.startswith("apply_driver:")]
+        expected = "adding the elements of set dst4-big" if bad == "overlap" else "@nope"
+        if expected not in r.stderr:
+            nslib.fail(f"{bad}: refused for another reason than expected:\n{r.stderr}")
+        print(f"{bad}: refused: {why[0] if why else r.stderr}")
+        nslib.expect_same(before, ns.snapshot(), f"after the refused {bad} batch")
+    r = ns.run([driver, "apply", "--table", "tpa", "--batch", os.path.join(tmp, "good.nft")])
+    if r.returncode != 0:
+        nslib.fail(f"good: {r.stdout}{r.stderr}")
+    listed = ns.run(["nft", "list", "set", "inet", "tpa", "dst4-big"], check=True).stdout
+    got = listed.count("100.64.")
+    if got != 5000:
+        nslib.fail(f"good: the set lists {got} addresses, 5000 expected")
+    chain = ns.run(["nft", "list", "chain", "inet", "tpa", "pre"], check=True).stdout
+    if "@dst4-big" not in chain:
+        nslib.fail("good: the chain is missing:\n" + chain)
+    print("PASS")
+
+
+if __name__ == "__main__":
+    main()
