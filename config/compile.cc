@@ -28,6 +28,7 @@ plan::Plan to_plan(const Model& m) {
     p.bypass_mark = m.routing.bypass_mark;
     p.udp_reply_mark = m.routing.reply_mark;
     p.drain_timeout_ms = m.drain_timeout_ms;
+    p.memory_limit = m.memory_limit;
     p.log_connections = m.log_connections;
     p.listeners = m.listeners;
     // How each listener finds the original destination follows from the rules that feed it.

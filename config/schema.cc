@@ -36,6 +36,7 @@ class Reader : public ValueReader {
   private:
     void read_routing(const YamlNode& n, Model& m, ModelWhere& w);
     void read_nftables(const YamlNode& n, Model& m);
+    void read_memory_limit(const YamlNode& n, Model& m);
     void read_account(const YamlNode& n, const char* key, std::string& out);
     void read_listener(const YamlNode& n, const std::string& path, Model& m, ModelWhere& w);
     void read_upstream(const YamlNode& n, const std::string& path, plan::Listener& l);
@@ -89,7 +90,7 @@ std::optional<Model> Reader::read(const YamlNode& root) {
     }
     if (!check_map(root, "",
                    {"workers", "routing", "nftables", "capture_local", "allow_all", "listeners",
-                    "rules", "drain_timeout", "log_connections", "user", "group", "upstreams"})) {
+                    "rules", "drain_timeout", "log_connections", "memory_limit", "user", "group", "upstreams"})) {
         return std::nullopt;
     }
     if (const YamlNode* n = root.find("workers")) {
@@ -121,6 +122,9 @@ std::optional<Model> Reader::read(const YamlNode& root) {
     }
     if (const YamlNode* n = root.find("drain_timeout")) {
         m.drain_timeout_ms = duration(*n, "drain_timeout").value_or(m.drain_timeout_ms);
+    }
+    if (const YamlNode* n = root.find("memory_limit")) {
+        read_memory_limit(*n, m);
     }
     if (const YamlNode* n = root.find("upstreams")) {
         ups_.read_upstreams(*n);  // before listeners: their routes name upstreams
@@ -209,6 +213,32 @@ void Reader::read_routing(const YamlNode& n, Model& m, ModelWhere& w) {
             r.priority = static_cast<uint32_t>(*p);
         }
     }
+}
+
+// memory_limit: 64MiB, 1GiB, 512KiB (binary units); at least 4 MiB, at most 1 TiB.
+void Reader::read_memory_limit(const YamlNode& n, Model& m) {
+    const char* what = "a size such as 64MiB or 1GiB";
+    if (!n.is_scalar() || n.quoted) {
+        err(n, "memory_limit", std::string("expected ") + what);
+        return;
+    }
+    const std::string& v = n.value;
+    size_t digits = 0;
+    while (digits < v.size() && v[digits] >= '0' && v[digits] <= '9') {
+        ++digits;
+    }
+    std::string unit = v.substr(digits);
+    unsigned shift = unit == "KiB" ? 10 : unit == "MiB" ? 20 : unit == "GiB" ? 30 : 0;
+    if (digits == 0 || digits > 7 || shift == 0) {
+        err(n, "memory_limit", "\"" + v + "\" is not " + what + " (units KiB, MiB, GiB)");
+        return;
+    }
+    uint64_t bytes = std::stoull(v.substr(0, digits)) << shift;
+    if (bytes < (4ull << 20) || bytes > (1ull << 40)) {
+        err(n, "memory_limit", "\"" + v + "\" is out of range (4MiB-1024GiB)");
+        return;
+    }
+    m.memory_limit = bytes;
 }
 
 // A user or group name (resolved when tpengine switches to it, not here) or a numeric id.
@@ -343,9 +373,6 @@ void Reader::read_listener(const YamlNode& n, const std::string& path, Model& m,
             }
         }
     }
-    if (const YamlNode* v = n.find("routes")) {
-        read_routes(*v, join(path, "routes"), l);
-    }
     if (const YamlNode* v = n.find("accept_proxy")) {
         if (auto s = choice(*v, join(path, "accept_proxy"), {"v1", "v2", "any"})) {
             l.accept_proxy = *s == "v1"   ? plan::AcceptProxy::v1
@@ -385,6 +412,10 @@ void Reader::read_listener(const YamlNode& n, const std::string& path, Model& m,
         lw.udp.udp = v->pos;
         lw.udp.udp_set = true;
         read_listener_udp(*v, join(path, "udp"), l.udp, d_);
+    }
+    if (const YamlNode* v = n.find("routes")) {
+        // Last: a route's checks (udp upstreams) depend on the listener's other keys.
+        read_routes(*v, join(path, "routes"), l);
     }
     m.listeners.push_back(std::move(l));
     w.listeners.push_back(std::move(lw));

@@ -45,9 +45,9 @@ class BufRing {
     // Gives the pages of every buffer in the ring back to the kernel (MADV_DONTNEED; the next
     // receive into one faults in a zeroed page). The kernel takes buffers from the ring in
     // order, so any traffic touches them all in turn: without this a burst leaves the whole
-    // ring resident. Only the worker thread writes into its buffers (receives complete in its
-    // own io_uring_enter), so none is being filled meanwhile. Returns how many buffers are
-    // still out (their pages stay until they come back and the next trim).
+    // ring resident. The caller makes sure no buffer is filled meanwhile or filled without its
+    // completion handled yet (Worker::maybe_trim). Returns how many buffers are still out
+    // (their pages stay until they come back and the next trim).
     uint32_t trim();
     // Publishes the buffers released since the last flush; returns how many.
     int flush() {

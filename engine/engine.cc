@@ -194,6 +194,8 @@ Result<std::unique_ptr<Engine>> Engine::start(const plan::Plan& plan) {
     e->impl_ = std::make_unique<Impl>();
     Impl& im = *e->impl_;
     im.plan = plan;
+    auto mem = std::make_shared<MemGuard>();
+    mem->init(plan.memory_limit);
     std::vector<int> cpus = allowed_cpus();
     size_t n = plan.workers ? plan.workers : (cpus.empty() ? 1 : cpus.size());
 
@@ -224,6 +226,9 @@ Result<std::unique_ptr<Engine>> Engine::start(const plan::Plan& plan) {
         wc.udp_reply_sockets = plan.udp_reply_sockets_per_worker;
         wc.udp_reply_mark = plan.udp_reply_mark != 0 ? plan.udp_reply_mark : plan.bypass_mark;
         wc.udp_direct_send = std::getenv("TPENGINE_UDP_DIRECT_SEND") != nullptr;  // A/B switch
+        if (mem->enabled()) {
+            wc.mem = mem;
+        }
         auto worker = std::make_unique<Worker>(wc);
         std::vector<WorkerListener> wl;
         for (size_t i = 0; i < im.listeners.size(); ++i) {
@@ -377,6 +382,8 @@ StatsSnapshot Engine::stats() const {
         total.bytes_down += s.bytes_down;
         total.accept_paused += s.accept_paused;
         total.stale_dropped += s.stale_dropped;
+        total.mem_paused += s.mem_paused;
+        total.mem_refused += s.mem_refused;
         for (size_t i = 0; i < s.closed.size(); ++i) {
             total.closed[i] += s.closed[i];
         }

@@ -159,9 +159,12 @@ void append_block(std::string& out, const char* title, const StatsSnapshot& s) {
     }
     if (any)
         out += '\n';
-    if (s.stale_dropped != 0) {
-        std::snprintf(line, sizeof line, "  shed: stale_dropped=%llu\n",
-                      static_cast<unsigned long long>(s.stale_dropped));
+    if (s.stale_dropped != 0 || s.mem_paused != 0 || s.mem_refused != 0) {
+        std::snprintf(line, sizeof line,
+                      "  shed: stale_dropped=%llu mem_paused=%llu mem_refused=%llu\n",
+                      static_cast<unsigned long long>(s.stale_dropped),
+                      static_cast<unsigned long long>(s.mem_paused),
+                      static_cast<unsigned long long>(s.mem_refused));
         out += line;
     }
     const UdpSnapshot& u = s.udp;

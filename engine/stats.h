@@ -83,9 +83,11 @@ struct StatsSnapshot {
     uint64_t bytes_up = 0;       // client -> upstream
     uint64_t bytes_down = 0;     // upstream -> client
     uint64_t accept_paused = 0;  // times accept was paused (max_connections or fd exhaustion)
-    // Shedding (printed on a `shed:` line when not zero): accepted sockets whose client had
-    // already gone, dropped without an upstream (never counted as accepted).
+    // Shedding (printed on a `shed:` line when not zero; none of these is counted as
+    // accepted): accepted sockets whose client had already gone, dropped without an upstream.
     uint64_t stale_dropped = 0;
+    uint64_t mem_paused = 0;   // times accepting paused at the memory limit
+    uint64_t mem_refused = 0;  // accepted as the pause began: reset, never relayed
     std::array<uint64_t, static_cast<size_t>(CloseCause::count_)> closed{};
     std::array<uint64_t, static_cast<size_t>(hs::Cause::count_)> handshake{};  // failures
     UdpSnapshot udp;

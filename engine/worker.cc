@@ -168,6 +168,10 @@ void Worker::loop() {
             bufs_.grow();  // the ring ran dry: add a chunk, up to the configured maximum
         }
         udp_->after_pass(now_);
+        if (trim_due_) {
+            trim_due_ = false;
+            maybe_trim();
+        }
         int returned = bufs_.flush();
         if (returned > 0 && !starved_.empty()) {
             retry_starved(static_cast<size_t>(returned));
@@ -182,7 +186,7 @@ bool Worker::needs_tick() const {
     // An idle worker sleeps until something arrives instead of waking ten times a second
     // (gateways idle most of the time). Anything with a deadline keeps the tick going.
     if (pool_.used() > 0 || !lingering_.empty() || !starved_.empty() || exit_requested_ ||
-        closing_all_ || recvs_since_trim_ > 0 || udp_->needs_tick()) {
+        closing_all_ || recvs_since_trim_ > 0 || mem_paused_ || udp_->needs_tick()) {
         return true;
     }
     for (const auto& l : listeners_) {
@@ -247,6 +251,15 @@ void Worker::handle_accept(uint32_t li, const io_uring_cqe* cqe) {
         if ((l.retired && !l.serve_queue) || !accepting_) {
             set_linger_reset(res);
             ::close(res);
+            return;
+        }
+        if (cfg_.mem && ++accepts_since_mem_check_ >= kMemCheckAccepts) {
+            check_memory();
+        }
+        if (mem_paused_) {  // accepted before the pause took effect: refused, and counted
+            set_linger_reset(res);
+            ::close(res);
+            WorkerStats::add(stats_.mem_refused, 1);
             return;
         }
         if (now_ < fd_recover_until_ms_ && drop_if_gone(res)) {
@@ -340,8 +353,8 @@ void Worker::cancel_accept(uint32_t li) {
 
 void Worker::maybe_arm_accept(uint32_t li) {
     ListenerState& l = *listeners_[li];
-    if (!l.armed && !l.retired && accepting_ && !l.limit_paused && now_ >= l.resume_at_ms &&
-        l.fd.valid()) {
+    if (!l.armed && !l.retired && accepting_ && !l.limit_paused && !mem_paused_ &&
+        now_ >= l.resume_at_ms && l.fd.valid()) {
         arm_accept(li);
     }
 }
@@ -403,13 +416,61 @@ void Worker::on_tick() {
     }
     check_lingering(false);
     udp_->on_tick(now_);
-    maybe_trim();
+    trim_due_ = true;  // checked in loop(), once the batch's completions are all handled
+    if (cfg_.mem) {
+        check_memory();
+    }
+}
+
+// Sheds load before the kernel's OOM killer would: above the high mark every listener of this
+// worker stops accepting (new clients wait in the listen queue, or are refused by the kernel
+// once it is full); below the low mark accepting resumes. Live connections are not touched.
+void Worker::check_memory() {
+    accepts_since_mem_check_ = 0;
+    uint64_t used = cfg_.mem->usage();
+    if (!mem_paused_ && used >= cfg_.mem->high()) {
+        mem_paused_ = true;
+        WorkerStats::add(stats_.mem_paused, 1);
+        if (!log_ever_ || now_ - last_log_ms_ >= 1000) {
+            log_ever_ = true;
+            last_log_ms_ = now_;
+            std::fprintf(
+                stderr, "tpengine: worker %u: accept paused: memory %llu KiB of %llu KiB (%s)\n",
+                cfg_.index, static_cast<unsigned long long>(used >> 10),
+                static_cast<unsigned long long>(cfg_.mem->limit() >> 10), cfg_.mem->source());
+        }
+        for (uint32_t li = 0; li < listeners_.size(); ++li) {
+            if (listeners_[li]->armed) {
+                cancel_accept(li);
+            }
+        }
+        if (!tick_armed_) {
+            arm_tick();
+        }
+    } else if (mem_paused_ && used < cfg_.mem->low()) {
+        mem_paused_ = false;
+        for (uint32_t li = 0; li < listeners_.size(); ++li) {
+            maybe_arm_accept(li);
+        }
+    }
 }
 
 // Returns the provided buffers' pages once the traffic that touched them is gone: a burst or a
 // set of stalled readers would otherwise leave the whole ring resident for good.
+//
+// Only where no buffer can be filled behind the worker's back: with DEFER_TASKRUN the kernel
+// picks a buffer and copies into it only inside this thread's io_uring_enter, so once every
+// completion of the batch is handled (the CQ empty, nothing in the overflow list) each buffer
+// not marked taken is truly in the ring. Other ring modes run that work at any syscall's
+// return, so they do not trim.
 void Worker::maybe_trim() {
-    if (recvs_since_trim_ == 0) {
+    if (recvs_since_trim_ == 0 || !(ring_.setup_flags() & IORING_SETUP_DEFER_TASKRUN)) {
+        return;
+    }
+    io_uring* ring = ring_.get();
+    if (io_uring_cq_ready(ring) != 0 ||
+        (IO_URING_READ_ONCE(*ring->sq.kflags) & IORING_SQ_CQ_OVERFLOW)) {
+        trim_due_ = true;  // completions still to handle: try after the next batch
         return;
     }
     bool idle = pool_.used() == 0;

@@ -16,6 +16,7 @@
 #include "engine/buf_ring.h"
 #include "engine/conn_pool.h"
 #include "engine/handshake/upstream.h"
+#include "engine/mem_guard.h"
 #include "engine/relay.h"
 #include "engine/result.h"
 #include "engine/ring.h"
@@ -66,8 +67,9 @@ struct WorkerConfig {
     bool splice = true;       // bulk directions move bytes socket -> pipe -> socket (no copies)
     bool direct_send = true;  // a lone small send uses send(2) instead of a ring round trip
     uint32_t udp_reply_sockets = 4096;
-    uint32_t udp_reply_mark = 0;   // SO_MARK of UDP reply sockets (0 = bypass_mark)
-    bool udp_direct_send = false;  // sendto(2) per datagram instead of ring SENDMSG
+    uint32_t udp_reply_mark = 0;          // SO_MARK of UDP reply sockets (0 = bypass_mark)
+    bool udp_direct_send = false;         // sendto(2) per datagram instead of ring SENDMSG
+    std::shared_ptr<const MemGuard> mem;  // null or disabled: no memory limit
 };
 
 class Worker {
@@ -199,6 +201,7 @@ class Worker {
     void release_buf(uint16_t b);
     void check_lingering(bool force);
     void maybe_trim();
+    void check_memory();
     uint64_t now_ms() const;
     void log_limited(const char* msg, int err);
 
@@ -240,6 +243,9 @@ class Worker {
     uint64_t now_ = 0;  // ms since the worker started, updated once per batch
     uint64_t last_log_ms_ = 0;
     uint64_t fd_recover_until_ms_ = 0;
+    bool mem_paused_ = false;  // over the memory limit: accept nothing
+    uint32_t accepts_since_mem_check_ = 0;
+    bool trim_due_ = false;          // the tick asked for a trim check (maybe_trim)
     uint32_t recvs_since_trim_ = 0;  // buffer receives since the ring was last trimmed
     uint32_t recvs_at_check_ = 0;
     uint64_t next_trim_check_ms_ = 0;  // check accepted sockets for gone clients until then

@@ -22,6 +22,9 @@ constexpr uint64_t kFdRecoverMs = 5000;
 // connections exist, at every tick once none is left.
 constexpr uint64_t kTrimCheckMs = 1000;
 constexpr uint32_t kTrimQuiet = 8;
+// The memory limit is checked at every tick and every kMemCheckAccepts accepts, so a burst of
+// connections cannot run far past it between two checks.
+constexpr uint32_t kMemCheckAccepts = 16;
 constexpr uint32_t kTokens = 4096;          // chain ids for bytes held in pipes
 constexpr uint32_t kMaxSplicedDirs = 2048;  // each holds at most Relay::depth tokens
 constexpr int kPipeSize = 1 << 20;

@@ -18,6 +18,8 @@ struct alignas(64) WorkerStats {
     Counter bytes_down{0};
     Counter accept_paused{0};
     Counter stale_dropped{0};
+    Counter mem_paused{0};
+    Counter mem_refused{0};
     Counter closed[static_cast<size_t>(CloseCause::count_)]{};
     Counter handshake[static_cast<size_t>(hs::Cause::count_)]{};  // failures by cause
     // UDP flows (engine/udp_flows.cc), on their own cache lines so TCP paths do not share them.
@@ -47,6 +49,8 @@ struct alignas(64) WorkerStats {
         s.bytes_down = bytes_down.load(std::memory_order_relaxed);
         s.accept_paused = accept_paused.load(std::memory_order_relaxed);
         s.stale_dropped = stale_dropped.load(std::memory_order_relaxed);
+        s.mem_paused = mem_paused.load(std::memory_order_relaxed);
+        s.mem_refused = mem_refused.load(std::memory_order_relaxed);
         for (size_t i = 0; i < s.closed.size(); ++i) {
             s.closed[i] = closed[i].load(std::memory_order_relaxed);
         }

@@ -180,11 +180,19 @@ TEST(ConfigRaw, CyclicAliasRejected) {
 TEST(ConfigKeys, UnknownKey) {
     EXPECT_EQ(first_error(std::string(kListener) + "rulez: []\n"),
               "t.yaml:4:1: rulez: unknown key \"rulez\" (allowed here: workers, routing, nftables, "
-              "capture_local, allow_all, listeners, rules, drain_timeout, log_connections, user, "
-              "group, upstreams)");
+              "capture_local, allow_all, listeners, rules, drain_timeout, log_connections, "
+              "memory_limit, user, group, upstreams)");
     EXPECT_EQ(first_error("routing:\n  marc: 1\n"),
               "t.yaml:2:3: routing.marc: unknown key \"marc\" (allowed here: mark, mask, table, "
               "priority, bypass_mark, reply_mark)");
+}
+
+TEST(ConfigKeys, MemoryLimit) {
+    EXPECT_EQ(first_error(std::string(kListener) + "memory_limit: 64M\n"),
+              "t.yaml:4:15: memory_limit: \"64M\" is not a size such as 64MiB or 1GiB (units KiB, "
+              "MiB, GiB)");
+    EXPECT_EQ(first_error(std::string(kListener) + "memory_limit: 1MiB\n"),
+              "t.yaml:4:15: memory_limit: \"1MiB\" is out of range (4MiB-1024GiB)");
 }
 
 TEST(ConfigKeys, DuplicateKey) {
@@ -756,6 +764,7 @@ TEST(ConfigValid, Defaults) {
     EXPECT_EQ(c.plan.bypass_mark, 0xfeu);
     EXPECT_EQ(c.plan.drain_timeout_ms, 10000u);
     EXPECT_FALSE(c.plan.log_connections);
+    EXPECT_EQ(c.plan.memory_limit, 0u);
     const plan::Listener& l = c.plan.listeners[0];
     EXPECT_TRUE(l.transparent);
     EXPECT_FALSE(l.v6only);
@@ -771,6 +780,7 @@ TEST(ConfigValid, ListenerOptions) {
     auto c = load_ok(R"(workers: 4
 drain_timeout: 500ms
 log_connections: true
+memory_limit: 48MiB
 listeners:
   - name: fwd
     address: 127.0.0.1
@@ -790,6 +800,7 @@ rules:
     EXPECT_EQ(c.plan.workers, 4u);
     EXPECT_EQ(c.plan.drain_timeout_ms, 500u);
     EXPECT_TRUE(c.plan.log_connections);
+    EXPECT_EQ(c.plan.memory_limit, 48ull << 20);
     const plan::Listener& l = c.plan.listeners[0];
     EXPECT_EQ(l.address.family(), AF_INET);
     EXPECT_FALSE(l.transparent);

@@ -165,7 +165,8 @@ def parse_stats(text):
 class Relay:
     """One `tpengine relay` process. Output goes to files, so a test never blocks on a pipe."""
 
-    def __init__(self, ctx, args, family=socket.AF_INET, host=None, upstream_ports=(), nofile=None):
+    def __init__(self, ctx, args, family=socket.AF_INET, host=None, upstream_ports=(), nofile=None,
+                 cgroup_procs=None):
         self.ctx = ctx
         self.args = [str(a) for a in args]
         self.family = family
@@ -181,6 +182,7 @@ class Relay:
         self.returncode = None
         self.standin = ctx.standin
         self.nofile = nofile
+        self.cgroup_procs = cgroup_procs  # a cgroup's cgroup.procs: the relay starts in it
 
     # -- output
     def output(self):
@@ -220,12 +222,16 @@ class Relay:
         self._out = open(self.out_path, "w")
         log("start: " + " ".join(cmd))
         n = self.nofile
+        procs = self.cgroup_procs
 
         def pre():
             # the relay dies with the test process, even if that is killed (ctest timeout)
             ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
             if n:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
+            if procs:
+                with open(procs, "w") as f:
+                    f.write(str(os.getpid()))
         self.proc = subprocess.Popen(cmd, stdout=self._out, stderr=self._err, stdin=subprocess.DEVNULL,
                                      start_new_session=True, preexec_fn=pre)
         self.ctx.relays.append(self)

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <netdb.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -45,6 +46,8 @@ const char* kUsage =
     "  --max-connections N     concurrent connections (default 65536; 0 = unlimited)\n"
     "  --mark N                SO_MARK on upstream sockets (default 0 = none)\n"
     "  --drain-timeout DUR     graceful stop limit (default 10s)\n"
+    "  --memory-limit SIZE     pause accepting near SIZE bytes (K, M, G suffixes: KiB...);\n"
+    "                          default: the memory cgroup's limit, if any\n"
     "  UDP (-u):\n"
     "  --udp-idle-timeout DUR  flow idle timeout (default 60s; none = no timeout)\n"
     "  --dns-idle-timeout DUR  for flows to port 53 (default 10s)\n"
@@ -75,6 +78,32 @@ bool parse_u64(const char* s, uint64_t max, uint64_t& out) {
         return false;
     }
     out = v;
+    return true;
+}
+
+// A byte count with an optional K, M or G suffix (binary: 1K = 1024).
+bool parse_size(const char* s, uint64_t& out) {
+    if (s == nullptr || !std::isdigit(static_cast<unsigned char>(s[0]))) {
+        return false;
+    }
+    char* end = nullptr;
+    errno = 0;
+    unsigned long long v = std::strtoull(s, &end, 10);
+    unsigned shift = 0;
+    if (*end == 'K' || *end == 'k') {
+        shift = 10;
+    } else if (*end == 'M' || *end == 'm') {
+        shift = 20;
+    } else if (*end == 'G' || *end == 'g') {
+        shift = 30;
+    }
+    if (shift != 0) {
+        ++end;
+    }
+    if (errno != 0 || *end != '\0' || v > (~0ull >> 34)) {
+        return false;
+    }
+    out = static_cast<uint64_t>(v) << shift;
     return true;
 }
 
@@ -206,6 +235,10 @@ int relay_main(int argc, char** argv) {
                     return bad("--max-connections: expected a number, got '%s'", val);
                 }
                 l.max_connections = static_cast<uint32_t>(n);
+            } else if (name == "memory-limit") {
+                if (!parse_size(val, p.memory_limit) || p.memory_limit == 0) {
+                    return bad("--memory-limit: expected a size (e.g. 64M, 1G), got '%s'", val);
+                }
             } else if (name == "udp-idle-timeout" || name == "dns-idle-timeout" ||
                        name == "quic-idle-timeout") {
                 uint32_t& out = name == "udp-idle-timeout"   ? l.udp.idle_ms
