@@ -8,6 +8,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <thread>
 
 #include "engine/sock.h"
@@ -20,6 +21,9 @@ struct Engine::Impl {
     std::vector<std::unique_ptr<Worker>> workers;
     std::vector<std::shared_ptr<ListenerShared>> listeners;  // index-aligned with plan.listeners
     bool joined = false;
+    // Guards plan and listeners against readers on other threads (stats, addresses) while
+    // update() replaces them; workers never take it.
+    mutable std::mutex mu;
 };
 
 namespace {
@@ -155,6 +159,7 @@ Result<std::unique_ptr<Engine>> Engine::start(const plan::Plan& plan) {
         fds.push_back(std::move(r.value()));
         auto shared = std::make_shared<ListenerShared>();
         shared->cfg = im.plan.listeners[i];
+        shared->counters = std::make_unique<ListenerCounterSet>(static_cast<unsigned>(n));
         im.listeners.push_back(std::move(shared));
     }
     auto self = build_self_set(im.listeners);
@@ -176,7 +181,7 @@ Result<std::unique_ptr<Engine>> Engine::start(const plan::Plan& plan) {
         }
         if (auto r = worker->start(std::move(wl), self); !r) {
             for (auto& started : im.workers) {
-                started->post(Worker::Command{Worker::CommandType::exit, {}, nullptr});
+                started->post(Worker::Command{Worker::CommandType::exit, {}, nullptr, nullptr});
                 started->join();
             }
             im.joined = true;
@@ -224,18 +229,20 @@ Result<void> Engine::update(const plan::Plan& plan) {
         }
         auto shared = std::make_shared<ListenerShared>();
         shared->cfg = l;
+        shared->counters = std::make_unique<ListenerCounterSet>(static_cast<unsigned>(n));
         next.push_back(std::move(shared));
         fds.push_back(std::move(r.value()));
     }
     auto self = build_self_set(next);
     for (size_t w = 0; w < n; ++w) {
-        Worker::Command cmd{Worker::CommandType::set_listeners, {}, self};
+        Worker::Command cmd{Worker::CommandType::set_listeners, {}, self, nullptr};
         for (size_t i = 0; i < next.size(); ++i) {
             UniqueFd fd = fds[i].empty() ? UniqueFd() : std::move(fds[i][w]);
             cmd.listeners.push_back(WorkerListener{next[i], std::move(fd)});
         }
         im.workers[w]->post(std::move(cmd));
     }
+    std::lock_guard<std::mutex> lock(im.mu);
     uint32_t keep_workers = im.plan.workers;
     im.plan = resolved;
     im.plan.workers = keep_workers;
@@ -248,7 +255,7 @@ void Engine::stop_accepting() {
         return;
     }
     for (auto& w : impl_->workers) {
-        w->post(Worker::Command{Worker::CommandType::stop_accepting, {}, nullptr});
+        w->post(Worker::Command{Worker::CommandType::stop_accepting, {}, nullptr, nullptr});
     }
 }
 
@@ -268,7 +275,7 @@ bool Engine::drain(std::chrono::milliseconds timeout) {
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
     for (auto& w : im.workers) {
-        w->post(Worker::Command{Worker::CommandType::exit, {}, nullptr});
+        w->post(Worker::Command{Worker::CommandType::exit, {}, nullptr, nullptr});
     }
     for (auto& w : im.workers) {
         w->join();
@@ -278,6 +285,7 @@ bool Engine::drain(std::chrono::milliseconds timeout) {
 }
 
 std::vector<plan::SockAddr> Engine::listening_addresses() const {
+    std::lock_guard<std::mutex> lock(impl_->mu);
     std::vector<plan::SockAddr> out;
     for (const auto& l : impl_->plan.listeners) {
         out.push_back(l.address);
@@ -302,12 +310,37 @@ StatsSnapshot Engine::stats() const {
         total.bytes_up += s.bytes_up;
         total.bytes_down += s.bytes_down;
         total.accept_paused += s.accept_paused;
+        total.accept_paused_limit += s.accept_paused_limit;
+        total.accept_paused_fd += s.accept_paused_fd;
+        total.buffer_grows += s.buffer_grows;
+        total.buffer_starved += s.buffer_starved;
+        total.buffers += s.buffers;
         for (size_t i = 0; i < s.closed.size(); ++i) {
             total.closed[i] += s.closed[i];
         }
         total.per_worker.push_back(std::move(s));
     }
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    for (const auto& l : impl_->listeners) {
+        total.listeners.push_back(l->counters ? l->counters->snapshot(l->cfg.name)
+                                              : ListenerSnapshot{});
+    }
     return total;
+}
+
+std::vector<ConnInfo> Engine::connections(std::chrono::milliseconds timeout) const {
+    Impl& im = *impl_;
+    if (im.joined) {
+        return {};
+    }
+    auto q = std::make_shared<ConnQuery>();
+    q->pending = static_cast<unsigned>(im.workers.size());
+    for (auto& w : im.workers) {
+        w->post(Worker::Command{Worker::CommandType::list_connections, {}, nullptr, q});
+    }
+    std::unique_lock<std::mutex> lock(q->mu);
+    q->cv.wait_for(lock, timeout, [&] { return q->pending == 0; });
+    return q->conns;  // a copy: a late worker may still append to q
 }
 
 Engine::~Engine() {

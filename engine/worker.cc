@@ -98,6 +98,7 @@ Result<void> Worker::setup() {
     if (auto r = bufs_.init(ring_.get(), 0, cfg_.buffers, cfg_.buffer_size); !r) {
         return r;
     }
+    stats_.buffers.store(bufs_.count(), std::memory_order_relaxed);
     token_base_ = bufs_.max_count();
     chain_next_.assign(token_base_ + kTokens, 0);
     chain_len_.assign(token_base_ + kTokens, 0);
@@ -111,7 +112,7 @@ Result<void> Worker::setup() {
     io_uring_prep_read(sqe, wake_fd_.get(), &wake_buf_, sizeof wake_buf_, 0);
     io_uring_sqe_set_data64(sqe, ud(Op::wake, 0, 0));
     arm_tick();
-    Command c{CommandType::set_listeners, std::move(initial_), self_set_};
+    Command c{CommandType::set_listeners, std::move(initial_), self_set_, nullptr};
     apply(c);
     return {};
 }
@@ -158,8 +159,10 @@ void Worker::loop() {
         }
         io_uring_cq_advance(ring, n);
         drain_local();
-        if (!starved_.empty()) {
-            bufs_.grow();  // the ring ran dry: add a chunk, up to the configured maximum
+        if (!starved_.empty() &&
+            bufs_.grow()) {  // the ring ran dry: add a chunk, up to the maximum
+            WorkerStats::add(stats_.buffer_grows, 1);
+            stats_.buffers.store(bufs_.count(), std::memory_order_relaxed);
         }
         int returned = bufs_.flush();
         if (returned > 0 && !starved_.empty()) {
@@ -257,6 +260,8 @@ void Worker::handle_accept(uint32_t li, const io_uring_cqe* cqe) {
             // Pause briefly instead of spinning on a listener the kernel keeps reporting.
             l.resume_at_ms = now_ + kFdPauseMs;
             WorkerStats::add(stats_.accept_paused, 1);
+            WorkerStats::add(stats_.accept_paused_fd, 1);
+            ListenerCounters::add(l.ctr->accept_paused_fd, 1);
             log_limited("accept paused (out of file descriptors or memory)", -res);
             if (cqe->flags & IORING_CQE_F_MORE) {
                 cancel_accept(li);
@@ -313,6 +318,8 @@ void Worker::pause_for_limit(uint32_t li) {
     }
     l.limit_paused = true;
     WorkerStats::add(stats_.accept_paused, 1);
+    WorkerStats::add(stats_.accept_paused_limit, 1);
+    ListenerCounters::add(l.ctr->accept_paused_limit, 1);
     if (l.armed) {
         cancel_accept(li);
     }
@@ -394,6 +401,7 @@ void Worker::apply(Command& cmd) {
                 auto st = std::make_unique<ListenerState>();
                 st->shared = w.shared;
                 st->fd = std::move(w.fd);
+                st->ctr = w.shared->counters ? &w.shared->counters->of(cfg_.index) : &spare_ctr_;
                 listeners_.push_back(std::move(st));
                 maybe_arm_accept(static_cast<uint32_t>(listeners_.size() - 1));
             }
@@ -404,6 +412,11 @@ void Worker::apply(Command& cmd) {
             return;
         case CommandType::close_all:
             close_all();
+            return;
+        case CommandType::list_connections:
+            if (cmd.query) {
+                list_connections(*cmd.query);
+            }
             return;
         case CommandType::exit:
             stop_accepting();
@@ -459,8 +472,7 @@ void Worker::force_close_remaining() {
             }
         }
         end_splice(c);
-        WorkerStats::add(stats_.closed[static_cast<size_t>(CloseCause::shutdown)], 1);
-        WorkerStats::sub(stats_.active, 1);
+        count_finish(c, CloseCause::shutdown);
         listeners_[c.listener]->shared->active.fetch_sub(1, std::memory_order_relaxed);
         pool_.release(i);
     }

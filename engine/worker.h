@@ -4,6 +4,7 @@
 // post(), which queues a command and wakes the ring through an eventfd.
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -15,6 +16,7 @@
 #include "config/plan.h"
 #include "engine/buf_ring.h"
 #include "engine/conn_pool.h"
+#include "engine/listener_stats.h"
 #include "engine/relay.h"
 #include "engine/result.h"
 #include "engine/ring.h"
@@ -32,6 +34,16 @@ struct ListenerShared {
     plan::Listener cfg;
     bool fixed_is_self = false;  // the fixed upstream is one of our own listeners
     std::atomic<uint32_t> active{0};
+    std::unique_ptr<ListenerCounterSet> counters;  // one block per worker (engine.cc)
+};
+
+// A request for the live connections, answered by every worker between batches; the asker
+// waits on it with a deadline (a worker never waits for the asker).
+struct ConnQuery {
+    std::mutex mu;
+    std::condition_variable cv;
+    unsigned pending = 0;  // workers yet to answer
+    std::vector<ConnInfo> conns;
 };
 
 // A listener handed to one worker: the shared part plus this worker's own socket. An invalid
@@ -54,11 +66,12 @@ struct WorkerConfig {
 
 class Worker {
   public:
-    enum class CommandType { set_listeners, stop_accepting, close_all, exit };
+    enum class CommandType { set_listeners, stop_accepting, close_all, exit, list_connections };
     struct Command {
         CommandType type;
         std::vector<WorkerListener> listeners;    // set_listeners
         std::shared_ptr<const SelfSet> self_set;  // set_listeners
+        std::shared_ptr<ConnQuery> query;         // list_connections
     };
 
     explicit Worker(const WorkerConfig& cfg);
@@ -90,6 +103,13 @@ class Worker {
         bool in_cancelled[2] = {false, false};    // ... and was cancelled meanwhile
         bool in_local[2] = {false, false};        // a splice-in tried without a poll first
         bool nonblock[2] = {false, false};        // O_NONBLOCK set (for splice, see below)
+        // Observability: plain fields written by this worker only (ctl connections, metrics).
+        ListenerCounters* ctr = nullptr;  // the listener's block for this worker
+        uint64_t bytes[2] = {0, 0};       // bytes delivered to client [0] / upstream [1]
+        uint64_t start_ms = 0;            // worker clock at accept
+        uint64_t connect_ns = 0;          // monotonic time the connect was issued
+        int connect_err = 0;              // errno of a failed connect
+        int8_t first_eof = -1;            // side that sent the first FIN (-1: none yet)
     };
     using Pool = ConnPool<Conn>;
 
@@ -97,11 +117,12 @@ class Worker {
         std::shared_ptr<ListenerShared> shared;
         UniqueFd fd;
         uint32_t arm_gen = 0;
-        bool armed = false;         // a multishot accept is in flight
-        bool retired = false;       // removed by reload or stopped
-        bool limit_paused = false;  // max_connections reached
-        uint64_t resume_at_ms = 0;  // fd exhaustion pause
-        std::vector<int> held;      // accepted past the limit, waiting for a free place
+        bool armed = false;               // a multishot accept is in flight
+        bool retired = false;             // removed by reload or stopped
+        bool limit_paused = false;        // max_connections reached
+        uint64_t resume_at_ms = 0;        // fd exhaustion pause
+        std::vector<int> held;            // accepted past the limit, waiting for a free place
+        ListenerCounters* ctr = nullptr;  // this worker's counter block of the listener
     };
 
     struct Lingering {  // closed by the relay, waiting for its send queue to drain before RST
@@ -161,9 +182,18 @@ class Worker {
     void check_lingering(bool force);
     uint64_t now_ms() const;
     void log_limited(const char* msg, int err);
+    void count_finish(Conn& c, CloseCause cause);     // tcp_conn.cc
+    void count_bytes(Conn& c, Side to, uint64_t n) {  // bytes delivered to side `to`
+        bool up = to == Side::upstream;
+        WorkerStats::add(up ? stats_.bytes_up : stats_.bytes_down, n);
+        ListenerCounters::add(up ? c.ctr->bytes_up : c.ctr->bytes_down, n);
+        c.bytes[idx(to)] += n;
+    }
+    void list_connections(ConnQuery& q);  // tcp_conn.cc
 
     WorkerConfig cfg_;
     WorkerStats stats_;
+    ListenerCounters spare_ctr_;  // for a listener handed over without counters
     Ring ring_;
     BufRing bufs_;
     Pool pool_;

@@ -16,6 +16,11 @@ struct alignas(64) WorkerStats {
     Counter bytes_up{0};
     Counter bytes_down{0};
     Counter accept_paused{0};
+    Counter accept_paused_limit{0};
+    Counter accept_paused_fd{0};
+    Counter buffer_grows{0};
+    Counter buffer_starved{0};
+    Counter buffers{0};  // provided now (a gauge)
     Counter closed[static_cast<size_t>(CloseCause::count_)]{};
 
     static void add(Counter& c, uint64_t n) {
@@ -32,6 +37,11 @@ struct alignas(64) WorkerStats {
         s.bytes_up = bytes_up.load(std::memory_order_relaxed);
         s.bytes_down = bytes_down.load(std::memory_order_relaxed);
         s.accept_paused = accept_paused.load(std::memory_order_relaxed);
+        s.accept_paused_limit = accept_paused_limit.load(std::memory_order_relaxed);
+        s.accept_paused_fd = accept_paused_fd.load(std::memory_order_relaxed);
+        s.buffer_grows = buffer_grows.load(std::memory_order_relaxed);
+        s.buffer_starved = buffer_starved.load(std::memory_order_relaxed);
+        s.buffers = buffers.load(std::memory_order_relaxed);
         for (size_t i = 0; i < s.closed.size(); ++i) {
             s.closed[i] = closed[i].load(std::memory_order_relaxed);
         }

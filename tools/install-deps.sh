@@ -13,6 +13,8 @@ packages=(
     iproute2 nftables conntrack procps python3 curl iperf3 socat netcat-openbsd nginx-light
     # peers for the performance comparison
     haproxy libnginx-mod-stream linux-perf valgrind
+    # observability tests: promtool checks the /metrics output (tests/relay/test_metrics.py)
+    prometheus
 )
 
 missing=()
@@ -30,5 +32,13 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
+# Packages with a service (prometheus, nginx, haproxy) must not start it on the host: a
+# policy-rc.d that refuses every start, in place only while we install (unless one exists).
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
+    trap 'rm -f "$policy"' EXIT
+fi
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
