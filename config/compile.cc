@@ -66,6 +66,7 @@ LoadResult load(const std::string& text, const std::string& name, const std::str
     out.kernel.nft_batch = generate_nft(*model);
     generate_routes(*model, out.kernel);
     out.capture_local = model->capture_local;
+    out.observe = model->observe;
     for (const Rule& r : model->rules) {
         if (r.action == Action::bypass) {
             continue;

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "config/kernel_setup.h"
+#include "config/observe.h"
 #include "config/plan.h"
 
 namespace tp::config {
@@ -28,6 +29,7 @@ struct LoadedConfig {
     bool uses_tproxy = false;           // some rule has action tproxy (needs nft tproxy+socket)
     bool intercepts_forwarded = false;  // some rule catches forwarded traffic (needs ip_forward)
     bool capture_local = false;
+    Observe observe;  // metrics:, control:, log: (for the front end)
 };
 
 using LoadResult = std::variant<LoadedConfig, std::vector<Diagnostic>>;

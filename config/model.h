@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "config/cidr.h"
+#include "config/observe.h"
 #include "config/plan.h"
 
 namespace tp::config {
@@ -55,6 +56,7 @@ struct Model {
     bool allow_all = false;
     uint32_t drain_timeout_ms = 10'000;
     bool log_connections = false;
+    Observe observe;  // metrics:, control:, log:
     std::vector<plan::Listener> listeners;
     std::vector<Rule> rules;
 };

@@ -33,6 +33,7 @@ class Reader : public ValueReader {
   private:
     void read_routing(const YamlNode& n, Model& m, ModelWhere& w);
     void read_nftables(const YamlNode& n, Model& m);
+    void read_observe(const YamlNode& root, Model& m);  // metrics:, control:, log:
     void read_listener(const YamlNode& n, const std::string& path, Model& m, ModelWhere& w);
     void read_upstream(const YamlNode& n, const std::string& path, plan::Listener& l);
     void read_rule(const YamlNode& n, const std::string& path, Model& m, ModelWhere& w);
@@ -83,7 +84,7 @@ std::optional<Model> Reader::read(const YamlNode& root) {
     }
     if (!check_map(root, "",
                    {"workers", "routing", "nftables", "capture_local", "allow_all", "listeners",
-                    "rules", "drain_timeout", "log_connections"})) {
+                    "rules", "drain_timeout", "log_connections", "metrics", "control", "log"})) {
         return std::nullopt;
     }
     if (const YamlNode* n = root.find("workers")) {
@@ -108,6 +109,7 @@ std::optional<Model> Reader::read(const YamlNode& root) {
     if (const YamlNode* n = root.find("log_connections")) {
         m.log_connections = boolean(*n, "log_connections").value_or(false);
     }
+    read_observe(root, m);
     if (const YamlNode* n = root.find("drain_timeout")) {
         m.drain_timeout_ms = duration(*n, "drain_timeout").value_or(m.drain_timeout_ms);
     }
@@ -185,6 +187,48 @@ void Reader::read_routing(const YamlNode& n, Model& m, ModelWhere& w) {
         } else if (auto p =
                        integer(*v, "routing.priority", 1, 32765, false, "an ip rule priority")) {
             r.priority = static_cast<uint32_t>(*p);
+        }
+    }
+}
+
+void Reader::read_observe(const YamlNode& root, Model& m) {
+    Observe& o = m.observe;
+    if (const YamlNode* n = root.find("metrics"); n && check_map(*n, "metrics", {"listen"})) {
+        if (const YamlNode* v = n->find("listen")) {
+            if (auto a = host_port(*v, "metrics.listen", false)) {
+                o.metrics = *a;
+            }
+        }
+    }
+    if (const YamlNode* n = root.find("control");
+        n && check_map(*n, "control", {"socket", "group"})) {
+        if (const YamlNode* v = n->find("socket")) {
+            if (v->is_scalar() && !v->quoted && v->value == "off") {
+                o.control_socket.clear();
+            } else if (auto s = string(*v, "control.socket")) {
+                if ((*s)[0] != '/' || s->size() > 100) {
+                    err(*v, "control.socket",
+                        "expected an absolute path of at most 100 bytes or off");
+                } else {
+                    o.control_socket = *s;
+                }
+            }
+        }
+        if (const YamlNode* v = n->find("group")) {
+            o.control_group = name(*v, "control.group", 32).value_or("");
+        }
+    }
+    if (const YamlNode* n = root.find("log");
+        n && check_map(*n, "log", {"level", "connections", "format"})) {
+        if (const YamlNode* v = n->find("level")) {
+            o.log_level =
+                choice(*v, "log.level", {"error", "warning", "info", "debug"}).value_or("info");
+        }
+        if (const YamlNode* v = n->find("connections")) {
+            o.log_connections = boolean(*v, "log.connections").value_or(false);
+        }
+        if (const YamlNode* v = n->find("format")) {
+            o.log_format = choice(*v, "log.format", {"logfmt", "json"}).value_or("logfmt");
         }
     }
 }

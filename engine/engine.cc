@@ -5,6 +5,7 @@
 #include <sched.h>
 #include <sys/resource.h>
 
+#include <atomic>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
@@ -20,7 +21,7 @@ struct Engine::Impl {
     plan::Plan plan;
     std::vector<std::unique_ptr<Worker>> workers;
     std::vector<std::shared_ptr<ListenerShared>> listeners;  // index-aligned with plan.listeners
-    bool joined = false;
+    std::atomic<bool> joined{false};  // read by the control thread (connections)
     // Guards plan and listeners against readers on other threads (stats, addresses) while
     // update() replaces them; workers never take it.
     mutable std::mutex mu;

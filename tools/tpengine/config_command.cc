@@ -20,8 +20,10 @@
 #include "config/kernel_apply.h"
 #include "config/load.h"
 #include "config/preflight.h"
+#include "config/rule_counters.h"
 #include "engine/engine.h"
 #include "tools/tpengine/commands.h"
+#include "tools/tpengine/control.h"
 #include "tools/tpengine/serve.h"
 
 #ifndef TPENGINE_VERSION
@@ -165,14 +167,23 @@ void log_line(const std::string& text) {
 }
 
 // Loads FILE; on errors prints every diagnostic and returns false.
-bool load(const Options& o, config::LoadedConfig& out, const char* consequence) {
+// `errors` (optional) receives the same text, for `tpengine ctl reload`.
+bool load(const Options& o, config::LoadedConfig& out, const char* consequence,
+          std::string* errors = nullptr) {
     config::LoadResult r = config::load_config_file(o.file);
     if (auto* diags = std::get_if<std::vector<config::Diagnostic>>(&r)) {
+        std::string text;
         for (const config::Diagnostic& d : *diags) {
-            std::fprintf(stderr, "%s\n", d.format().c_str());
+            text += d.format() + "\n";
         }
-        std::fprintf(stderr, "tpengine: %s: %zu error%s; %s\n", o.file.c_str(), diags->size(),
-                     diags->size() == 1 ? "" : "s", consequence);
+        char tail[512];
+        std::snprintf(tail, sizeof tail, "tpengine: %s: %zu error%s; %s\n", o.file.c_str(),
+                      diags->size(), diags->size() == 1 ? "" : "s", consequence);
+        text += tail;
+        std::fputs(text.c_str(), stderr);
+        if (errors) {
+            *errors = text;
+        }
         return false;
     }
     out = std::move(std::get<config::LoadedConfig>(r));
@@ -412,6 +423,42 @@ int do_run(const Options& o) {
         engine->stop_accepting();
         engine->drain(std::chrono::milliseconds(0));
     };
+    RunState run_state;
+    if (applier) {
+        run_state.set_rule_table(current.kernel.nft_table);
+    }
+    std::unique_ptr<ControlServer> control;
+    {
+        ControlOptions copt;
+        copt.metrics = current.observe.metrics;
+        copt.socket_path = current.observe.control_socket;
+        copt.socket_group = current.observe.control_group;
+        if (applier) {
+            // Called on the control thread only: its own libnftables context, made on first use.
+            copt.rules = [&run_state,
+                          reader = std::shared_ptr<config::RuleCounterReader>()]() mutable {
+                std::vector<engine::RuleCounter> out;
+                if (!reader) {
+                    reader = config::RuleCounterReader::create();
+                }
+                if (reader) {
+                    for (auto& v : reader->read(run_state.rule_table())) {
+                        out.push_back(engine::RuleCounter{v.name, v.packets, v.bytes});
+                    }
+                }
+                return out;
+            };
+        }
+        if (copt.metrics.len != 0 || !copt.socket_path.empty()) {
+            std::string why;
+            control = ControlServer::start(*engine, run_state, copt, &why);
+            if (!control) {
+                log_line(why + "; nothing applied");
+                stop_engine();
+                return kExitFailure;
+            }
+        }
+    }
     if (applier) {
         config::SweepResult stale = applier->sweep_stale(current.kernel, true);
         if (stale.removed_anything()) {
@@ -445,10 +492,11 @@ int do_run(const Options& o) {
             log_line("stopping: removed " + r.summary());
         }
     };
-    hooks.on_reload = [&] {
+    hooks.on_reload = [&]() -> ReloadOutcome {
         config::LoadedConfig next;
-        if (!load(o, next, "reload rejected; the running configuration stays in force")) {
-            return;
+        std::string errors;
+        if (!load(o, next, "reload rejected; the running configuration stays in force", &errors)) {
+            return {false, errors};
         }
         // A new table name needs its own lock before anything changes.
         std::unique_ptr<InstanceLock> next_lock;
@@ -456,15 +504,17 @@ int do_run(const Options& o) {
             next_lock = std::make_unique<InstanceLock>();
             if (std::string busy = next_lock->acquire(next.kernel.nft_table); !busy.empty()) {
                 log_line("reload rejected: " + busy);
-                return;
+                return {false, "reload rejected: " + busy};
             }
         }
         // Listeners the new file drops stay up until the new rules no longer point at them.
         plan::Plan bridge = with_retiring_listeners(next.plan, current.plan);
         if (Result<void> u = engine->update(bridge); !u) {
-            log_line("reload rejected: cannot update the listeners: " + engine_error(u.error()) +
-                     "; the running configuration stays in force");
-            return;
+            std::string why =
+                "reload rejected: cannot update the listeners: " + engine_error(u.error()) +
+                "; the running configuration stays in force";
+            log_line(why);
+            return {false, why};
         }
         if (applier) {
             bool same = next.kernel.nft_table == current.kernel.nft_table &&
@@ -486,7 +536,7 @@ int do_run(const Options& o) {
                     log_line("could not restore the previous listeners: " +
                              engine_error(back.error()));
                 }
-                return;
+                return {false, "reload rejected: cannot replace the rules:\n" + err};
             }
         }
         if (bridge.listeners.size() != next.plan.listeners.size()) {
@@ -500,8 +550,13 @@ int do_run(const Options& o) {
         }
         current = std::move(next);
         log_line("reloaded; " + running_line(current, o.no_rules));
+        if (applier) {
+            run_state.set_rule_table(current.kernel.nft_table);
+        }
+        return {true, "reloaded; " + running_line(current, o.no_rules)};
     };
-    int rc = serve_until_signal(*engine, current.plan.drain_timeout_ms, hooks);
+    int rc = serve_until_signal(*engine, current.plan.drain_timeout_ms, hooks, &run_state);
+    control.reset();  // before the engine it reads
     engine.reset();
     if (rc == kExitOk && removal_failed) {
         rc = kExitFailure;

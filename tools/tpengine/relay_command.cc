@@ -12,6 +12,7 @@
 
 #include "engine/engine.h"
 #include "tools/tpengine/commands.h"
+#include "tools/tpengine/control.h"
 #include "tools/tpengine/serve.h"
 
 namespace tp::tools {
@@ -37,6 +38,8 @@ const char* kUsage =
     "  --max-connections N     concurrent connections (default 65536; 0 = unlimited)\n"
     "  --mark N                SO_MARK on upstream sockets (default 0 = none)\n"
     "  --drain-timeout DUR     graceful stop limit (default 10s)\n"
+    "  --metrics ADDR:PORT     Prometheus endpoint, e.g. 127.0.0.1:9469 (default off)\n"
+    "  --control PATH          control socket for `tpengine ctl` (default off)\n"
     "  DUR: a number with ms, s, m or h (plain number = seconds), e.g. 500ms, 5s, 2m\n";
 
 int bad(const char* fmt, const char* arg) {
@@ -148,6 +151,7 @@ int relay_main(int argc, char** argv) {
     bool client_port = false;
     bool verbose = false;
     const char* listen_addr = nullptr;
+    ControlOptions control;
     plan::Plan p;
     plan::Listener l;
     l.name = "relay";
@@ -215,6 +219,20 @@ int relay_main(int argc, char** argv) {
                     return bad("--mark: expected a number (decimal or 0x hex), got '%s'", val);
                 }
                 p.bypass_mark = static_cast<uint32_t>(n);
+            } else if (name == "metrics") {
+                std::string v = val;
+                size_t colon = v.rfind(':');
+                uint64_t mp = 0;
+                if (colon == std::string::npos || !parse_u64(v.c_str() + colon + 1, 65535, mp) ||
+                    !parse_listen(v.substr(0, colon), static_cast<uint16_t>(mp), control.metrics)) {
+                    return bad("--metrics: expected ADDR:PORT (e.g. 127.0.0.1:9469), got '%s'",
+                               val);
+                }
+            } else if (name == "control") {
+                if (val[0] != '/') {
+                    return bad("--control: expected an absolute path, got '%s'", val);
+                }
+                control.socket_path = val;
             } else {
                 return bad("unknown option --%s", name.c_str());
             }
@@ -330,8 +348,24 @@ int relay_main(int argc, char** argv) {
     if (verbose) {
         std::fprintf(stderr, "tpengine: io_uring mode %s\n", eng.ring_mode());
     }
+    RunState state;
+    std::unique_ptr<ControlServer> ctl;
+    if (control.metrics.len != 0 || !control.socket_path.empty()) {
+        std::string why;
+        ctl = ControlServer::start(eng, state, control, &why);
+        if (!ctl) {
+            std::fprintf(stderr, "tpengine relay: %s\n", why.c_str());
+            return 1;
+        }
+        if (control.metrics.len != 0) {
+            std::fprintf(stderr, "tpengine: metrics on http://%s/metrics\n",
+                         addr_text(ctl->metrics_address()).c_str());
+        }
+    }
     std::fflush(stderr);
-    return serve_until_signal(eng, p.drain_timeout_ms, ServeHooks{});
+    int rc = serve_until_signal(eng, p.drain_timeout_ms, ServeHooks{}, &state);
+    ctl.reset();  // before the engine it reads
+    return rc;
 }
 
 }  // namespace tp::tools
