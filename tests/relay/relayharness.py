@@ -256,7 +256,7 @@ class Relay:
                 skip = False
                 continue
             if a in ("-L", "--workers", "--connect-timeout", "--idle-timeout", "--half-closed-timeout",
-                     "--max-connections", "--mark", "--drain-timeout"):
+                     "--max-connections", "--mark", "--drain-timeout", "--metrics", "--control"):
                 skip = True
                 continue
             if a.startswith("-"):
