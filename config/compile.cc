@@ -1,12 +1,8 @@
 // load_config_file/text: raw checks -> YAML tree -> validated model -> plan + kernel set-up.
 
-#include <sys/stat.h>
-
-#include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
+#include "config/file_text.h"
 #include "config/load.h"
 #include "config/nft_gen.h"
 #include "config/route_gen.h"
@@ -88,24 +84,19 @@ LoadResult load_config_text(const std::string& text, const std::string& name) {
 }
 
 LoadResult load_config_file(const std::string& path) {
-    struct stat st {};
-    if (::stat(path.c_str(), &st) != 0) {
-        return std::vector<Diagnostic>{
-            {path, 0, 0, "", std::string("cannot read: ") + std::strerror(errno)}};
+    std::string text;
+    switch (FileRead r = read_file_text(path, text); r.status) {
+        case FileRead::Status::ok:
+            break;
+        case FileRead::Status::sys_error:
+            return std::vector<Diagnostic>{
+                {path, 0, 0, "", std::string("cannot read: ") + std::strerror(r.error)}};
+        case FileRead::Status::not_regular:
+            return std::vector<Diagnostic>{{path, 0, 0, "", "not a regular file"}};
+        case FileRead::Status::too_large:
+            return std::vector<Diagnostic>{{path, 0, 0, "", "file is larger than 16 MiB"}};
     }
-    if (!S_ISREG(st.st_mode)) {
-        return std::vector<Diagnostic>{{path, 0, 0, "", "not a regular file"}};
-    }
-    if (static_cast<uint64_t>(st.st_size) > kMaxFileBytes) {
-        return std::vector<Diagnostic>{{path, 0, 0, "", "file is larger than 16 MiB"}};
-    }
-    std::ifstream in(path, std::ios::binary);
-    if (!in) {
-        return std::vector<Diagnostic>{{path, 0, 0, "", "cannot open"}};
-    }
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    return load(ss.str(), path, dir_of(path));
+    return load(text, path, dir_of(path));
 }
 
 }  // namespace tp::config

@@ -1,7 +1,8 @@
 // Writes the nft batch. Chains:
 //   divert   (filter, prerouting, mangle)      packets of existing transparent sockets -> local
 //   pre      (filter, prerouting, mangle + 1)  rules in order: tproxy, bypass; fail-closed drops
-//   nat_pre  (nat, prerouting, dstnat)         rules in order: redirect, dnat
+//   nat_pre  (nat, prerouting, dstnat)         rules in order: redirect (never to a local
+//                                              address, as tproxy), dnat
 //   out      (route, output, mangle)           capture_local: mark local traffic for tproxy
 //   nat_out  (nat, output, -100)               capture_local: redirect, dnat of local traffic
 // nft's tproxy is non-terminal, does not set the mark and finds no socket = NFT_BREAK (the
@@ -150,6 +151,14 @@ class Writer {
         return ntohs(sa->sa_family == AF_INET
                          ? reinterpret_cast<const sockaddr_in*>(sa)->sin_port
                          : reinterpret_cast<const sockaddr_in6*>(sa)->sin6_port);
+    }
+
+    // Like tproxy rules (`pre` returns for local destinations first), a redirect never takes
+    // a connection to one of this host's own addresses (a LAN client's request to the
+    // gateway's own web UI): it goes on to the later rules. dnat does: forwarding a port of
+    // this host's own address is what it is for.
+    static std::string nat_prefix(const Rule& r) {
+        return r.action == Action::redirect ? "fib daddr type != local " : "";
     }
 
     std::string nat_action(const Rule& r) const {
@@ -309,7 +318,7 @@ std::string Writer::run() {
             } else if (r.action == Action::tproxy) {
                 lines(r, "fib daddr type != local ", "return");  // taken by pre
             } else {
-                lines(r, "", counter("rule-" + r.name) + nat_action(r));
+                lines(r, nat_prefix(r), counter("rule-" + r.name) + nat_action(r));
             }
         }
         chain_end();
@@ -350,7 +359,7 @@ std::string Writer::run() {
             } else if (r.action == Action::tproxy) {
                 lines(r, "fib daddr type != local ", "return", true);  // taken by out
             } else {
-                lines(r, "", counter("rule-" + r.name) + nat_action(r), true);
+                lines(r, nat_prefix(r), counter("rule-" + r.name) + nat_action(r), true);
             }
         }
         chain_end();

@@ -48,6 +48,25 @@ struct Timeouts {
     uint32_t half_closed_ms = 30'000;
 };
 
+// Which transport a listener serves. `both` binds a TCP and a UDP socket on the same address.
+enum class Protocol : uint8_t { tcp, udp, both };
+
+// UDP flow settings of a listener that serves UDP. A flow is keyed by the client's address and
+// port (endpoint-independent mapping); every *_ms is an idle timeout, 0 = never expires.
+struct Udp {
+    uint32_t idle_ms = 60'000;      // default idle timeout of a flow
+    uint32_t dns_idle_ms = 10'000;  // flows whose first datagram went to port 53
+    // A port-53 flow ends as soon as every query it sent has had an answer (nginx's
+    // proxy_responses idea): DNS clients use a fresh port per query, so holding them is waste.
+    bool dns_close_after_answer = true;
+    uint32_t quic_idle_ms = 30'000;  // flows whose first datagram went to port 443
+    // At a limit the least recently used flow (of the worker, or of that client) is evicted if
+    // it has been idle for at least a second; otherwise the new flow is shed. Both are counted.
+    uint32_t max_flows_per_worker = 65'536;  // > 0
+    uint32_t max_flows_per_client = 4'096;   // > 0; per client IP (all its ports) per worker
+    uint32_t max_datagram = 65'507;          // 1..65507; larger datagrams are dropped, counted
+};
+
 struct Listener {
     std::string name;  // unique within a plan; reload matches listeners by name
     SockAddr address;  // bind address; "::" is dual-stack unless v6only
@@ -63,6 +82,9 @@ struct Listener {
 
     Timeouts timeouts;
     uint32_t max_connections = 65'536;  // across all workers; 0 = unlimited
+
+    Protocol protocol = Protocol::tcp;  // TCP-only fields above are ignored for a udp listener
+    Udp udp;                            // used when protocol is udp or both
 };
 
 struct Plan {
@@ -75,6 +97,9 @@ struct Plan {
     uint32_t buffers_per_worker = 1'024;  // ring maximum per worker (power of 2)
     uint32_t drain_timeout_ms = 10'000;   // graceful stop: live connections may finish until then
     bool log_connections = false;         // one line per connection on stderr (-v)
+    // UDP replies leave from sockets bound to the original destination; each worker caches at
+    // most this many (least recently used closed first). > 0.
+    uint32_t udp_reply_sockets_per_worker = 4'096;
     std::vector<Listener> listeners;
 };
 

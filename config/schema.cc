@@ -3,15 +3,14 @@
 
 #include "config/schema.h"
 
+#include "config/file_text.h"
 #include "config/values.h"
 
 #include <netdb.h>
-#include <sys/stat.h>
 
 #include <algorithm>
 #include <array>
 #include <cstring>
-#include <fstream>
 #include <initializer_list>
 #include <map>
 #include <sstream>
@@ -613,30 +612,30 @@ void Reader::read_address_file(const YamlNode& n, const std::string& path, const
         return;
     }
     std::vector<Cidr> list;
-    struct stat st {};
-    if (::stat(full.c_str(), &st) != 0) {
-        err(n, path, "cannot read address list " + full + ": " + std::strerror(errno));
-        return;
+    std::string text;
+    switch (FileRead r = read_file_text(full, text); r.status) {
+        case FileRead::Status::ok:
+            break;
+        case FileRead::Status::sys_error:
+            err(n, path, "cannot read address list " + full + ": " + std::strerror(r.error));
+            return;
+        case FileRead::Status::not_regular:
+            err(n, path, "address list " + full + " is not a regular file");
+            return;
+        case FileRead::Status::too_large:
+            err(n, path, "address list " + full + " is larger than 16 MiB");
+            return;
     }
-    if (!S_ISREG(st.st_mode)) {
-        err(n, path, "address list " + full + " is not a regular file");
-        return;
-    }
-    if (static_cast<uint64_t>(st.st_size) > kMaxFileBytes) {
-        err(n, path, "address list " + full + " is larger than 16 MiB");
-        return;
-    }
-    std::ifstream in(full, std::ios::binary);
-    if (!in) {
-        err(n, path, "cannot open address list " + full);
-        return;
-    }
-    std::string line;
     int line_no = 0;
-    while (std::getline(in, line) && !d_.full()) {
+    bool had_errors = false;
+    for (size_t start = 0; start < text.size() && !d_.full();) {
+        size_t nl = text.find('\n', start);
+        std::string_view line(text.data() + start,
+                              (nl == std::string::npos ? text.size() : nl) - start);
+        start = nl == std::string::npos ? text.size() : nl + 1;
         ++line_no;
         auto hash = line.find('#');
-        std::string_view body(line.data(), hash == std::string::npos ? line.size() : hash);
+        std::string_view body = line.substr(0, hash);
         size_t b = body.find_first_not_of(" \t\r");
         if (b == std::string_view::npos) {
             continue;
@@ -647,13 +646,24 @@ void Reader::read_address_file(const YamlNode& n, const std::string& path, const
         if (token.find_first_of(" \t") != std::string_view::npos) {
             d_.error_in(full, {line_no, static_cast<int>(b) + 1}, path,
                         "one address or CIDR a line");
+            had_errors = true;
             continue;
         }
         if (auto c = parse_cidr(token, why)) {
             list.push_back(*c);
         } else {
             d_.error_in(full, {line_no, static_cast<int>(b) + 1}, path, why);
+            had_errors = true;
         }
+    }
+    if (list.empty() && !had_errors) {
+        // Never "any": a list left empty (by mistake, or truncated before a reload) would drop
+        // the match and widen the rule to every address.
+        err(n, path,
+            "address list " + full +
+                " holds no address (empty or only comments); an empty list would match every "
+                "address, so it is refused");
+        return;
     }
     // Cached even when it had errors: they are reported once, and the load fails anyway.
     out.insert(out.end(), list.begin(), list.end());

@@ -316,6 +316,7 @@ StatsSnapshot Engine::stats() const {
         total.buffer_grows += s.buffer_grows;
         total.buffer_starved += s.buffer_starved;
         total.buffers += s.buffers;
+        total.stale_dropped += s.stale_dropped;
         for (size_t i = 0; i < s.closed.size(); ++i) {
             total.closed[i] += s.closed[i];
         }

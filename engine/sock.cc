@@ -7,6 +7,7 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 
@@ -215,6 +216,18 @@ Result<UniqueFd> make_upstream(const plan::SockAddr& target, plan::SourceMode so
 void set_linger_reset(int fd) {
     linger lg{1, 0};
     setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+}
+
+bool client_gone(int fd) {
+    char b;
+    ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n > 0) {
+        return false;  // a request is waiting: serve it even if the client closed since
+    }
+    if (n == 0) {
+        return true;  // FIN without a byte: a client that gave up while queued
+    }
+    return errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;  // ECONNRESET...
 }
 
 std::string format_addr(const plan::SockAddr& a) {

@@ -30,6 +30,11 @@ Result<UniqueFd> make_upstream(const plan::SockAddr& target, plan::SourceMode so
 
 void set_linger_reset(int fd);  // SO_LINGER {1, 0}: close() sends RST
 
+// True when the client of accepted socket `fd` is already gone: it reset the connection, or
+// it closed it without sending a byte. One non-blocking MSG_PEEK; used only where accepted
+// sockets are likely stale (a backlog that waited out fd exhaustion or max_connections).
+bool client_gone(int fd);
+
 std::string format_addr(const plan::SockAddr& a);
 plan::SockAddr peer_addr(int fd);
 plan::SockAddr local_addr(int fd);

@@ -128,6 +128,11 @@ void append_block(std::string& out, const char* title, const StatsSnapshot& s) {
     }
     if (any)
         out += '\n';
+    if (s.stale_dropped != 0) {
+        std::snprintf(line, sizeof line, "  shed: stale_dropped=%llu\n",
+                      static_cast<unsigned long long>(s.stale_dropped));
+        out += line;
+    }
 }
 }  // namespace
 

@@ -101,6 +101,9 @@ struct StatsSnapshot {
     uint64_t bytes_up = 0;       // client -> upstream
     uint64_t bytes_down = 0;     // upstream -> client
     uint64_t accept_paused = 0;  // times accept was paused (max_connections or fd exhaustion)
+    // Shedding (printed on a `shed:` line when not zero): accepted sockets whose client had
+    // already gone, dropped without an upstream (never counted as accepted).
+    uint64_t stale_dropped = 0;
     std::array<uint64_t, static_cast<size_t>(CloseCause::count_)> closed{};
     uint64_t accept_paused_limit = 0;         // of accept_paused: max_connections reached
     uint64_t accept_paused_fd = 0;            // of accept_paused: out of descriptors or memory

@@ -18,9 +18,53 @@
 namespace tp::engine {
 using namespace worker_detail;
 
-void Worker::start_conn(uint32_t li, int fd) {
+bool Worker::start_conn(uint32_t li, int fd) {
     ListenerState& l = *listeners_[li];
     const plan::Listener& lc = l.shared->cfg;
+    plan::SockAddr client;
+    if (lc.source != plan::SourceMode::proxy || cfg_.log_connections) {
+        client = peer_addr(fd);
+    }
+    plan::SockAddr orig;
+    plan::SockAddr target;
+    StartOutcome outcome = StartOutcome::ok;
+    if (lc.target == plan::UpstreamTarget::original) {
+        if (!original_destination(fd, lc, orig)) {
+            outcome = StartOutcome::no_origdst;
+        } else if (self_set_ && self_set_->contains(orig)) {
+            outcome = StartOutcome::self_connect;
+        } else {
+            target = orig;
+        }
+    } else if (l.shared->fixed_is_self) {
+        outcome = StartOutcome::self_connect;
+    } else {
+        target = unmap_v4(lc.upstream_address);
+        if (cfg_.log_connections) {
+            original_destination(fd, lc, orig);
+        }
+    }
+    int up_fd = -1;
+    if (outcome == StartOutcome::ok) {
+        auto up = make_upstream(target, lc.source, client, cfg_.bypass_mark, lc.fast_open);
+        if (!up) {
+            int err = up.error().code;
+            log_limited(up.error().what, err);
+            if (err == EMFILE || err == ENFILE) {
+                // Out of descriptors: the client waits (first in line) for one to be freed
+                // instead of being reset; accepting more would only add to the wait.
+                fd_exhausted(li);
+                l.shared->active.fetch_sub(1, std::memory_order_relaxed);
+                l.held.insert(l.held.begin(), fd);
+                pause_for_limit(li);
+                return false;
+            }
+            ListenerCounters::add(l.ctr->connect_errors[connect_errno_slot(err)], 1);
+            outcome = StartOutcome::error;
+        } else {
+            up_fd = up.value().release();
+        }
+    }
     WorkerStats::add(stats_.accepted, 1);
     WorkerStats::add(stats_.active, 1);
     ListenerCounters::add(l.ctr->accepted, 1);
@@ -28,20 +72,23 @@ void Worker::start_conn(uint32_t li, int fd) {
     if (slot < 0) {
         set_linger_reset(fd);
         ::close(fd);
+        if (up_fd >= 0) {
+            ::close(up_fd);
+        }
         WorkerStats::add(stats_.closed[static_cast<size_t>(CloseCause::error)], 1);
         WorkerStats::sub(stats_.active, 1);
         ListenerCounters::add(l.ctr->closed[static_cast<size_t>(CloseReason::limit)], 1);
         l.shared->active.fetch_sub(1, std::memory_order_relaxed);
-        return;
+        return true;
     }
     wheel_.reserve_ids(pool_.capacity());
     uint32_t s = static_cast<uint32_t>(slot);
     Conn& c = pool_.slot(s).value;
     c.relay.init(lc.timeouts, BufChain{chain_next_.data(), chain_len_.data()});
     c.fd[0] = fd;
-    c.fd[1] = -1;
+    c.fd[1] = up_fd;
     c.listener = li;
-    c.target = plan::SockAddr{};
+    c.target = target;
     c.ctr = l.ctr;
     ListenerCounters::add(c.ctr->active, 1);
     c.bytes[0] = c.bytes[1] = 0;
@@ -55,48 +102,6 @@ void Worker::start_conn(uint32_t li, int fd) {
         c.splice[d] = c.recv_is_splice[d] = c.in_parked[d] = c.in_cancelled[d] = false;
         c.in_local[d] = c.nonblock[d] = false;
     }
-
-    plan::SockAddr client;
-    if (lc.source != plan::SourceMode::proxy || cfg_.log_connections) {
-        client = peer_addr(fd);
-    }
-    plan::SockAddr orig;
-    StartOutcome outcome = StartOutcome::ok;
-    if (lc.target == plan::UpstreamTarget::original) {
-        if (!original_destination(fd, lc, orig)) {
-            outcome = StartOutcome::no_origdst;
-        } else if (self_set_ && self_set_->contains(orig)) {
-            outcome = StartOutcome::self_connect;
-        } else {
-            c.target = orig;
-        }
-    } else if (l.shared->fixed_is_self) {
-        outcome = StartOutcome::self_connect;
-    } else {
-        c.target = unmap_v4(lc.upstream_address);
-        if (cfg_.log_connections) {
-            original_destination(fd, lc, orig);
-        }
-    }
-    if (outcome == StartOutcome::ok) {
-        auto up = make_upstream(c.target, lc.source, client, cfg_.bypass_mark, lc.fast_open);
-        if (!up) {
-            outcome = StartOutcome::error;
-            log_limited(up.error().what, up.error().code);
-            int err = up.error().code;
-            ListenerCounters::add(l.ctr->connect_errors[connect_errno_slot(err)], 1);
-            if ((err == EMFILE || err == ENFILE) && l.resume_at_ms <= now_) {
-                // Out of descriptors: accepting more would only reset them too.
-                l.resume_at_ms = now_ + kFdPauseMs;
-                WorkerStats::add(stats_.accept_paused, 1);
-                if (l.armed) {
-                    cancel_accept(li);
-                }
-            }
-        } else {
-            c.fd[1] = up.value().release();
-        }
-    }
     if (cfg_.log_connections) {
         const char* why = outcome == StartOutcome::ok             ? ""
                           : outcome == StartOutcome::self_connect ? " refused (own listener)"
@@ -109,6 +114,7 @@ void Worker::start_conn(uint32_t li, int fd) {
     Actions acts;
     c.relay.on_start(now_, outcome, acts);
     execute(s, acts);
+    return true;
 }
 
 void Worker::handle_conn(const UserData& u, const io_uring_cqe* cqe) {

@@ -240,12 +240,17 @@ void Worker::handle_accept(uint32_t li, const io_uring_cqe* cqe) {
             ::close(res);
             return;
         }
+        if (now_ < fd_recover_until_ms_ && drop_if_gone(res)) {
+            return;
+        }
         if (!take_place(*l.shared)) {
             l.held.push_back(res);
             pause_for_limit(li);
             return;
         }
-        start_conn(li, res);
+        if (!start_conn(li, res)) {
+            return;
+        }
         uint32_t max = l.shared->cfg.max_connections;
         if (max > 0 && l.shared->active.load(std::memory_order_relaxed) >= max) {
             pause_for_limit(li);
@@ -258,18 +263,41 @@ void Worker::handle_accept(uint32_t li, const io_uring_cqe* cqe) {
         case ENOBUFS:
         case ENOMEM:
             // Pause briefly instead of spinning on a listener the kernel keeps reporting.
-            l.resume_at_ms = now_ + kFdPauseMs;
-            WorkerStats::add(stats_.accept_paused, 1);
-            WorkerStats::add(stats_.accept_paused_fd, 1);
-            ListenerCounters::add(l.ctr->accept_paused_fd, 1);
             log_limited("accept paused (out of file descriptors or memory)", -res);
-            if (cqe->flags & IORING_CQE_F_MORE) {
-                cancel_accept(li);
-            }
+            fd_exhausted(li);
             return;
         default:  // ECANCELED (ours), ECONNABORTED...: nothing to do
             return;
     }
+}
+
+// Out of descriptors (accept or the upstream socket): pause this listener briefly, and check
+// what the backlog holds for a while once accepting again.
+void Worker::fd_exhausted(uint32_t li) {
+    ListenerState& l = *listeners_[li];
+    fd_recover_until_ms_ = now_ + kFdPauseMs + kFdRecoverMs;
+    if (l.resume_at_ms > now_) {
+        return;  // already paused
+    }
+    l.resume_at_ms = now_ + kFdPauseMs;
+    WorkerStats::add(stats_.accept_paused, 1);
+    WorkerStats::add(stats_.accept_paused_fd, 1);
+    ListenerCounters::add(l.ctr->accept_paused_fd, 1);
+    if (l.armed) {
+        cancel_accept(li);
+    }
+}
+
+// A client that reset or closed without a byte while its connection waited in the backlog
+// (or in `held`) is dropped here, before it costs an upstream socket and connect.
+bool Worker::drop_if_gone(int fd) {
+    if (!client_gone(fd)) {
+        return false;
+    }
+    set_linger_reset(fd);
+    ::close(fd);
+    WorkerStats::add(stats_.stale_dropped, 1);
+    return true;
 }
 
 bool Worker::take_place(ListenerShared& l) {
@@ -336,7 +364,13 @@ void Worker::try_resume(uint32_t li) {
         }
         int fd = l.held.front();
         l.held.erase(l.held.begin());
-        start_conn(li, fd);
+        if (drop_if_gone(fd)) {  // it waited: its client may have given up meanwhile
+            l.shared->active.fetch_sub(1, std::memory_order_relaxed);
+            continue;
+        }
+        if (!start_conn(li, fd)) {
+            return;  // still out of descriptors: the tick tries again
+        }
     }
     uint32_t max = l.shared->cfg.max_connections;
     if (max == 0 || l.shared->active.load(std::memory_order_relaxed) < max) {

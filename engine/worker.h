@@ -121,7 +121,7 @@ class Worker {
         bool retired = false;             // removed by reload or stopped
         bool limit_paused = false;        // max_connections reached
         uint64_t resume_at_ms = 0;        // fd exhaustion pause
-        std::vector<int> held;            // accepted past the limit, waiting for a free place
+        std::vector<int> held;            // accepted, waiting for a place (max_connections, fds)
         ListenerCounters* ctr = nullptr;  // this worker's counter block of the listener
     };
 
@@ -162,7 +162,10 @@ class Worker {
     void pause_for_limit(uint32_t li);
     void try_resume(uint32_t li);
     bool take_place(ListenerShared& l);
-    void start_conn(uint32_t li, int fd);
+    bool drop_if_gone(int fd);
+    void fd_exhausted(uint32_t li);
+    // False: out of descriptors for the upstream socket; `fd` now waits first in `held`.
+    bool start_conn(uint32_t li, int fd);
     void execute(uint32_t slot, const Actions& acts);
     void retry_starved(size_t limit);
     void complete_locally(uint64_t user_data, int res);
@@ -229,6 +232,7 @@ class Worker {
     uint64_t epoch_ns_ = 0;
     uint64_t now_ = 0;  // ms since the worker started, updated once per batch
     uint64_t last_log_ms_ = 0;
+    uint64_t fd_recover_until_ms_ = 0;  // check accepted sockets for gone clients until then
     bool log_ever_ = false;
     bool accepting_ = true;
     bool exit_requested_ = false;

@@ -13,6 +13,10 @@
 namespace tp::engine::worker_detail {
 constexpr uint32_t kTickMs = 100;
 constexpr uint64_t kFdPauseMs = 100;
+// For this long after fd exhaustion the listen backlog is likely full of clients that gave up:
+// each accepted socket is checked (client_gone) so they do not spend the descriptors the live
+// ones need. Outside such episodes accept pays nothing for it.
+constexpr uint64_t kFdRecoverMs = 5000;
 constexpr uint32_t kTokens = 4096;          // chain ids for bytes held in pipes
 constexpr uint32_t kMaxSplicedDirs = 2048;  // each holds at most Relay::depth tokens
 constexpr int kPipeSize = 1 << 20;

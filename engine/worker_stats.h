@@ -21,6 +21,7 @@ struct alignas(64) WorkerStats {
     Counter buffer_grows{0};
     Counter buffer_starved{0};
     Counter buffers{0};  // provided now (a gauge)
+    Counter stale_dropped{0};
     Counter closed[static_cast<size_t>(CloseCause::count_)]{};
 
     static void add(Counter& c, uint64_t n) {
@@ -42,6 +43,7 @@ struct alignas(64) WorkerStats {
         s.buffer_grows = buffer_grows.load(std::memory_order_relaxed);
         s.buffer_starved = buffer_starved.load(std::memory_order_relaxed);
         s.buffers = buffers.load(std::memory_order_relaxed);
+        s.stale_dropped = stale_dropped.load(std::memory_order_relaxed);
         for (size_t i = 0; i < s.closed.size(); ++i) {
             s.closed[i] = closed[i].load(std::memory_order_relaxed);
         }

@@ -351,6 +351,43 @@ TEST(ConfigCidr, AddressFile) {
     std::filesystem::remove_all(dir);
 }
 
+// An address list must never widen to "any": an empty or comment-only file, or one that
+// cannot be read to its end, is an error at the item that names it.
+TEST(ConfigCidr, EmptyOrUnreadableAddressFileIsAnError) {
+    char dir_template[] = "/tmp/tpcfg-XXXXXX";
+    ASSERT_NE(mkdtemp(dir_template), nullptr);
+    std::string dir = dir_template;
+    std::ofstream(dir + "/empty.txt") << "";
+    std::ofstream(dir + "/comments.txt") << "# nothing here yet\n\n   # still nothing\n";
+    std::ofstream(dir + "/lan.txt") << "192.0.2.0/24\n";
+    auto e = errors(with_rule("    sources: \"@empty.txt\"\n"), dir + "/t.yaml");
+    ASSERT_EQ(e.size(), 1u);
+    EXPECT_EQ(e[0], dir + "/t.yaml:9:14: rules[0].sources: address list " + dir +
+                        "/empty.txt holds no address (empty or only comments); an empty list "
+                        "would match every address, so it is refused");
+    e = errors(with_rule("    destinations: [192.0.2.0/24, \"@comments.txt\"]\n"), dir + "/t.yaml");
+    ASSERT_EQ(e.size(), 1u);
+    EXPECT_EQ(e[0], dir + "/t.yaml:9:34: rules[0].destinations[1]: address list " + dir +
+                        "/comments.txt holds no address (empty or only comments); an empty list "
+                        "would match every address, so it is refused");
+    // The same empty file named by two rules is reported for each.
+    std::string two = std::string(kListener) +
+                      "rules:\n"
+                      "  - {name: a, interfaces: [lan0], sources: \"@empty.txt\", action: bypass}\n"
+                      "  - {name: b, interfaces: [lan0], sources: \"@empty.txt\", action: bypass}\n"
+                      "  - {name: c, interfaces: [lan0], sources: \"@lan.txt\", action: tproxy, "
+                      "listener: web}\n";
+    EXPECT_EQ(errors(two, dir + "/t.yaml").size(), 2u);
+    // A read error after open (here EIO: /proc/self/mem at offset 0 is unmapped) is an error
+    // naming the file and errno, never an empty list.
+    e = errors(with_rule("    sources: \"@/proc/self/mem\"\n"), dir + "/t.yaml");
+    ASSERT_EQ(e.size(), 1u);
+    EXPECT_EQ(e[0], dir +
+                        "/t.yaml:9:14: rules[0].sources: cannot read address list "
+                        "/proc/self/mem: Input/output error");
+    std::filesystem::remove_all(dir);
+}
+
 TEST(ConfigCidr, AddressBudget) {
     // One 100,000-line list reached through 21 aliased rules: 2.1 million addresses.
     char dir_template[] = "/tmp/tpcfg-XXXXXX";
@@ -748,6 +785,11 @@ TEST(ConfigValid, LoadFileErrors) {
     ASSERT_TRUE(std::holds_alternative<std::vector<Diagnostic>>(r));
     EXPECT_EQ(std::get<std::vector<Diagnostic>>(r)[0].format(),
               "/nonexistent/tp.yaml: cannot read: No such file or directory");
+    // A read error after open is reported, never taken for a shorter file.
+    r = load_config_file("/proc/self/mem");
+    ASSERT_TRUE(std::holds_alternative<std::vector<Diagnostic>>(r));
+    EXPECT_EQ(std::get<std::vector<Diagnostic>>(r)[0].format(),
+              "/proc/self/mem: cannot read: Input/output error");
 }
 
 TEST(ConfigExamples, AllValidate) {

@@ -13,9 +13,9 @@ listeners:
 rules:
   - {name: to-z, interfaces: [lan0], protocol: tcp, destinations: [198.51.100.0/24, "2001:db8:2::/64"], ports: [80, 8080, 5201, 9000], action: tproxy, listener: tp}
 YAML
-in_x "$TPENGINE" -c "$TMP/nr.yaml" --dry-run >"$TMP/dry.txt" || die "--dry-run failed"
-grep -v '^ip ' "$TMP/dry.txt" >"$TMP/dry.nft"
-grep '^ip ' "$TMP/dry.txt" >"$TMP/dry.ip" || die "--dry-run printed no ip commands"
+in_x "$TPENGINE" -c "$TMP/nr.yaml" --dry-run=nft >"$TMP/dry.nft" || die "--dry-run=nft failed"
+in_x "$TPENGINE" -c "$TMP/nr.yaml" --dry-run=routes >"$TMP/dry.ip" || die "--dry-run=routes failed"
+grep -q . "$TMP/dry.ip" || die "--dry-run=routes printed no ip commands"
 in_x nft -f "$TMP/dry.nft" || die "nft rejected the --dry-run batch"
 while read -r -a cmd; do in_x "${cmd[@]}" || die "failed: ${cmd[*]}"; done <"$TMP/dry.ip"
 ok "applied --dry-run by hand: $(grep -c . "$TMP/dry.nft") nft lines, $(grep -c . "$TMP/dry.ip") ip commands"

@@ -2,7 +2,8 @@
 # e2e 2, REDIRECT: a `redirect` rule sends Y's connections to Z:PORT to a tpengine listener on X
 # (destination rewritten to X's own address, conntrack). tpengine recovers the original
 # destination (SO_ORIGINAL_DST), logs it and connects there itself: Z sees X; Y sees Z's address
-# (conntrack undoes the rewrite on the replies). Z needs no route back. IPv4 and IPv6.
+# (conntrack undoes the rewrite on the replies). Z needs no route back. IPv4 and IPv6. A request
+# to one of X's own addresses is never redirected.
 source "$(dirname "$0")/lib.sh"
 e2e_init redirect "$1"
 z_services
@@ -37,6 +38,29 @@ else
     fail "redirect: no log line with client $cl and original destination $Z_ADDR:8080: $(tail -5 "$TMP/redirect.log")"
 fi
 check_programs redirect "$Z_ADDR" 80 5201 9000
+# X's own address is never redirected (issue 13 item 2): X_WAN is inside the rule's
+# destinations, yet Y's request to a service of X's own on X_WAN:8080 reaches that service
+# directly (it sees Y), not through tpengine (it would see X, and tpengine would log it).
+own_addr_check() {  # LABEL LISTEN_ADDR CONNECT_ADDR FAMILY Y_IP
+    local label=$1 la=$2 ca=$3 fam=$4 yip=$5 got
+    bg ip netns exec "$LAB_PREFIX-x" timeout 20 python3 -c "
+import socket
+s = socket.socket(socket.AF_INET$fam)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('$la', 8080)); s.listen()
+c, peer = s.accept(); c.sendall((peer[0] + '\\n').encode()); c.close()"
+    wait_listen in_x 8080 || { fail "$label: X's own service did not start"; return; }
+    got=$(in_y timeout 10 python3 -c "
+import socket
+c = socket.create_connection(('$ca', 8080), timeout=5)
+print(c.recv(100).decode().strip())" 2>&1 | norm) || true
+    [ "$got" = "$yip" ] && ok "$label: Y's request to X's own $ca:8080 reached X's service directly (it saw $got)" ||
+        fail "$label: Y's request to X's own $ca:8080 was caught: X's service saw '$got', expected $yip"
+    norm <"$TMP/redirect.log" | grep -F "original $( [ "$fam" = 6 ] && echo "[$ca]" || echo "$ca"):8080" >/dev/null &&
+        fail "$label: tpengine relayed a connection to X's own address: $(tail -3 "$TMP/redirect.log")"
+    for _ in $(seq 50); do wait_listen in_x 8080 1 || break; sleep 0.1; done
+}
+own_addr_check redirect-own-address "$X_WAN" "$X_WAN" "" "$Y_ADDR"
 # IPv6: IP6T_SO_ORIGINAL_DST, the listener on :: serves both families.
 who redirect-v6 "$Z_ADDR6" 8080 "$Z_ADDR6" "$X_WAN6" "yes:[$X_LAN6]:50080"
 cl=$(field client_local "$TMP/who-redirect-v6.txt")
@@ -45,6 +69,7 @@ conn_log "$cl" | grep -Fe "[$Z_ADDR6]:8080" >/dev/null &&
     ok "redirect-v6: original destination [$Z_ADDR6]:8080 recovered and logged" ||
     fail "redirect-v6: no log line with $cl and [$Z_ADDR6]:8080: $(tail -3 "$TMP/redirect.log")"
 check_programs redirect-v6 "$Z_ADDR6" 80 5201 9000 6
+own_addr_check redirect-own-address-v6 "$X_WAN6" "$X_WAN6" 6 "$Y_ADDR6"
 x_no_close_wait redirect
 tp_stop redirect || fail "tpengine -c exited non-zero at stop"
 in_x nft list tables | grep tpengine_e2e >/dev/null && fail "redirect: table left after stop"

@@ -152,6 +152,8 @@ def parse_stats(text):
             elif l.strip().startswith("closed_by:") and cur is not None:
                 kv = dict(re.findall(r"(\w+)=(\d+)", l.split(":", 1)[1]))
                 cur["closed_by"] = {k: int(v) for k, v in kv.items()}
+            elif l.strip().startswith("shed:") and cur is not None:  # shedding counters
+                cur.update({k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", l.split(":", 1)[1])})
             elif cur is not None and not l.startswith(" "):
                 break
         if "total" in blocks:

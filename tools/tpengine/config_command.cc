@@ -38,7 +38,8 @@ constexpr int kExitFailure = 1;
 constexpr int kExitUsage = 2;
 
 const char kUsage[] =
-    "usage: tpengine -c FILE [--check | --dry-run | --cleanup] [--no-rules] [-v] [--workers N]\n"
+    "usage: tpengine -c FILE [--check | --dry-run[=nft|routes] | --cleanup] [--no-rules] [-v]\n"
+    "                [--workers N]\n"
     "       tpengine relay ...        (tcprdr-compatible relay; see `tpengine relay --help`)\n"
     "       tpengine --help | --version\n"
     "\n"
@@ -52,11 +53,13 @@ const char kUsage[] =
     "                     route table and rule priority free); changes nothing; prints\n"
     "                     `configuration valid` and exits 0, else lists every problem, exit 1\n"
     "  --dry-run          print the nft batch and the ip rule/route commands; changes nothing\n"
+    "  --dry-run=nft      print only the nft batch (input for `nft -f`, or a firewall's include)\n"
+    "  --dry-run=routes   print only the ip rule/route commands (a shell script)\n"
     "  --cleanup          remove what a killed instance with this FILE left behind (its nft\n"
     "                     table, ip rules and local routes) and exit\n"
     "  --no-rules         run the relays only; never touch nftables or policy routing (for\n"
     "                     firewalls such as OpenWrt fw4 or firewalld that include the\n"
-    "                     --dry-run output themselves)\n"
+    "                     --dry-run=nft output themselves)\n"
     "  --workers N        worker threads (overrides `workers:` in FILE)\n"
     "  -v, --verbose      log each kernel change and each connection\n"
     "  -h, --help         this text\n"
@@ -67,10 +70,13 @@ const char kUsage[] =
     "Exit status: 0 clean stop or success, 1 configuration or runtime failure, 2 usage.\n";
 
 enum class Mode { run, check, dry_run, cleanup };
+// What --dry-run prints: both parts, or one of them alone (a firewall includes the nft part).
+enum class DryRunPart { all, nft, routes };
 
 struct Options {
     std::string file;
     Mode mode = Mode::run;
+    DryRunPart dry_run = DryRunPart::all;
     bool no_rules = false;
     bool verbose = false;
     unsigned workers = 0;
@@ -131,6 +137,16 @@ int parse(int argc, char** argv, Options& o) {
                                         : Mode::cleanup;
             if (!set_mode(m)) {
                 return usage_error("--check, --dry-run and --cleanup exclude each other");
+            }
+            if (has_inline && m != Mode::dry_run) {
+                return usage_error(a + " takes no value");
+            }
+            if (has_inline) {
+                if (value != "nft" && value != "routes") {
+                    return usage_error("--dry-run=" + value +
+                                       ": expected --dry-run=nft or --dry-run=routes");
+                }
+                o.dry_run = value == "nft" ? DryRunPart::nft : DryRunPart::routes;
             }
         } else if (a == "--no-rules") {
             o.no_rules = true;
@@ -271,8 +287,12 @@ int do_dry_run(const Options& o) {
     if (!batch.empty() && batch.back() != '\n') {
         batch += '\n';
     }
-    std::fputs(batch.c_str(), stdout);
-    std::fputs(config::routes_text(cfg.kernel).c_str(), stdout);
+    if (o.dry_run != DryRunPart::routes) {
+        std::fputs(batch.c_str(), stdout);
+    }
+    if (o.dry_run != DryRunPart::nft) {
+        std::fputs(config::routes_text(cfg.kernel).c_str(), stdout);
+    }
     return kExitOk;
 }
 
