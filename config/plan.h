@@ -97,6 +97,8 @@ struct Plan {
     uint32_t buffers_per_worker = 1'024;  // ring maximum per worker (power of 2)
     uint32_t drain_timeout_ms = 10'000;   // graceful stop: live connections may finish until then
     bool log_connections = false;         // one line per connection on stderr (-v)
+    bool close_records = false;           // one close record per connection (log.connections)
+    bool close_records_json = false;      // ... as JSON instead of logfmt
     // UDP replies leave from sockets bound to the original destination; each worker caches at
     // most this many (least recently used closed first). > 0.
     uint32_t udp_reply_sockets_per_worker = 4'096;

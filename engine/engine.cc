@@ -18,6 +18,7 @@
 namespace tp::engine {
 
 struct Engine::Impl {
+    std::unique_ptr<ConnLog> conn_log;  // before workers: destroyed after them
     plan::Plan plan;
     std::vector<std::unique_ptr<Worker>> workers;
     std::vector<std::shared_ptr<ListenerShared>> listeners;  // index-aligned with plan.listeners
@@ -164,6 +165,9 @@ Result<std::unique_ptr<Engine>> Engine::start(const plan::Plan& plan) {
         im.listeners.push_back(std::move(shared));
     }
     auto self = build_self_set(im.listeners);
+    if (plan.close_records) {
+        im.conn_log = std::make_unique<ConnLog>(static_cast<unsigned>(n), plan.close_records_json);
+    }
 
     for (size_t w = 0; w < n; ++w) {
         WorkerConfig wc;
@@ -173,6 +177,7 @@ Result<std::unique_ptr<Engine>> Engine::start(const plan::Plan& plan) {
         wc.buffer_size = plan.buffer_size ? plan.buffer_size : 16384;
         wc.buffers = plan.buffers_per_worker ? plan.buffers_per_worker : 4096;
         wc.log_connections = plan.log_connections;
+        wc.close_log = im.conn_log ? &im.conn_log->ring(static_cast<unsigned>(w)) : nullptr;
         wc.splice = std::getenv("TPENGINE_NO_SPLICE") == nullptr;  // A/B switch for benches
         wc.direct_send = std::getenv("TPENGINE_NO_DIRECT_SEND") == nullptr;  // likewise
         auto worker = std::make_unique<Worker>(wc);
@@ -292,6 +297,10 @@ std::vector<plan::SockAddr> Engine::listening_addresses() const {
         out.push_back(l.address);
     }
     return out;
+}
+
+uint64_t Engine::log_records_dropped() const {
+    return impl_->conn_log ? impl_->conn_log->dropped() : 0;
 }
 
 unsigned Engine::worker_count() const {

@@ -42,7 +42,8 @@ class Engine {
     // the kernel chose, shared by every worker).
     std::vector<plan::SockAddr> listening_addresses() const;
     unsigned worker_count() const;
-    const char* ring_mode() const;  // io_uring set-up mode the workers got (for logs)
+    uint64_t log_records_dropped() const;  // close records a full queue could not take
+    const char* ring_mode() const;         // io_uring set-up mode the workers got (for logs)
 
     ~Engine();
     Engine(const Engine&) = delete;

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "engine/log.h"
 #include "engine/worker.h"
 #include "engine/worker_internal.h"
 
@@ -22,7 +23,8 @@ bool Worker::start_conn(uint32_t li, int fd) {
     ListenerState& l = *listeners_[li];
     const plan::Listener& lc = l.shared->cfg;
     plan::SockAddr client;
-    if (lc.source != plan::SourceMode::proxy || cfg_.log_connections) {
+    bool want_addrs = cfg_.log_connections || cfg_.close_log != nullptr;
+    if (lc.source != plan::SourceMode::proxy || want_addrs) {
         client = peer_addr(fd);
     }
     plan::SockAddr orig;
@@ -40,7 +42,7 @@ bool Worker::start_conn(uint32_t li, int fd) {
         outcome = StartOutcome::self_connect;
     } else {
         target = unmap_v4(lc.upstream_address);
-        if (cfg_.log_connections) {
+        if (want_addrs) {
             original_destination(fd, lc, orig);
         }
     }
@@ -96,6 +98,12 @@ bool Worker::start_conn(uint32_t li, int fd) {
     c.connect_ns = 0;
     c.connect_err = 0;
     c.first_eof = -1;
+    if (cfg_.close_log != nullptr) {
+        if (log_addrs_.size() < pool_.capacity()) {
+            log_addrs_.resize(pool_.capacity());
+        }
+        log_addrs_[s] = LogAddrs{client, orig};
+    }
     for (int d = 0; d < 2; ++d) {
         c.pipe_r[d] = c.pipe_w[d] = -1;
         c.out_len[d] = 0;
@@ -107,9 +115,9 @@ bool Worker::start_conn(uint32_t li, int fd) {
                           : outcome == StartOutcome::self_connect ? " refused (own listener)"
                           : outcome == StartOutcome::no_origdst   ? " refused (no original dst)"
                                                                   : " refused (upstream socket)";
-        std::fprintf(stderr, "tpengine: worker %u: client %s original %s upstream %s%s\n",
-                     cfg_.index, format_addr(unmap_v4(client)).c_str(), format_addr(orig).c_str(),
-                     format_addr(c.target).c_str(), why);
+        log::write(log::Level::info, "tpengine: worker %u: client %s original %s upstream %s%s",
+                   cfg_.index, format_addr(unmap_v4(client)).c_str(), format_addr(orig).c_str(),
+                   format_addr(c.target).c_str(), why);
     }
     Actions acts;
     c.relay.on_start(now_, outcome, acts);
@@ -326,7 +334,7 @@ void Worker::execute(uint32_t s, const Actions& acts) {
                 break;
             case ActionType::finish: {
                 uint32_t li = c.listener;
-                count_finish(c, a.cause);
+                count_finish(s, c, a.cause);
                 listeners_[li]->shared->active.fetch_sub(1, std::memory_order_relaxed);
                 wheel_.disarm(s);
                 end_splice(c);
@@ -602,12 +610,33 @@ CloseReason reason_of(CloseCause cause, int first_eof, int connect_err) {
 }
 }  // namespace
 
-void Worker::count_finish(Conn& c, CloseCause cause) {
+void Worker::count_finish(uint32_t slot, Conn& c, CloseCause cause) {
     WorkerStats::add(stats_.closed[static_cast<size_t>(cause)], 1);
     WorkerStats::sub(stats_.active, 1);
     CloseReason r = reason_of(cause, c.first_eof, c.connect_err);
     ListenerCounters::add(c.ctr->closed[static_cast<size_t>(r)], 1);
     ListenerCounters::sub(c.ctr->active, 1);
+    if (cfg_.close_log != nullptr) {
+        CloseRecord rec;
+        uint64_t dur = now_ms() - c.start_ms;
+        timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        rec.start_unix_ms = static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000 -
+                            static_cast<int64_t>(dur);
+        rec.duration_ms = dur;
+        if (slot < log_addrs_.size()) {
+            set_record_addr(rec.client, unmap_v4(log_addrs_[slot].client));
+            set_record_addr(rec.original, log_addrs_[slot].original);
+        }
+        set_record_addr(rec.upstream, c.target);
+        const std::string& name = listeners_[c.listener]->shared->cfg.name;
+        std::snprintf(rec.listener, sizeof rec.listener, "%s", name.c_str());
+        rec.bytes_up = c.bytes[idx(Side::upstream)];
+        rec.bytes_down = c.bytes[idx(Side::client)];
+        rec.reason = r;
+        rec.worker = static_cast<uint16_t>(cfg_.index);
+        cfg_.close_log->push(rec);  // full: dropped and counted by the ring
+    }
 }
 
 // Runs on the worker between batches. Addresses are looked up now (getpeername/getsockname),

@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "engine/log.h"
 #include "engine/worker_internal.h"
 
 namespace tp::engine {
@@ -79,7 +80,8 @@ void Worker::log_limited(const char* msg, int err) {
     }
     log_ever_ = true;
     last_log_ms_ = now_;
-    std::fprintf(stderr, "tpengine: worker %u: %s: %s\n", cfg_.index, msg, std::strerror(err));
+    log::write(log::Level::warning, "tpengine: worker %u: %s: %s", cfg_.index, msg,
+               std::strerror(err));
 }
 
 Result<void> Worker::setup() {
@@ -506,7 +508,7 @@ void Worker::force_close_remaining() {
             }
         }
         end_splice(c);
-        count_finish(c, CloseCause::shutdown);
+        count_finish(i, c, CloseCause::shutdown);
         listeners_[c.listener]->shared->active.fetch_sub(1, std::memory_order_relaxed);
         pool_.release(i);
     }

@@ -15,6 +15,7 @@
 
 #include "config/plan.h"
 #include "engine/buf_ring.h"
+#include "engine/conn_log.h"
 #include "engine/conn_pool.h"
 #include "engine/listener_stats.h"
 #include "engine/relay.h"
@@ -60,6 +61,7 @@ struct WorkerConfig {
     uint32_t buffer_size = 16384;
     uint32_t buffers = 4096;
     bool log_connections = false;
+    CloseRing* close_log = nullptr;  // close records go here (owned by the engine); null = off
     bool splice = true;       // bulk directions move bytes socket -> pipe -> socket (no copies)
     bool direct_send = true;  // a lone small send uses send(2) instead of a ring round trip
 };
@@ -185,8 +187,8 @@ class Worker {
     void check_lingering(bool force);
     uint64_t now_ms() const;
     void log_limited(const char* msg, int err);
-    void count_finish(Conn& c, CloseCause cause);     // tcp_conn.cc
-    void count_bytes(Conn& c, Side to, uint64_t n) {  // bytes delivered to side `to`
+    void count_finish(uint32_t slot, Conn& c, CloseCause cause);  // tcp_conn.cc
+    void count_bytes(Conn& c, Side to, uint64_t n) {              // bytes delivered to side `to`
         bool up = to == Side::upstream;
         WorkerStats::add(up ? stats_.bytes_up : stats_.bytes_down, n);
         ListenerCounters::add(up ? c.ctr->bytes_up : c.ctr->bytes_down, n);
@@ -197,6 +199,11 @@ class Worker {
     WorkerConfig cfg_;
     WorkerStats stats_;
     ListenerCounters spare_ctr_;  // for a listener handed over without counters
+    struct LogAddrs {             // per slot, only while close records are on
+        plan::SockAddr client;
+        plan::SockAddr original;
+    };
+    std::vector<LogAddrs> log_addrs_;
     Ring ring_;
     BufRing bufs_;
     Pool pool_;

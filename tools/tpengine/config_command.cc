@@ -22,6 +22,8 @@
 #include "config/preflight.h"
 #include "config/rule_counters.h"
 #include "engine/engine.h"
+#include "engine/log.h"
+#include "engine/sock.h"
 #include "tools/tpengine/commands.h"
 #include "tools/tpengine/control.h"
 #include "tools/tpengine/serve.h"
@@ -62,6 +64,7 @@ const char kUsage[] =
     "                     --dry-run=nft output themselves)\n"
     "  --workers N        worker threads (overrides `workers:` in FILE)\n"
     "  -v, --verbose      log each kernel change and each connection\n"
+    "  --log-level LEVEL  error, warning, info or debug (overrides `log: {level}` in FILE)\n"
     "  -h, --help         this text\n"
     "  -V, --version      print the version\n"
     "\n"
@@ -81,6 +84,7 @@ struct Options {
     bool verbose = false;
     unsigned workers = 0;
     bool workers_set = false;
+    std::string log_level;  // "" = from FILE
 };
 
 int usage_error(const std::string& why) {
@@ -152,6 +156,11 @@ int parse(int argc, char** argv, Options& o) {
             o.no_rules = true;
         } else if (a == "-v" || a == "--verbose") {
             o.verbose = true;
+        } else if (a == "--log-level") {
+            log::Level lv;
+            if (!take_value(o.log_level) || !log::parse_level(o.log_level, lv)) {
+                return usage_error("--log-level: expected error, warning, info or debug");
+            }
         } else if (a == "--workers") {
             std::string n;
             if (!take_value(n)) {
@@ -179,7 +188,11 @@ int parse(int argc, char** argv, Options& o) {
 }
 
 void log_line(const std::string& text) {
-    std::fprintf(stderr, "tpengine: %s\n", text.c_str());
+    log::write(log::Level::info, "tpengine: %s", text.c_str());
+}
+
+void log_error(const std::string& text) {
+    log::write(log::Level::error, "tpengine: %s", text.c_str());
 }
 
 // Loads FILE; on errors prints every diagnostic and returns false.
@@ -209,6 +222,8 @@ bool load(const Options& o, config::LoadedConfig& out, const char* consequence,
     if (o.verbose) {
         out.plan.log_connections = true;
     }
+    out.plan.close_records = out.observe.log_connections;
+    out.plan.close_records_json = out.observe.log_format == "json";
     return true;
 }
 
@@ -419,6 +434,11 @@ int do_run(const Options& o) {
     if (!load(o, current, "nothing applied")) {
         return kExitFailure;
     }
+    {
+        log::Level lv = log::Level::info;
+        log::parse_level(o.log_level.empty() ? current.observe.log_level : o.log_level, lv);
+        log::init(lv, log::Prefix::automatic);
+    }
     std::unique_ptr<config::KernelApplier> applier;
     auto lock = std::make_unique<InstanceLock>();
     if (!o.no_rules) {
@@ -434,8 +454,13 @@ int do_run(const Options& o) {
     // Listeners first: rules must never point at a port nobody listens on.
     auto started = engine::Engine::start(current.plan);
     if (!started) {
-        log_line("cannot start the listeners: " + engine_error(started.error()) +
-                 "; nothing applied");
+        const Error& e = started.error();
+        std::string which;
+        if (e.listener >= 0 && static_cast<size_t>(e.listener) < current.plan.listeners.size()) {
+            const plan::Listener& l = current.plan.listeners[static_cast<size_t>(e.listener)];
+            which = "listener " + l.name + " (" + engine::format_addr(l.address) + "): ";
+        }
+        log_error("cannot start the listeners: " + which + engine_error(e) + "; nothing applied");
         return kExitFailure;
     }
     std::unique_ptr<engine::Engine> engine = std::move(started.value());

@@ -254,7 +254,7 @@ std::string ControlServer::metrics_text() {
     in.reloads_ok = r.ok;
     in.reloads_failed = r.failed;
     in.last_reload_success_unix = r.last_success_unix;
-    in.log_records_dropped = opt_.log_dropped ? opt_.log_dropped() : 0;
+    in.log_records_dropped = engine_.log_records_dropped();
     return engine::render_prometheus(in);
 }
 

@@ -22,7 +22,6 @@ struct ControlOptions {
     std::string socket_path;   // "" = no control socket
     std::string socket_group;  // "" = mode 0600; else 0660 and this group
     std::function<std::vector<engine::RuleCounter>()> rules;  // absent: no rule counters
-    std::function<uint64_t()> log_dropped;                    // close records dropped
 };
 
 class ControlServer {

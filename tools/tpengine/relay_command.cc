@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "engine/engine.h"
+#include "engine/log.h"
 #include "tools/tpengine/commands.h"
 #include "tools/tpengine/control.h"
 #include "tools/tpengine/serve.h"
@@ -40,6 +41,8 @@ const char* kUsage =
     "  --drain-timeout DUR     graceful stop limit (default 10s)\n"
     "  --metrics ADDR:PORT     Prometheus endpoint, e.g. 127.0.0.1:9469 (default off)\n"
     "  --control PATH          control socket for `tpengine ctl` (default off)\n"
+    "  --log-level LEVEL       error, warning, info or debug (default info)\n"
+    "  --log-connections FMT   one close record per connection: logfmt or json (default off)\n"
     "  DUR: a number with ms, s, m or h (plain number = seconds), e.g. 500ms, 5s, 2m\n";
 
 int bad(const char* fmt, const char* arg) {
@@ -152,6 +155,7 @@ int relay_main(int argc, char** argv) {
     bool verbose = false;
     const char* listen_addr = nullptr;
     ControlOptions control;
+    log::Level log_level = log::Level::info;
     plan::Plan p;
     plan::Listener l;
     l.name = "relay";
@@ -228,6 +232,19 @@ int relay_main(int argc, char** argv) {
                     return bad("--metrics: expected ADDR:PORT (e.g. 127.0.0.1:9469), got '%s'",
                                val);
                 }
+            } else if (name == "log-level") {
+                log::Level lv;
+                if (!log::parse_level(val, lv)) {
+                    return bad("--log-level: expected error, warning, info or debug, got '%s'",
+                               val);
+                }
+                log_level = lv;
+            } else if (name == "log-connections") {
+                if (std::strcmp(val, "logfmt") != 0 && std::strcmp(val, "json") != 0) {
+                    return bad("--log-connections: expected logfmt or json, got '%s'", val);
+                }
+                p.close_records = true;
+                p.close_records_json = std::strcmp(val, "json") == 0;
             } else if (name == "control") {
                 if (val[0] != '/') {
                     return bad("--control: expected an absolute path, got '%s'", val);
@@ -333,6 +350,7 @@ int relay_main(int argc, char** argv) {
     }
     p.log_connections = verbose;
     p.listeners.push_back(l);
+    log::init(log_level, log::Prefix::automatic);
 
     auto started = engine::Engine::start(p);
     if (!started) {
@@ -343,10 +361,10 @@ int relay_main(int argc, char** argv) {
     }
     engine::Engine& eng = *started.value();
     auto bound = eng.listening_addresses();
-    std::fprintf(stderr, "tpengine: relay listening on %s (%u workers)\n",
-                 addr_text(bound.empty() ? l.address : bound[0]).c_str(), eng.worker_count());
+    log::write(log::Level::info, "tpengine: relay listening on %s (%u workers)",
+               addr_text(bound.empty() ? l.address : bound[0]).c_str(), eng.worker_count());
     if (verbose) {
-        std::fprintf(stderr, "tpengine: io_uring mode %s\n", eng.ring_mode());
+        log::write(log::Level::info, "tpengine: io_uring mode %s", eng.ring_mode());
     }
     RunState state;
     std::unique_ptr<ControlServer> ctl;
@@ -358,8 +376,8 @@ int relay_main(int argc, char** argv) {
             return 1;
         }
         if (control.metrics.len != 0) {
-            std::fprintf(stderr, "tpengine: metrics on http://%s/metrics\n",
-                         addr_text(ctl->metrics_address()).c_str());
+            log::write(log::Level::info, "tpengine: metrics on http://%s/metrics",
+                       addr_text(ctl->metrics_address()).c_str());
         }
     }
     std::fflush(stderr);
