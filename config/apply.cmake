@@ -5,7 +5,9 @@ add_library(tp_config_apply STATIC
   ${CMAKE_CURRENT_LIST_DIR}/cleanup.cc
   ${CMAKE_CURRENT_LIST_DIR}/kernel_apply.cc
   ${CMAKE_CURRENT_LIST_DIR}/nft_apply.cc
+  ${CMAKE_CURRENT_LIST_DIR}/nft_elements.cc
   ${CMAKE_CURRENT_LIST_DIR}/preflight.cc
+  ${CMAKE_CURRENT_LIST_DIR}/preflight_env.cc
   ${CMAKE_CURRENT_LIST_DIR}/route_apply.cc
   ${CMAKE_CURRENT_LIST_DIR}/rule_counters.cc
 )

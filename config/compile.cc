@@ -1,5 +1,6 @@
 // load_config_file/text: raw checks -> YAML tree -> validated model -> plan + kernel set-up.
 
+#include <algorithm>
 #include <cstring>
 
 #include "config/file_text.h"
@@ -63,7 +64,15 @@ LoadResult load(const std::string& text, const std::string& name, const std::str
     generate_routes(*model, out.kernel);
     out.capture_local = model->capture_local;
     out.observe = model->observe;
+    out.user = model->user;
+    out.group = model->group;
     for (const Rule& r : model->rules) {
+        for (const std::string& i : r.interfaces) {
+            if (std::find(out.interfaces.begin(), out.interfaces.end(), i) ==
+                out.interfaces.end()) {
+                out.interfaces.push_back(i);
+            }
+        }
         if (r.action == Action::bypass) {
             continue;
         }

@@ -29,7 +29,10 @@ struct LoadedConfig {
     bool uses_tproxy = false;           // some rule has action tproxy (needs nft tproxy+socket)
     bool intercepts_forwarded = false;  // some rule catches forwarded traffic (needs ip_forward)
     bool capture_local = false;
-    Observe observe;  // metrics:, control:, log: (for the front end)
+    std::vector<std::string> interfaces;  // every input interface a rule names (preflight)
+    std::string user;   // `user:`: name or numeric id to switch to after start-up; "" = stay
+    std::string group;  // `group:`; "" = the user's primary group
+    Observe observe;    // metrics:, control:, log: (for the front end)
 };
 
 using LoadResult = std::variant<LoadedConfig, std::vector<Diagnostic>>;

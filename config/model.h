@@ -56,7 +56,9 @@ struct Model {
     bool allow_all = false;
     uint32_t drain_timeout_ms = 10'000;
     bool log_connections = false;
-    Observe observe;  // metrics:, control:, log:
+    std::string user;   // run as this user after start-up; "" = stay
+    std::string group;  // and this group; "" = the user's own group
+    Observe observe;    // metrics:, control:, log:
     std::vector<plan::Listener> listeners;
     std::vector<Rule> rules;
 };

@@ -15,11 +15,20 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <vector>
 
+#include "config/nft_bigsets.h"
+#include "config/nft_elements.h"
+
 namespace tp::config {
+
+namespace {
+// Above this, a batch run through libnftables leaves a cache worth freeing.
+constexpr size_t kBigBatchBytes = 1u << 20;
+}  // namespace
 
 std::unique_ptr<NftContext> NftContext::create(std::string* err) {
     std::unique_ptr<NftContext> c(new NftContext());
@@ -41,6 +50,15 @@ NftContext::~NftContext() {
     }
 }
 
+std::string NftContext::list_ruleset(std::string* out) {
+    unsigned flags = nft_ctx_output_get_flags(ctx_);
+    nft_ctx_output_set_flags(ctx_, flags | NFT_CTX_OUTPUT_TERSE);
+    std::string error;
+    int rc = run_raw("list ruleset", out, &error);
+    nft_ctx_output_set_flags(ctx_, flags);
+    return rc == 0 ? std::string() : error.empty() ? std::string("nft list ruleset failed") : error;
+}
+
 int NftContext::run_raw(const std::string& cmd, std::string* output, std::string* error) {
     int rc = nft_run_cmd_from_buffer(ctx_, cmd.c_str());
     // Reading the buffers also resets them for the next command.
@@ -56,6 +74,50 @@ int NftContext::run_raw(const std::string& cmd, std::string* output, std::string
 }
 
 std::string NftContext::run(const std::string& batch, bool check_only) {
+    std::optional<SplitBatch> split = split_big_sets(batch);
+    if (!split) {
+        std::string err = run_text(batch, check_only);
+        if (batch.size() > kBigBatchBytes) {
+            reset();  // libnftables' cache keeps what it parsed: let it go
+        }
+        return err;
+    }
+    if (check_only) {
+        // The big sets' elements are ours (parsed, merged, formatted by the generator): the
+        // kernel is asked about everything else.
+        return run_text(split->skeleton, true);
+    }
+    // Three transactions, none of which lets a packet meet a half-filled set: the table with
+    // its sets (big ones empty) and no chains, which does nothing to packets; the elements;
+    // then the chains. A failure after the first removes the table: the state before.
+    std::string err = run_text(split->sets_stage, false);
+    if (!err.empty()) {
+        return err;
+    }
+    err = load_set_elements(batch, *split);
+    if (err.empty()) {
+        err = run_text(split->rules_stage, false);
+    }
+    if (!err.empty()) {
+        std::string undo = delete_table(split->table);
+        return err + (undo.empty() ? "" : "\nand removing the half-built table failed: " + undo);
+    }
+    return {};
+}
+
+void NftContext::reset() {
+    nft_ctx* fresh = nft_ctx_new(NFT_CTX_DEFAULT);
+    if (fresh == nullptr || nft_ctx_buffer_output(fresh) != 0 || nft_ctx_buffer_error(fresh) != 0) {
+        if (fresh != nullptr) {
+            nft_ctx_free(fresh);
+        }
+        return;  // keep the old one
+    }
+    nft_ctx_free(ctx_);
+    ctx_ = fresh;
+}
+
+std::string NftContext::run_text(const std::string& batch, bool check_only) {
     // The batch goes in through a memfd read as a file: still one transaction, but nft's error
     // locations then carry true line numbers (for buffers nft 1.0.6 shows the first line).
     int fd = memfd_create("tpengine-batch", MFD_CLOEXEC);

@@ -20,6 +20,9 @@ class NftContext {
     // Runs `batch` as one transaction; with `check_only` the kernel validates it and throws
     // it away (nft -c). Returns "" on success, else nft's error followed by the numbered
     // batch lines it refers to (nft locations "batch:LINE:COL").
+    // A generator batch with big sets (nft_bigsets.h) goes in three steps instead (table and
+    // sets, elements over nfnetlink, chains), all or nothing; check mode then checks all
+    // but the big sets' elements.
     std::string run(const std::string& batch, bool check_only = false);
 
     // Deletes `table inet NAME` if it exists (safe when it does not). *deleted tells whether
@@ -29,8 +32,15 @@ class NftContext {
     // 1 if `table inet NAME` exists, 0 if not, -errno if the kernel would not say (EPERM).
     int table_state(const std::string& name);
 
+    // `nft -t list ruleset` (set elements left out) into *out, for the preflight's look at the
+    // rest of the firewall. Returns "" on success, else the error.
+    std::string list_ruleset(std::string* out);
+
   private:
     NftContext() = default;
+    std::string run_text(const std::string& batch, bool check_only);
+    // A fresh libnftables context, dropping the old one's cache.
+    void reset();
     // Runs `cmd`; fills output/error text; returns nft's status (0 = ok).
     int run_raw(const std::string& cmd, std::string* output, std::string* error);
     nft_ctx* ctx_ = nullptr;

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace tp::plan {
@@ -46,6 +47,45 @@ struct Timeouts {
     uint32_t connect_ms = 5'000;
     uint32_t idle_ms = 300'000;
     uint32_t half_closed_ms = 30'000;
+    uint32_t handshake_ms = 10'000;  // an upstream proxy's handshake, after connect
+    uint32_t sniff_ms = 300;         // waiting for the client's first bytes to sniff a name
+};
+
+// Upstreams and routes (issue 10): where a connection goes, chosen per destination and domain.
+enum class UpstreamKind : uint8_t { direct, socks5, http, reject };
+enum class ProxyProtocol : uint8_t { none, v1, v2 };
+
+struct Upstream {
+    std::string name;
+    UpstreamKind kind = UpstreamKind::direct;
+    // direct: where to (original or `address`), from which source, with a PROXY header or not.
+    UpstreamTarget target = UpstreamTarget::original;
+    SockAddr address;  // direct with a fixed `to`; the proxy for socks5 and http
+    SourceMode source = SourceMode::proxy;
+    ProxyProtocol proxy_protocol = ProxyProtocol::none;
+    // socks5 / http: credentials as read from their files (never printed).
+    std::string username;
+    std::string password;
+    std::string credentials;  // http: "user:password"
+    bool udp = false;         // socks5: UDP ASSOCIATE for UDP flows
+    bool pipeline = false;    // socks5: greeting, credentials and request in one write
+    bool by_domain = false;   // socks5/http: ask the proxy for the sniffed name, not the address
+};
+
+struct Prefix {
+    int family = AF_INET;
+    uint8_t addr[16] = {};
+    uint8_t len = 0;
+};
+
+// One route: every condition given must match (an empty one matches anything); domains are
+// known only for sniffed connections. First match wins.
+struct Route {
+    std::vector<Prefix> destinations;
+    std::vector<std::pair<uint16_t, uint16_t>> ports;  // inclusive ranges
+    std::vector<std::string> domains;                  // exact names, lower case
+    std::vector<std::string> suffixes;                 // a name and all names below it
+    uint32_t upstream = 0;                             // index into Listener::upstreams
 };
 
 // Which transport a listener serves. `both` binds a TCP and a UDP socket on the same address.
@@ -67,6 +107,10 @@ struct Udp {
     uint32_t max_datagram = 65'507;          // 1..65507; larger datagrams are dropped, counted
 };
 
+// Accepting the PROXY protocol on a listener: from trusted sources only, the header's
+// addresses replace the connection's own (client, original destination).
+enum class AcceptProxy : uint8_t { none, v1, v2, any };
+
 struct Listener {
     std::string name;  // unique within a plan; reload matches listeners by name
     SockAddr address;  // bind address; "::" is dual-stack unless v6only
@@ -82,6 +126,12 @@ struct Listener {
 
     Timeouts timeouts;
     uint32_t max_connections = 65'536;  // across all workers; 0 = unlimited
+
+    // Routes, if any, decide per connection; no route matching keeps the fields above.
+    std::vector<Upstream> upstreams;
+    std::vector<Route> routes;
+    AcceptProxy accept_proxy = AcceptProxy::none;
+    std::vector<Prefix> accept_proxy_from;  // trusted sources; others connect without a header
 
     Protocol protocol = Protocol::tcp;  // TCP-only fields above are ignored for a udp listener
     Udp udp;                            // used when protocol is udp or both

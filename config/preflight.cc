@@ -14,6 +14,7 @@
 #include <fstream>
 
 #include "config/nft_apply.h"
+#include "config/preflight_env.h"
 #include "config/route_apply.h"
 
 namespace tp::config {
@@ -175,8 +176,8 @@ void check_listeners(const plan::Plan& plan, PreflightReport& r) {
                 setsockopt(s.fd, SOL_IPV6, IPV6_TRANSPARENT, &one, sizeof one);
             }
         }
-        if (bind(s.fd, l.address.get(), l.address.len) != 0) {
-            int e = errno;
+        if (bind(s.fd, l.address.get(), l.address.len) != 0 && errno != EADDRINUSE) {
+            int e = errno;  // EADDRINUSE: check_environment says it (at start too)
             std::string fix = e == EADDRINUSE      ? "another program holds it; stop it or change "
                                                      "the listener's port"
                               : e == EACCES        ? "ports below 1024 need root or "
@@ -281,6 +282,7 @@ PreflightReport preflight(const LoadedConfig& config, bool with_rules) {
         check_ipv6(config.kernel, r);
         check_routing_collisions(config.kernel, r);
     }
+    check_environment(config, with_rules, r);
     return r;
 }
 

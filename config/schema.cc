@@ -4,6 +4,7 @@
 #include "config/schema.h"
 
 #include "config/file_text.h"
+#include "config/upstreams.h"
 #include "config/values.h"
 
 #include <netdb.h>
@@ -25,16 +26,21 @@ using Kind = YamlNode::Kind;
 class Reader : public ValueReader {
   public:
     Reader(std::string base_dir, Diags& diags)
-        : ValueReader(diags), base_dir_(std::move(base_dir)) {}
+        : ValueReader(diags),
+          base_dir_(std::move(base_dir)),
+          ups_(base_dir_, diags,
+               [this](const YamlNode& n, const std::string& p) { return host_port(n, p, true); }) {}
 
     std::optional<Model> read(const YamlNode& root);
 
   private:
     void read_routing(const YamlNode& n, Model& m, ModelWhere& w);
     void read_nftables(const YamlNode& n, Model& m);
+    void read_account(const YamlNode& n, const char* key, std::string& out);
     void read_observe(const YamlNode& root, Model& m);  // metrics:, control:, log:
     void read_listener(const YamlNode& n, const std::string& path, Model& m, ModelWhere& w);
     void read_upstream(const YamlNode& n, const std::string& path, plan::Listener& l);
+    void read_routes(const YamlNode& n, const std::string& path, plan::Listener& l);
     void read_rule(const YamlNode& n, const std::string& path, Model& m, ModelWhere& w);
     std::vector<Cidr> read_addresses(const YamlNode& n, const std::string& path);
     void read_address_file(const YamlNode& n, const std::string& path, const std::string& file,
@@ -44,6 +50,7 @@ class Reader : public ValueReader {
                                             bool resolve);
 
     std::string base_dir_;
+    UpstreamReader ups_;  // `upstreams:` and what routes name (upstreams.cc)
     // Address lists already read, by full path: a list shared by several rules (or reached
     // through aliases) is read once.
     std::map<std::string, std::vector<Cidr>> file_cache_;
@@ -83,7 +90,8 @@ std::optional<Model> Reader::read(const YamlNode& root) {
     }
     if (!check_map(root, "",
                    {"workers", "routing", "nftables", "capture_local", "allow_all", "listeners",
-                    "rules", "drain_timeout", "log_connections", "metrics", "control", "log"})) {
+                    "rules", "drain_timeout", "log_connections", "user", "group", "upstreams",
+                    "metrics", "control", "log"})) {
         return std::nullopt;
     }
     if (const YamlNode* n = root.find("workers")) {
@@ -108,9 +116,17 @@ std::optional<Model> Reader::read(const YamlNode& root) {
     if (const YamlNode* n = root.find("log_connections")) {
         m.log_connections = boolean(*n, "log_connections").value_or(false);
     }
+    for (const char* key : {"user", "group"}) {
+        if (const YamlNode* n = root.find(key)) {
+            read_account(*n, key, std::string(key) == "user" ? m.user : m.group);
+        }
+    }
     read_observe(root, m);
     if (const YamlNode* n = root.find("drain_timeout")) {
         m.drain_timeout_ms = duration(*n, "drain_timeout").value_or(m.drain_timeout_ms);
+    }
+    if (const YamlNode* n = root.find("upstreams")) {
+        ups_.read_upstreams(*n);  // before listeners: their routes name upstreams
     }
     if (const YamlNode* n = root.find("listeners")) {
         if (!n->is_sequence()) {
@@ -232,6 +248,25 @@ void Reader::read_observe(const YamlNode& root, Model& m) {
     }
 }
 
+// A user or group name (resolved when tpengine switches to it, not here) or a numeric id.
+void Reader::read_account(const YamlNode& n, const char* key, std::string& out) {
+    auto s = string(n, key);
+    if (!s) {
+        return;
+    }
+    bool ok =
+        !s->empty() && s->size() <= 32 && (*s)[0] != '-' &&
+        std::all_of(s->begin(), s->end(), [](char c) {
+            return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.';
+        });
+    if (!ok) {
+        err(n, key,
+            "\"" + *s + "\" is not a user or group name (A-Z a-z 0-9 _ - ., at most 32) or id");
+        return;
+    }
+    out = *s;
+}
+
 void Reader::read_nftables(const YamlNode& n, Model& m) {
     if (!check_map(n, "nftables", {"table", "fail"})) {
         return;
@@ -263,9 +298,10 @@ void Reader::read_listener(const YamlNode& n, const std::string& path, Model& m,
     ListenerWhere lw;
     lw.path = path;
     lw.self = n.pos;
-    if (!check_map(n, path,
-                   {"name", "address", "port", "transparent", "v6only", "fast_open", "backlog",
-                    "upstream", "timeouts", "max_connections"})) {
+    if (!check_map(
+            n, path,
+            {"name", "address", "port", "transparent", "v6only", "fast_open", "backlog", "upstream",
+             "timeouts", "max_connections", "routes", "accept_proxy", "accept_proxy_from"})) {
         return;
     }
     plan::Listener l;
@@ -320,19 +356,53 @@ void Reader::read_listener(const YamlNode& n, const std::string& path, Model& m,
     }
     if (const YamlNode* v = n.find("timeouts")) {
         std::string tp = join(path, "timeouts");
-        if (check_map(*v, tp, {"connect", "idle", "half_closed"})) {
+        if (check_map(*v, tp, {"connect", "idle", "half_closed", "handshake", "sniff"})) {
+            if (const YamlNode* t = v->find("handshake")) {
+                l.timeouts.handshake_ms =
+                    duration(*t, join(tp, "handshake")).value_or(l.timeouts.handshake_ms);
+            }
+            if (const YamlNode* t = v->find("sniff")) {
+                l.timeouts.sniff_ms = duration(*t, join(tp, "sniff")).value_or(l.timeouts.sniff_ms);
+            }
             if (const YamlNode* t = v->find("connect")) {
                 l.timeouts.connect_ms =
-                    duration(*t, join(tp, "connect")).value_or(l.timeouts.connect_ms);
+                    duration(*t, join(tp, "connect"), true).value_or(l.timeouts.connect_ms);
             }
             if (const YamlNode* t = v->find("idle")) {
-                l.timeouts.idle_ms = duration(*t, join(tp, "idle")).value_or(l.timeouts.idle_ms);
+                l.timeouts.idle_ms =
+                    duration(*t, join(tp, "idle"), true).value_or(l.timeouts.idle_ms);
             }
             if (const YamlNode* t = v->find("half_closed")) {
                 l.timeouts.half_closed_ms =
-                    duration(*t, join(tp, "half_closed")).value_or(l.timeouts.half_closed_ms);
+                    duration(*t, join(tp, "half_closed"), true).value_or(l.timeouts.half_closed_ms);
             }
         }
+    }
+    if (const YamlNode* v = n.find("routes")) {
+        read_routes(*v, join(path, "routes"), l);
+    }
+    if (const YamlNode* v = n.find("accept_proxy")) {
+        if (auto s = choice(*v, join(path, "accept_proxy"), {"v1", "v2", "any"})) {
+            l.accept_proxy = *s == "v1"   ? plan::AcceptProxy::v1
+                             : *s == "v2" ? plan::AcceptProxy::v2
+                                          : plan::AcceptProxy::any;
+        }
+        const YamlNode* from = n.find("accept_proxy_from");
+        if (!from) {
+            err(*v, join(path, "accept_proxy"),
+                "needs accept_proxy_from: the trusted proxies' addresses (a header from anyone "
+                "else could claim any client)");
+        } else {
+            for (const Cidr& c : read_addresses(*from, join(path, "accept_proxy_from"))) {
+                plan::Prefix p;
+                p.family = c.addr.family;
+                std::memcpy(p.addr, c.addr.bytes.data(), 16);
+                p.len = static_cast<uint8_t>(c.prefix);
+                l.accept_proxy_from.push_back(p);
+            }
+        }
+    } else if (const YamlNode* from = n.find("accept_proxy_from")) {
+        err(*from, join(path, "accept_proxy_from"), "only with accept_proxy");
     }
     if (const YamlNode* v = n.find("max_connections")) {
         l.max_connections = static_cast<uint32_t>(
@@ -361,6 +431,47 @@ void Reader::read_upstream(const YamlNode& n, const std::string& path, plan::Lis
                        : *s == "client" ? plan::SourceMode::client
                                         : plan::SourceMode::client_port;
         }
+    }
+}
+
+// A listener's routes, first match wins; each names an upstream (upstreams.cc reads those).
+void Reader::read_routes(const YamlNode& n, const std::string& path, plan::Listener& l) {
+    if (!n.is_sequence()) {
+        err(n, path, std::string("expected a list of routes, got ") + kind_name(n));
+        return;
+    }
+    for (size_t i = 0; i < n.items.size() && !d_.full(); ++i) {
+        const YamlNode& rn = *n.items[i];
+        std::string rp = index(path, i);
+        if (!check_map(rn, rp, {"destinations", "ports", "domains", "upstream"})) {
+            continue;
+        }
+        plan::Route r;
+        if (const YamlNode* v = rn.find("destinations")) {
+            for (const Cidr& c : read_addresses(*v, join(rp, "destinations"))) {
+                plan::Prefix p;
+                p.family = c.addr.family;
+                std::memcpy(p.addr, c.addr.bytes.data(), 16);
+                p.len = static_cast<uint8_t>(c.prefix);
+                r.destinations.push_back(p);
+            }
+        }
+        if (const YamlNode* v = rn.find("ports")) {
+            for (const PortRange& pr : read_ports(*v, join(rp, "ports"))) {
+                r.ports.emplace_back(pr.low, pr.high);
+            }
+        }
+        if (const YamlNode* v = rn.find("domains")) {
+            ups_.read_domains(*v, join(rp, "domains"), r);
+        }
+        if (const YamlNode* v = rn.find("upstream")) {
+            if (auto idx = ups_.use(*v, join(rp, "upstream"), l)) {
+                r.upstream = *idx;
+            }
+        } else {
+            err(rn, rp, "a route needs an upstream");
+        }
+        l.routes.push_back(std::move(r));
     }
 }
 

@@ -2,6 +2,8 @@
 
 #include "config/values.h"
 
+#include "config/duration.h"
+
 #include <algorithm>
 #include <array>
 
@@ -200,38 +202,18 @@ std::optional<std::string> ValueReader::name(const YamlNode& n, const std::strin
 }
 
 // 5s, 500ms, 5m, 1h; more than 0 and at most 24h.
-std::optional<uint32_t> ValueReader::duration(const YamlNode& n, const std::string& path) {
+std::optional<uint32_t> ValueReader::duration(const YamlNode& n, const std::string& path,
+                                              bool none_ok) {
     if (!n.is_scalar()) {
         err(n, path, std::string("expected a duration such as 5s, got ") + kind_name(n));
         return std::nullopt;
     }
-    const std::string& v = n.value;
-    size_t digits = 0;
-    while (digits < v.size() && is_digit(v[digits])) {
-        ++digits;
+    std::string why;
+    auto ms = parse_duration(n.value, none_ok, &why);
+    if (!ms) {
+        err(n, path, why);
     }
-    std::string unit = v.substr(digits);
-    uint64_t scale = unit == "ms"  ? 1
-                     : unit == "s" ? 1000
-                     : unit == "m" ? 60'000
-                     : unit == "h" ? 3'600'000
-                                   : 0;
-    if (digits == 0 || digits > 9 || scale == 0) {
-        err(n, path,
-            "\"" + v + "\" is not a duration: write a whole number with a unit, e.g. 500ms, " +
-                "5s, 5m, 1h");
-        return std::nullopt;
-    }
-    uint64_t ms = std::stoull(v.substr(0, digits)) * scale;
-    if (ms == 0) {
-        err(n, path, "duration must be more than 0");
-        return std::nullopt;
-    }
-    if (ms > 24ull * 3'600'000) {
-        err(n, path, "duration " + v + " is longer than 24h");
-        return std::nullopt;
-    }
-    return static_cast<uint32_t>(ms);
+    return ms;
 }
 
 // A list, or a single scalar taken as a one-item list.

@@ -41,8 +41,10 @@ class ValueReader {
     std::optional<std::string> choice(const YamlNode& n, const std::string& path,
                                       std::initializer_list<std::string_view> choices);
     std::optional<std::string> name(const YamlNode& n, const std::string& path, size_t max);
-    // 5s, 500ms, 5m, 1h; more than 0 and at most 24h. In milliseconds.
-    std::optional<uint32_t> duration(const YamlNode& n, const std::string& path);
+    // config/duration.h's grammar: 5s, 500ms, 5m, 1h; more than 0 and at most 24h; with
+    // `none_ok`, `none` or `0` = no timeout (0). In milliseconds.
+    std::optional<uint32_t> duration(const YamlNode& n, const std::string& path,
+                                     bool none_ok = false);
     // A list, or a single scalar taken as a one-item list.
     std::vector<const YamlNode*> list(const YamlNode& n, const std::string& path);
     // The key path of item `i` of what list() returned for `n`.

@@ -29,6 +29,7 @@ Result<void> BufRing::init(io_uring* ring, uint16_t group, uint32_t max_count, u
     group_ = group;
     count_ = n;
     size_ = size;
+    out_.assign(n, 0);
     chunk_ = n < 256 ? n : 256;
     chunk_mask_ = chunk_ - 1;
     while ((1u << chunk_shift_) < chunk_) {
@@ -77,6 +78,26 @@ bool BufRing::grow() {
         release(static_cast<uint16_t>(first + i));
     }
     return true;
+}
+
+uint32_t BufRing::trim() {
+    uint32_t out = 0;
+    uint32_t b = 0;
+    while (b < provided_) {
+        if (out_[b]) {
+            ++out;
+            ++b;
+            continue;
+        }
+        uint32_t e = b + 1;  // a run of free buffers within one chunk: one madvise
+        while (e < provided_ && !out_[e] && (e & chunk_mask_) != 0) {
+            ++e;
+        }
+        size_t len = static_cast<size_t>(e - b) * size_;
+        madvise(addr(static_cast<uint16_t>(b)), len, MADV_DONTNEED);
+        b = e;
+    }
+    return out;
 }
 
 }  // namespace tp::engine

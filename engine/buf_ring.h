@@ -36,9 +36,19 @@ class BufRing {
     uint16_t group() const { return group_; }
 
     void release(uint16_t bid) {
+        out_[bid] = 0;
         io_uring_buf_ring_add(br_, addr(bid), size_, bid, mask_, pending_);
         ++pending_;
     }
+    // A receive completed into `bid`: it is out of the ring until released.
+    void taken(uint16_t bid) { out_[bid] = 1; }
+    // Gives the pages of every buffer in the ring back to the kernel (MADV_DONTNEED; the next
+    // receive into one faults in a zeroed page). The kernel takes buffers from the ring in
+    // order, so any traffic touches them all in turn: without this a burst leaves the whole
+    // ring resident. Only the worker thread writes into its buffers (receives complete in its
+    // own io_uring_enter), so none is being filled meanwhile. Returns how many buffers are
+    // still out (their pages stay until they come back and the next trim).
+    uint32_t trim();
     // Publishes the buffers released since the last flush; returns how many.
     int flush() {
         int n = pending_;
@@ -56,6 +66,7 @@ class BufRing {
     io_uring* ring_ = nullptr;
     io_uring_buf_ring* br_ = nullptr;
     std::vector<uint8_t*> chunks_;
+    std::vector<uint8_t> out_;  // per buffer: 1 while a receive's bytes are held in it
     size_t ring_bytes_ = 0;
     uint32_t count_ = 0;
     uint32_t provided_ = 0;

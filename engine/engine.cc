@@ -82,7 +82,20 @@ bool same_listener(const plan::Listener& a, const plan::Listener& b) {
            a.timeouts.connect_ms == b.timeouts.connect_ms &&
            a.timeouts.idle_ms == b.timeouts.idle_ms &&
            a.timeouts.half_closed_ms == b.timeouts.half_closed_ms &&
-           a.max_connections == b.max_connections;
+           a.max_connections == b.max_connections &&
+           a.timeouts.handshake_ms == b.timeouts.handshake_ms &&
+           a.timeouts.sniff_ms == b.timeouts.sniff_ms &&
+           // Routed listeners get new settings on every reload (in place when the socket allows):
+           // upstreams and routes are not compared.
+           a.routes.empty() && b.routes.empty() && a.accept_proxy == plan::AcceptProxy::none &&
+           b.accept_proxy == plan::AcceptProxy::none;
+}
+
+// What a listening socket is bound with: a change here needs new sockets; any other change
+// is applied to the sockets in place (update_listener) so their accept queues stay.
+bool same_socket(const plan::Listener& a, const plan::Listener& b) {
+    return same_addr(a.address, b.address) && a.v6only == b.v6only &&
+           a.transparent == b.transparent;
 }
 
 // Binds `l` once per worker. Port 0 is resolved by the first bind and reused by the others,
@@ -161,7 +174,8 @@ Result<std::unique_ptr<Engine>> Engine::start(const plan::Plan& plan) {
         fds.push_back(std::move(r.value()));
         auto shared = std::make_shared<ListenerShared>();
         shared->cfg = im.plan.listeners[i];
-        shared->counters = std::make_unique<ListenerCounterSet>(static_cast<unsigned>(n));
+        shared->counters = std::make_shared<ListenerCounterSet>(static_cast<unsigned>(n));
+        shared->routes = RouteTable(shared->cfg);
         im.listeners.push_back(std::move(shared));
     }
     auto self = build_self_set(im.listeners);
@@ -209,10 +223,12 @@ Result<void> Engine::update(const plan::Plan& plan) {
     size_t n = im.workers.size();
     std::vector<std::shared_ptr<ListenerShared>> next;
     std::vector<std::vector<UniqueFd>> fds;
+    std::vector<std::shared_ptr<ListenerShared>> replaces;  // in-place changes
     plan::Plan resolved = plan;
     for (size_t i = 0; i < resolved.listeners.size(); ++i) {
         plan::Listener& l = resolved.listeners[i];
         std::shared_ptr<ListenerShared> keep;
+        std::shared_ptr<ListenerShared> alter;
         for (size_t j = 0; j < im.plan.listeners.size(); ++j) {
             const plan::Listener& old = im.plan.listeners[j];
             plan::Listener probe = l;
@@ -222,11 +238,25 @@ Result<void> Engine::update(const plan::Plan& plan) {
             if (old.name == l.name && same_listener(old, probe)) {
                 keep = im.listeners[j];
                 l = old;
+            } else if (old.name == l.name && same_socket(old, probe)) {
+                alter = im.listeners[j];
+                l = probe;
             }
         }
         if (keep) {
             next.push_back(keep);
             fds.emplace_back();
+            replaces.emplace_back();
+            continue;
+        }
+        if (alter) {
+            auto shared = std::make_shared<ListenerShared>(alter->counter);
+            shared->cfg = l;
+            shared->counters = alter->counters;
+            shared->routes = RouteTable(shared->cfg);
+            next.push_back(std::move(shared));
+            fds.emplace_back();
+            replaces.push_back(alter);
             continue;
         }
         auto r = bind_all(l, n, static_cast<int>(i));
@@ -235,16 +265,18 @@ Result<void> Engine::update(const plan::Plan& plan) {
         }
         auto shared = std::make_shared<ListenerShared>();
         shared->cfg = l;
-        shared->counters = std::make_unique<ListenerCounterSet>(static_cast<unsigned>(n));
+        shared->counters = std::make_shared<ListenerCounterSet>(static_cast<unsigned>(n));
+        shared->routes = RouteTable(shared->cfg);
         next.push_back(std::move(shared));
         fds.push_back(std::move(r.value()));
+        replaces.emplace_back();
     }
     auto self = build_self_set(next);
     for (size_t w = 0; w < n; ++w) {
         Worker::Command cmd{Worker::CommandType::set_listeners, {}, self, nullptr};
         for (size_t i = 0; i < next.size(); ++i) {
             UniqueFd fd = fds[i].empty() ? UniqueFd() : std::move(fds[i][w]);
-            cmd.listeners.push_back(WorkerListener{next[i], std::move(fd)});
+            cmd.listeners.push_back(WorkerListener{next[i], std::move(fd), replaces[i]});
         }
         im.workers[w]->post(std::move(cmd));
     }
@@ -328,6 +360,9 @@ StatsSnapshot Engine::stats() const {
         total.stale_dropped += s.stale_dropped;
         for (size_t i = 0; i < s.closed.size(); ++i) {
             total.closed[i] += s.closed[i];
+        }
+        for (size_t i = 0; i < s.handshake.size(); ++i) {
+            total.handshake[i] += s.handshake[i];
         }
         total.per_worker.push_back(std::move(s));
     }

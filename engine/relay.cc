@@ -7,6 +7,8 @@
 
 #include <cerrno>
 
+#include "engine/handshake/upstream.h"
+
 namespace tp::engine {
 
 namespace {
@@ -135,7 +137,55 @@ void Relay::on_start(uint64_t now_ms, StartOutcome outcome, Actions& out) {
         case StartOutcome::error:
             teardown(CloseCause::error, true, false, out);
             return;
+        case StartOutcome::rejected:
+            teardown(CloseCause::rejected, true, false, out);
+            return;
+        case StartOutcome::bad_proxy_header:
+            teardown(CloseCause::bad_proxy_header, true, false, out);
+            return;
+        case StartOutcome::proxy_header:
+            // The header comes first from a trusted proxy; its sender may wait >= 3 s.
+            phase_ = Phase::sniffing;
+            issue_recv(Side::client, out);
+            connect_deadline_ = now_ms + (timeouts_.handshake_ms ? timeouts_.handshake_ms : 3000);
+            arm(connect_deadline_, out);
+            return;
+        case StartOutcome::sniff:
+            // The client's first bytes choose the route: receive them (they are queued and
+            // relayed later, never lost), bounded in time by sniff_ms and in bytes by depth.
+            phase_ = Phase::sniffing;
+            issue_recv(Side::client, out);
+            connect_deadline_ = now_ms + timeouts_.sniff_ms;
+            arm(connect_deadline_, out);
+            return;
     }
+    begin_connect(now_ms, out);
+}
+
+void Relay::on_routed(uint64_t now_ms, StartOutcome outcome, Actions& out) {
+    if (phase_ != Phase::sniffing) {
+        return;
+    }
+    if (outcome == StartOutcome::sniff) {
+        // After a PROXY header: now the name, within the sniff timeout.
+        connect_deadline_ = now_ms + timeouts_.sniff_ms;
+        arm(connect_deadline_, out);
+        Dir& d = dir_[C];
+        if (d.count > 0 || d.eof) {
+            sniff_now(d.count >= depth || d.eof, out);
+        }
+        return;
+    }
+    if (outcome != StartOutcome::ok) {
+        phase_ = Phase::idle;
+        open_[C] = true;
+        on_start(now_ms, outcome, out);
+        return;
+    }
+    begin_connect(now_ms, out);
+}
+
+void Relay::begin_connect(uint64_t now_ms, Actions& out) {
     open_[U] = true;
     phase_ = Phase::connecting;
     ++ops_[U];
@@ -146,7 +196,33 @@ void Relay::on_start(uint64_t now_ms, StartOutcome outcome, Actions& out) {
     if (timeouts_.connect_ms > 0) {
         connect_deadline_ = now_ms + timeouts_.connect_ms;
         arm(connect_deadline_, out);
+    } else {
+        out.push(act(ActionType::disarm_timer, Side::client));
     }
+    maybe_watch(out);  // sniffing may have filled the client's queue
+}
+
+void Relay::consume(Side from, uint32_t n, Actions& out) {
+    Dir& d = dir_[idx(from)];
+    while (n > 0 && d.count > 0) {
+        uint32_t avail = head_len(d) - d.off;
+        if (n < avail) {
+            d.off += n;
+            return;
+        }
+        n -= avail;
+        release(d.head, out);
+        pop(d);
+    }
+    if (d.count == 0) {
+        issue_recv(from, out);  // room again
+    }
+}
+
+void Relay::sniff_now(bool final, Actions& out) {
+    Action a = act(ActionType::sniff, Side::client);
+    a.reset = final;
+    out.push(a);
 }
 
 void Relay::on_connect(uint64_t now_ms, int res, Actions& out) {
@@ -159,6 +235,73 @@ void Relay::on_connect(uint64_t now_ms, int res, Actions& out) {
         teardown(CloseCause::connect_failed, true, false, out);
         return;
     }
+    if (hs_ != nullptr) {
+        // The proxy's protocol first; client bytes keep queueing meanwhile.
+        phase_ = Phase::handshaking;
+        last_activity_ = now_ms;
+        if (timeouts_.handshake_ms > 0) {
+            connect_deadline_ = now_ms + timeouts_.handshake_ms;
+            arm(connect_deadline_, out);
+        } else {
+            out.push(act(ActionType::disarm_timer, Side::client));
+        }
+        handshake_send(out);
+        if (hs_->expects_reply()) {
+            issue_recv(Side::upstream, out);
+        }
+        return;
+    }
+    begin_relaying(now_ms, out);
+}
+
+void Relay::handshake_send(Actions& out) {
+    std::span<const uint8_t> s = hs_->take_out();
+    if (s.empty()) {
+        return;
+    }
+    hs_out_ = s.data();
+    hs_out_len_ = static_cast<uint32_t>(s.size());
+    hs_out_off_ = 0;
+    ++ops_[U];
+    Action a = act(ActionType::send_handshake, Side::upstream);
+    a.len = hs_out_len_;
+    out.push(a);
+}
+
+void Relay::handshake_fail(hs::Cause cause, Actions& out) {
+    hs_cause_ = cause;
+    teardown(
+        cause == hs::Cause::timeout ? CloseCause::handshake_timeout : CloseCause::handshake_failed,
+        true, true, out);
+}
+
+void Relay::handshake_recv(uint64_t now_ms, int res, uint16_t buf, const uint8_t* data,
+                           Actions& out) {
+    hs::Step st = hs_->feed({data, static_cast<size_t>(res)});
+    if (st.status == hs::Status::failed) {
+        release(buf, out);
+        handshake_fail(st.cause, out);
+        return;
+    }
+    if (st.status == hs::Status::need_more) {
+        release(buf, out);
+        handshake_send(out);
+        issue_recv(Side::upstream, out);
+        return;
+    }
+    Dir& d = dir_[U];
+    if (st.consumed < static_cast<uint32_t>(res)) {
+        // Bytes past the reply came from the destination (a banner): they go to the client
+        // first, from where the reply ended.
+        push(d, buf, static_cast<uint32_t>(res));
+        d.off = st.consumed;
+    } else {
+        release(buf, out);
+    }
+    begin_relaying(now_ms, out);
+}
+
+void Relay::begin_relaying(uint64_t now_ms, Actions& out) {
     phase_ = Phase::relaying;
     last_activity_ = now_ms;
     if (watching_) {
@@ -176,6 +319,9 @@ void Relay::on_connect(uint64_t now_ms, int res, Actions& out) {
     } else if (up.eof) {
         issue_shutdown(Side::upstream, out);
     }
+    if (dir_[U].count > 0) {
+        issue_send(Side::client, out);  // bytes that came with the handshake's reply
+    }
     issue_recv(Side::client, out);
     issue_recv(Side::upstream, out);
 }
@@ -187,13 +333,14 @@ void Relay::on_watch(int res, Actions& out) {
         maybe_finish(out);
         return;
     }
-    if (phase_ == Phase::connecting && res > 0 && (res & (POLLERR | POLLHUP))) {
+    if ((phase_ == Phase::connecting || phase_ == Phase::handshaking) && res > 0 &&
+        (res & (POLLERR | POLLHUP))) {
         side_failed(Side::client, out);
     }
 }
 
 void Relay::on_recv(uint64_t now_ms, Side from, int res, bool has_buf, uint16_t buf, bool more,
-                    Actions& out) {
+                    Actions& out, const uint8_t* data) {
     Dir& d = dir_[idx(from)];
     Side to = other(from);
     if (!more) {  // the (multishot) receive has ended
@@ -207,6 +354,21 @@ void Relay::on_recv(uint64_t now_ms, Side from, int res, bool has_buf, uint16_t 
         }
         maybe_finish(out);
         return;
+    }
+    if (phase_ == Phase::handshaking && from == Side::upstream) {
+        if (res > 0 && has_buf && data != nullptr) {
+            last_activity_ = now_ms;
+            handshake_recv(now_ms, res, buf, data, out);
+            return;
+        }
+        if (has_buf) {
+            release(buf, out);
+        }
+        if (res >= 0 || (res != -ENOBUFS && res != -EINTR && res != -EAGAIN && res != -ECANCELED)) {
+            handshake_fail(hs::Cause::closed, out);  // closed or reset mid-handshake
+            return;
+        }
+        has_buf = false;  // a retry: handled below like any receive
     }
     if (res > 0 && has_buf) {
         if (dead_[idx(to)] || dead_[idx(from)] || no_send_[idx(to)]) {
@@ -223,6 +385,9 @@ void Relay::on_recv(uint64_t now_ms, Side from, int res, bool has_buf, uint16_t 
         }
         if (phase_ == Phase::relaying) {
             issue_send(to, out);
+        } else if (phase_ == Phase::sniffing) {
+            // Decide now if no more bytes can come before the route is chosen.
+            sniff_now(d.count >= depth, out);
         }
         issue_recv(from, out);
         maybe_watch(out);
@@ -238,6 +403,10 @@ void Relay::on_recv(uint64_t now_ms, Side from, int res, bool has_buf, uint16_t 
     if (res == 0) {
         d.eof = true;
         last_activity_ = now_ms;
+        if (phase_ == Phase::sniffing) {
+            sniff_now(true, out);  // the client said all it will say before an answer
+            return;
+        }
         if (d.count == 0 && !d.send_inflight) {
             if (no_send_[idx(from)]) {  // it can take nothing and sends nothing more
                 side_failed(from, out);
@@ -276,16 +445,46 @@ void Relay::on_recv(uint64_t now_ms, Side from, int res, bool has_buf, uint16_t 
 void Relay::maybe_watch(Actions& out) {
     // Connecting with the client's receive stopped (buffers full): watch it for a reset.
     Dir& d = dir_[C];
-    if (phase_ == Phase::connecting && !d.recv_inflight && !watching_ && !d.eof && !dead_[C]) {
+    if ((phase_ == Phase::connecting || phase_ == Phase::handshaking) && !d.recv_inflight &&
+        !watching_ && !d.eof && !dead_[C]) {
         watching_ = true;
         ++ops_[C];
         out.push(act(ActionType::watch, Side::client));
     }
 }
 
+void Relay::handshake_sent(uint64_t now_ms, int res, Actions& out) {
+    --ops_[U];
+    if (res <= 0) {
+        if (res == -EAGAIN || res == -EINTR) {
+            res = 0;  // try the rest again
+        } else {
+            handshake_fail(hs::Cause::closed, out);
+            return;
+        }
+    }
+    last_activity_ = now_ms;
+    hs_out_off_ += static_cast<uint32_t>(res);
+    if (hs_out_off_ < hs_out_len_) {
+        ++ops_[U];
+        Action a = act(ActionType::send_handshake, Side::upstream);
+        a.off = hs_out_off_;
+        a.len = hs_out_len_ - hs_out_off_;
+        out.push(a);
+        return;
+    }
+    if (!hs_->expects_reply()) {
+        begin_relaying(now_ms, out);  // a PROXY header: nothing to wait for
+    }
+}
+
 void Relay::on_send(uint64_t now_ms, Side to, int res, Actions& out) {
     Side from = other(to);
     Dir& d = dir_[idx(from)];
+    if (phase_ == Phase::handshaking && to != Side::client) {
+        handshake_sent(now_ms, res, out);  // only handshake bytes go there before relaying
+        return;
+    }
     --ops_[idx(to)];
     d.send_inflight = false;
     if (phase_ == Phase::closing || phase_ == Phase::done) {
@@ -406,6 +605,16 @@ void Relay::check_done(Actions& out) {
 }
 
 void Relay::on_timer(uint64_t now_ms, Actions& out) {
+    if (phase_ == Phase::sniffing || phase_ == Phase::handshaking) {
+        if (now_ms < connect_deadline_) {
+            arm(connect_deadline_, out);
+        } else if (phase_ == Phase::sniffing) {
+            sniff_now(true, out);  // a server that speaks first waits no longer
+        } else {
+            handshake_fail(hs::Cause::timeout, out);
+        }
+        return;
+    }
     if (phase_ == Phase::connecting) {
         if (timeouts_.connect_ms == 0) {
             return;

@@ -7,9 +7,14 @@
 #include <cstdint>
 
 #include "config/plan.h"
+#include "engine/handshake/common.h"
 #include "engine/stats.h"
 
 namespace tp::engine {
+
+namespace hs {
+class Upstream;
+}
 
 enum class Side : uint8_t { client = 0, upstream = 1 };
 constexpr Side other(Side s) {
@@ -20,21 +25,23 @@ constexpr int idx(Side s) {
 }
 
 enum class ActionType : uint8_t {
-    connect,        // start the upstream connect
-    recv,           // receive on `side` with a buffer from the provided ring
-    recv_later,     // like recv, but the ring was empty: retry once buffers come back
-    send,           // send buf[off, off+len) to `side`
-    shutdown,       // shutdown(SHUT_WR) on `side`
-    cancel_all,     // cancel every operation on `side`'s socket
-    cancel_recv,    // cancel only the receive pending on `side`
-    watch,          // poll `side` for an error/hangup (client during connect, buffers full)
-    cancel_watch,   // cancel that poll
-    release_buf,    // give `buf` back to the provided ring
-    release_chain,  // give back `len` queued buffers, from `buf` along the BufChain
-    close,          // close `side`'s socket; `reset` = SO_LINGER 0 first (RST)
-    arm_timer,      // (re)arm the connection's one timer for `deadline_ms`
-    disarm_timer,   // the connection no longer needs a timer
-    finish,         // the connection is over: count `cause`, free the slot
+    connect,         // start the upstream connect
+    recv,            // receive on `side` with a buffer from the provided ring
+    recv_later,      // like recv, but the ring was empty: retry once buffers come back
+    send,            // send buf[off, off+len) to `side`
+    shutdown,        // shutdown(SHUT_WR) on `side`
+    cancel_all,      // cancel every operation on `side`'s socket
+    cancel_recv,     // cancel only the receive pending on `side`
+    watch,           // poll `side` for an error/hangup (client during connect, buffers full)
+    cancel_watch,    // cancel that poll
+    release_buf,     // give `buf` back to the provided ring
+    release_chain,   // give back `len` queued buffers, from `buf` along the BufChain
+    close,           // close `side`'s socket; `reset` = SO_LINGER 0 first (RST)
+    arm_timer,       // (re)arm the connection's one timer for `deadline_ms`
+    disarm_timer,    // the connection no longer needs a timer
+    finish,          // the connection is over: count `cause`, free the slot
+    send_handshake,  // send handshake_data()[off, off+len) to the upstream
+    sniff,           // look at the client's queued bytes for a name; `reset` = decide now
 };
 
 struct Action {
@@ -82,11 +89,25 @@ struct BufChain {
 };
 
 // Why a connection could not start relaying (decided by the worker before connect).
-enum class StartOutcome : uint8_t { ok, self_connect, no_origdst, error };
+// `sniff`: the route needs the client's first bytes; the worker calls on_routed once decided.
+// `rejected`: the route's upstream is `reject`.
+// `proxy_header`: like sniff, but waiting (up to handshake_ms) for a PROXY protocol header.
+enum class StartOutcome : uint8_t {
+    ok,
+    self_connect,
+    no_origdst,
+    error,
+    sniff,
+    rejected,
+    proxy_header,
+    bad_proxy_header,
+};
 
 class Relay {
   public:
-    enum class Phase : uint8_t { idle, connecting, relaying, closing, done };
+    // sniffing: waiting for the client's first bytes to choose a route (before connect);
+    // handshaking: connected, speaking the upstream proxy's protocol (before relaying).
+    enum class Phase : uint8_t { idle, sniffing, connecting, handshaking, relaying, closing, done };
 
     void init(const plan::Timeouts& t, BufChain chain) {
         *this = Relay{};
@@ -96,11 +117,18 @@ class Relay {
 
     // Events. `now_ms` is a monotonic clock in milliseconds.
     void on_start(uint64_t now_ms, StartOutcome outcome, Actions& out);
+    // After the sniff phase: the route is chosen (outcome ok, rejected or a start failure).
+    void on_routed(uint64_t now_ms, StartOutcome outcome, Actions& out);
+    // Before on_connect: speak `h` first (nullptr: none; plain connections never touch it).
+    void set_handshake(hs::Upstream* h) { hs_ = h; }
+    const uint8_t* handshake_data() const { return hs_out_; }
+    hs::Cause handshake_cause() const { return hs_cause_; }
     void on_connect(uint64_t now_ms, int res, Actions& out);
     // `res` is the recv result; `buf` is valid when `has_buf` (IORING_CQE_F_BUFFER); `more`
     // (IORING_CQE_F_MORE) says the multishot receive stays armed.
+    // `data` is the buffer's bytes: only read while handshaking (upstream replies).
     void on_recv(uint64_t now_ms, Side from, int res, bool has_buf, uint16_t buf, bool more,
-                 Actions& out);
+                 Actions& out, const uint8_t* data = nullptr);
     void on_recv(uint64_t now_ms, Side from, int res, bool has_buf, uint16_t buf, Actions& out) {
         on_recv(now_ms, from, res, has_buf, buf, false, out);
     }
@@ -120,6 +148,10 @@ class Relay {
     int ops_in_flight(Side s) const { return ops_[idx(s)]; }
     CloseCause cause() const { return cause_; }
     int queued(Side from) const { return dir_[idx(from)].count; }
+    uint16_t queued_head(Side from) const { return dir_[idx(from)].head; }
+    uint32_t queued_off(Side from) const { return dir_[idx(from)].off; }
+    // Drops the first `n` queued bytes from `from` (a PROXY header read before relaying).
+    void consume(Side from, uint32_t n, Actions& out);
 
   private:
     // Bytes flowing from side `from` to other(from); indexed by idx(from).
@@ -151,6 +183,13 @@ class Relay {
     void arm(uint64_t deadline, Actions& out);
     void drop_bufs(Dir& d, Actions& out);  // release every buffer not being sent
     void release(uint16_t buf, Actions& out);
+    void begin_connect(uint64_t now_ms, Actions& out);
+    void begin_relaying(uint64_t now_ms, Actions& out);
+    void handshake_send(Actions& out);  // the codec's pending bytes, if any
+    void handshake_recv(uint64_t now_ms, int res, uint16_t buf, const uint8_t* data, Actions& out);
+    void handshake_fail(hs::Cause cause, Actions& out);
+    void handshake_sent(uint64_t now_ms, int res, Actions& out);
+    void sniff_now(bool final, Actions& out);
 
     plan::Timeouts timeouts_{};
     BufChain chain_{};
@@ -167,7 +206,12 @@ class Relay {
     CloseCause cause_ = CloseCause::normal;
     CloseCause pending_cause_ = CloseCause::normal;
     uint64_t last_activity_ = 0;
-    uint64_t connect_deadline_ = 0;
+    uint64_t connect_deadline_ = 0;  // also the sniff and handshake deadlines
+    hs::Upstream* hs_ = nullptr;
+    const uint8_t* hs_out_ = nullptr;  // bytes being sent by send_handshake
+    uint32_t hs_out_len_ = 0;
+    uint32_t hs_out_off_ = 0;
+    hs::Cause hs_cause_ = hs::Cause::none;
 };
 
 }  // namespace tp::engine

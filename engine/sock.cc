@@ -85,6 +85,15 @@ Result<UniqueFd> make_listener(const plan::Listener& l) {
     return fd;
 }
 
+void update_listener(int fd, const plan::Listener& was, const plan::Listener& now) {
+    if (was.fast_open != now.fast_open) {  // allowed in LISTEN state; 0 turns it off
+        set_int(fd, IPPROTO_TCP, TCP_FASTOPEN, now.fast_open ? 256 : 0);
+    }
+    if (was.backlog != now.backlog) {
+        listen(fd, now.backlog);  // on a listening socket: only the queue's limit changes
+    }
+}
+
 plan::SockAddr unmap_v4(const plan::SockAddr& a) {
     if (a.family() != AF_INET6) {
         return a;

@@ -17,6 +17,10 @@ namespace tp::engine {
 // A bound, listening SO_REUSEPORT socket for one worker.
 Result<UniqueFd> make_listener(const plan::Listener& l);
 
+// Reload: the settings of a listening socket that change without a new socket (fast_open,
+// backlog), so its accept queue and the connections in it stay.
+void update_listener(int fd, const plan::Listener& was, const plan::Listener& now);
+
 // The original destination of accepted socket `fd`. False when it cannot be found.
 bool original_destination(int fd, const plan::Listener& l, plan::SockAddr& out);
 

@@ -28,6 +28,14 @@ const char* close_cause_name(CloseCause c) {
             return "error";
         case CloseCause::shutdown:
             return "shutdown";
+        case CloseCause::handshake_failed:
+            return "handshake_failed";
+        case CloseCause::handshake_timeout:
+            return "handshake_timeout";
+        case CloseCause::rejected:
+            return "rejected";
+        case CloseCause::bad_proxy_header:
+            return "bad_proxy_header";
         case CloseCause::count_:
             break;
     }
@@ -35,12 +43,24 @@ const char* close_cause_name(CloseCause c) {
 }
 
 const char* close_reason_name(CloseReason r) {
-    static const char* const names[kCloseReasons] = {
-        "client_eof",      "upstream_eof",    "client_reset",
-        "upstream_reset",  "connect_refused", "connect_failed",
-        "connect_timeout", "idle_timeout",    "half_closed_timeout",
-        "loop_refused",    "no_origdst",      "limit",
-        "error",           "shutdown"};
+    static const char* const names[kCloseReasons] = {"client_eof",
+                                                     "upstream_eof",
+                                                     "client_reset",
+                                                     "upstream_reset",
+                                                     "connect_refused",
+                                                     "connect_failed",
+                                                     "connect_timeout",
+                                                     "idle_timeout",
+                                                     "half_closed_timeout",
+                                                     "loop_refused",
+                                                     "no_origdst",
+                                                     "limit",
+                                                     "error",
+                                                     "shutdown",
+                                                     "handshake_failed",
+                                                     "handshake_timeout",
+                                                     "rejected",
+                                                     "bad_proxy_header"};
     size_t i = static_cast<size_t>(r);
     return i < kCloseReasons ? names[i] : "?";
 }
@@ -123,6 +143,18 @@ void append_block(std::string& out, const char* title, const StatsSnapshot& s) {
         std::snprintf(line, sizeof line, "%s%s=%llu",
                       any ? " " : "  closed_by: ", close_cause_name(static_cast<CloseCause>(i)),
                       static_cast<unsigned long long>(s.closed[i]));
+        out += line;
+        any = true;
+    }
+    if (any)
+        out += '\n';
+    any = false;
+    for (size_t i = 0; i < s.handshake.size(); ++i) {
+        if (s.handshake[i] == 0)
+            continue;
+        std::snprintf(line, sizeof line, "%s%s=%llu", any ? " " : "  handshake_failed_by: ",
+                      hs::cause_name(static_cast<hs::Cause>(i)),
+                      static_cast<unsigned long long>(s.handshake[i]));
         out += line;
         any = true;
     }

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "engine/handshake/common.h"
+
 namespace tp::engine {
 
 enum class CloseCause : uint8_t {
@@ -20,10 +22,14 @@ enum class CloseCause : uint8_t {
     connect_timeout,
     idle_timeout,
     half_closed_timeout,
-    self_connect,  // original destination was one of our own listeners
-    no_origdst,    // original destination could not be found
-    error,         // local failure (socket(), EMFILE, ...)
-    shutdown,      // closed by drain timeout at stop
+    self_connect,       // original destination was one of our own listeners
+    no_origdst,         // original destination could not be found
+    error,              // local failure (socket(), EMFILE, ...)
+    shutdown,           // closed by drain timeout at stop
+    handshake_failed,   // the upstream proxy refused or broke its handshake
+    handshake_timeout,  // ... or did not finish it within handshake_ms
+    rejected,           // the route chose a `reject` upstream
+    bad_proxy_header,   // accept_proxy: no valid PROXY header from a trusted source in time
     count_,
 };
 
@@ -46,6 +52,10 @@ enum class CloseReason : uint8_t {
     limit,  // no connection slot left in the worker
     error,
     shutdown,
+    handshake_failed,   // the upstream proxy refused or broke its handshake
+    handshake_timeout,  // ... or did not finish it in time
+    rejected,           // the route chose a `reject` upstream
+    bad_proxy_header,   // accept_proxy: no valid PROXY header from a trusted source
     count_,
 };
 constexpr size_t kCloseReasons = static_cast<size_t>(CloseReason::count_);
@@ -105,6 +115,7 @@ struct StatsSnapshot {
     // already gone, dropped without an upstream (never counted as accepted).
     uint64_t stale_dropped = 0;
     std::array<uint64_t, static_cast<size_t>(CloseCause::count_)> closed{};
+    std::array<uint64_t, static_cast<size_t>(hs::Cause::count_)> handshake{};  // failures
     uint64_t accept_paused_limit = 0;         // of accept_paused: max_connections reached
     uint64_t accept_paused_fd = 0;            // of accept_paused: out of descriptors or memory
     uint64_t buffer_grows = 0;                // chunks added to a provided-buffer ring

@@ -23,14 +23,21 @@ bool Worker::start_conn(uint32_t li, int fd) {
     ListenerState& l = *listeners_[li];
     const plan::Listener& lc = l.shared->cfg;
     plan::SockAddr client;
+    bool routed = !l.shared->routes.empty();
+    bool accept_proxy = lc.accept_proxy != plan::AcceptProxy::none;
     bool want_addrs = cfg_.log_connections || cfg_.close_log != nullptr;
-    if (lc.source != plan::SourceMode::proxy || want_addrs) {
+    if (lc.source != plan::SourceMode::proxy || want_addrs || routed || accept_proxy) {
         client = peer_addr(fd);
     }
+    // From a trusted proxy: addresses come from its PROXY header, read before anything else.
+    bool proxied = accept_proxy && in_prefixes(lc.accept_proxy_from, client);
+    routed = routed || proxied;
     plan::SockAddr orig;
     plan::SockAddr target;
     StartOutcome outcome = StartOutcome::ok;
-    if (lc.target == plan::UpstreamTarget::original) {
+    if (proxied) {
+        // Decided once the header is in (proxy_header in routed_conn.cc).
+    } else if (lc.target == plan::UpstreamTarget::original) {
         if (!original_destination(fd, lc, orig)) {
             outcome = StartOutcome::no_origdst;
         } else if (self_set_ && self_set_->contains(orig)) {
@@ -42,12 +49,12 @@ bool Worker::start_conn(uint32_t li, int fd) {
         outcome = StartOutcome::self_connect;
     } else {
         target = unmap_v4(lc.upstream_address);
-        if (want_addrs) {
+        if (want_addrs || routed) {
             original_destination(fd, lc, orig);
         }
     }
     int up_fd = -1;
-    if (outcome == StartOutcome::ok) {
+    if (outcome == StartOutcome::ok && !routed) {  // routed: route_conn makes the socket
         auto up = make_upstream(target, lc.source, client, cfg_.bypass_mark, lc.fast_open);
         if (!up) {
             int err = up.error().code;
@@ -110,6 +117,15 @@ bool Worker::start_conn(uint32_t li, int fd) {
         c.splice[d] = c.recv_is_splice[d] = c.in_parked[d] = c.in_cancelled[d] = false;
         c.in_local[d] = c.nonblock[d] = false;
     }
+    c.routed.reset();
+    if (outcome == StartOutcome::ok && proxied) {
+        c.routed = std::make_unique<Routed>();
+        c.routed->client = client;
+        c.routed->await_proxy = true;
+        outcome = StartOutcome::proxy_header;
+    } else if (outcome == StartOutcome::ok && routed) {
+        outcome = start_routed(c, client, orig);  // may wait for the client's first bytes
+    }
     if (cfg_.log_connections) {
         const char* why = outcome == StartOutcome::ok             ? ""
                           : outcome == StartOutcome::self_connect ? " refused (own listener)"
@@ -160,11 +176,19 @@ void Worker::handle_conn(const UserData& u, const io_uring_cqe* cqe) {
             if (res == 0 && c.first_eof < 0) {
                 c.first_eof = static_cast<int8_t>(idx(side));
             }
+            if (has_buf) {
+                bufs_.taken(bid);
+                ++recvs_since_trim_;
+            }
+            Relay::Phase ph = c.relay.phase();
+            bool early = ph == Relay::Phase::sniffing || ph == Relay::Phase::handshaking;
             if (cfg_.splice && has_buf && res == static_cast<int>(bufs_.buffer_size()) &&
-                !c.splice[idx(side)]) {
+                !c.splice[idx(side)] && !early) {
                 start_splice(c, side);  // a full buffer: bulk; splice from the next receive
             }
-            c.relay.on_recv(now_, side, res, has_buf, bid, more, acts);
+            // A proxy's handshake reply is read from the buffer itself.
+            const uint8_t* data = early && has_buf && bid < token_base_ ? bufs_.addr(bid) : nullptr;
+            c.relay.on_recv(now_, side, res, has_buf, bid, more, acts, data);
             break;
         }
         case Op::send_client:
@@ -202,6 +226,9 @@ void Worker::handle_conn(const UserData& u, const io_uring_cqe* cqe) {
         case Op::cancel_client:
         case Op::cancel_upstream:
             c.relay.on_cancel_done(u.op == Op::cancel_client ? Side::client : Side::upstream, acts);
+            break;
+        case Op::sniff:
+            sniff_conn(c, res == 1, acts);
             break;
         default:
             return;
@@ -326,6 +353,16 @@ void Worker::execute(uint32_t s, const Actions& acts) {
                     c.fd[idx(a.side)] = -1;
                 }
                 break;
+            case ActionType::send_handshake: {
+                io_uring_sqe* sqe = ring_.get_sqe();
+                io_uring_prep_send(sqe, fd, c.relay.handshake_data() + a.off, a.len,
+                                   MSG_NOSIGNAL | MSG_WAITALL);
+                io_uring_sqe_set_data64(sqe, ud(send_op(a.side), gen, s));
+                break;
+            }
+            case ActionType::sniff:
+                complete_locally(ud(Op::sniff, gen, s), a.reset ? 1 : 0);
+                break;
             case ActionType::arm_timer:
                 wheel_.arm(s, a.deadline_ms);
                 break;
@@ -334,6 +371,13 @@ void Worker::execute(uint32_t s, const Actions& acts) {
                 break;
             case ActionType::finish: {
                 uint32_t li = c.listener;
+                if (a.cause == CloseCause::handshake_failed ||
+                    a.cause == CloseCause::handshake_timeout) {
+                    WorkerStats::add(
+                        stats_.handshake[static_cast<size_t>(c.relay.handshake_cause())], 1);
+                    ListenerCounters::add(c.ctr->handshake_failures, 1);
+                }
+                c.routed.reset();
                 count_finish(s, c, a.cause);
                 listeners_[li]->shared->active.fetch_sub(1, std::memory_order_relaxed);
                 wheel_.disarm(s);
@@ -602,6 +646,14 @@ CloseReason reason_of(CloseCause cause, int first_eof, int connect_err) {
             return CloseReason::no_origdst;
         case CloseCause::shutdown:
             return CloseReason::shutdown;
+        case CloseCause::handshake_failed:
+            return CloseReason::handshake_failed;
+        case CloseCause::handshake_timeout:
+            return CloseReason::handshake_timeout;
+        case CloseCause::rejected:
+            return CloseReason::rejected;
+        case CloseCause::bad_proxy_header:
+            return CloseReason::bad_proxy_header;
         case CloseCause::error:
         case CloseCause::count_:
             break;

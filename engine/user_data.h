@@ -26,6 +26,7 @@ enum class Op : uint8_t {
     tick,    // the worker's timer wheel tick
     wake,    // eventfd read: commands from other threads
     ignore,  // requests whose completion needs no handling (accept cancel, ...)
+    sniff,   // local: look at a sniffing connection's first bytes (res 1: decide now)
 };
 
 struct UserData {

@@ -180,7 +180,7 @@ bool Worker::needs_tick() const {
     // An idle worker sleeps until something arrives instead of waking ten times a second
     // (gateways idle most of the time). Anything with a deadline keeps the tick going.
     if (pool_.used() > 0 || !lingering_.empty() || !starved_.empty() || exit_requested_ ||
-        closing_all_) {
+        closing_all_ || recvs_since_trim_ > 0) {
         return true;
     }
     for (const auto& l : listeners_) {
@@ -207,7 +207,7 @@ void Worker::handle(const io_uring_cqe* cqe) {
                 ListenerState& l = *listeners_[u.slot];
                 l.armed = false;
                 if (l.retired) {
-                    l.fd.reset();
+                    finish_retire(u.slot);
                 } else {
                     maybe_arm_accept(u.slot);
                 }
@@ -237,7 +237,7 @@ void Worker::handle_accept(uint32_t li, const io_uring_cqe* cqe) {
     ListenerState& l = *listeners_[li];
     int res = cqe->res;
     if (res >= 0) {
-        if (l.retired || !accepting_) {
+        if ((l.retired && !l.serve_queue) || !accepting_) {
             set_linger_reset(res);
             ::close(res);
             return;
@@ -360,7 +360,7 @@ void Worker::try_resume(uint32_t li) {
     if (!l.limit_paused) {
         return;
     }
-    while (!l.held.empty() && accepting_ && !l.retired) {
+    while (!l.held.empty() && accepting_ && (!l.retired || l.serve_queue)) {
         if (!take_place(*l.shared)) {
             return;
         }
@@ -399,6 +399,28 @@ void Worker::on_tick() {
         retry_starved(starved_.size());
     }
     check_lingering(false);
+    maybe_trim();
+}
+
+// Returns the provided buffers' pages once the traffic that touched them is gone: a burst or a
+// set of stalled readers would otherwise leave the whole ring resident for good.
+void Worker::maybe_trim() {
+    if (recvs_since_trim_ == 0) {
+        return;
+    }
+    bool idle = pool_.used() == 0;
+    if (!idle && now_ < next_trim_check_ms_) {
+        return;
+    }
+    uint32_t recent = recvs_since_trim_ - recvs_at_check_;
+    recvs_at_check_ = recvs_since_trim_;
+    next_trim_check_ms_ = now_ + kTrimCheckMs;
+    if (recent > bufs_.count() / kTrimQuiet) {
+        return;  // still busy: the pages would be faulted straight back in
+    }
+    // Buffers still held are trimmed on a later pass, once they are back in the ring.
+    recvs_since_trim_ = bufs_.trim() > 0 ? 1 : 0;
+    recvs_at_check_ = recvs_since_trim_;
 }
 
 void Worker::on_wake() {
@@ -420,10 +442,23 @@ void Worker::apply(Command& cmd) {
                 ListenerState& l = *listeners_[li];
                 bool kept = false;
                 for (const WorkerListener& w : cmd.listeners) {
-                    kept = kept || w.shared == l.shared;
+                    kept = kept || w.shared == l.shared || (w.replaces && w.replaces == l.shared);
                 }
                 if (!kept) {
-                    retire_listener(li);
+                    retire_listener(li, true);  // its replacement is bound already
+                }
+            }
+            for (uint32_t li = 0; li < listeners_.size(); ++li) {
+                ListenerState& l = *listeners_[li];
+                for (const WorkerListener& w : cmd.listeners) {
+                    if (w.replaces && w.replaces == l.shared && !l.retired) {
+                        // Same socket, new settings: new connections get them from now on.
+                        if (l.fd.valid()) {
+                            update_listener(l.fd.get(), l.shared->cfg, w.shared->cfg);
+                        }
+                        l.shared = w.shared;
+                        try_resume(li);  // max_connections may have grown
+                    }
                 }
             }
             for (WorkerListener& w : cmd.listeners) {
@@ -464,30 +499,74 @@ void Worker::apply(Command& cmd) {
     }
 }
 
-// A retired listener accepts no more: connections it held back (over max_connections) are
-// reset, and its socket closes once the multishot accept's cancellation completes.
-void Worker::retire_listener(uint32_t li) {
+// A retired listener accepts no more: its socket closes once the multishot accept's
+// cancellation completes. Retired by a reload (`serve_queue`), it first serves what was
+// already accepted or queued (its replacement, bound before, takes the new arrivals), so a
+// reload resets nobody; stopped, it resets what it held back.
+void Worker::retire_listener(uint32_t li, bool serve_queue) {
     ListenerState& l = *listeners_[li];
     if (l.retired) {
+        if (!serve_queue) {
+            l.serve_queue = false;
+        }
+        if (!serve_queue && !l.held.empty()) {
+            for (int fd : l.held) {
+                set_linger_reset(fd);
+                ::close(fd);
+            }
+            l.held.clear();
+        }
         return;
     }
     l.retired = true;
-    for (int fd : l.held) {
-        set_linger_reset(fd);
-        ::close(fd);
+    l.serve_queue = serve_queue && accepting_;
+    if (!l.serve_queue) {
+        for (int fd : l.held) {
+            set_linger_reset(fd);
+            ::close(fd);
+        }
+        l.held.clear();
     }
-    l.held.clear();
     if (l.armed) {
         cancel_accept(li);
     } else {
-        l.fd.reset();
+        finish_retire(li);
     }
+}
+
+// The retired listener's multishot accept has ended. Closing a listening socket resets the
+// connections in its accept queue, so a reload first accepts them (non-blocking, until the
+// queue is empty) and relays them like any other; the socket closes right after, in the same
+// pass. Left to chance: a handshake still in SYN_RECV on this socket at that instant.
+void Worker::finish_retire(uint32_t li) {
+    ListenerState& l = *listeners_[li];
+    if (l.serve_queue && accepting_ && l.fd.valid()) {
+        int fl = fcntl(l.fd.get(), F_GETFL);
+        if (fl >= 0 && fcntl(l.fd.get(), F_SETFL, fl | O_NONBLOCK) == 0) {
+            for (;;) {
+                int fd = accept4(l.fd.get(), nullptr, nullptr, SOCK_CLOEXEC);
+                if (fd < 0) {
+                    if (errno == EMFILE || errno == ENFILE) {
+                        log_limited("retired listener's queue not drained", errno);
+                    }
+                    break;  // EAGAIN: the queue is empty
+                }
+                if (!take_place(*l.shared)) {
+                    l.held.push_back(fd);
+                    l.limit_paused = true;
+                    continue;
+                }
+                start_conn(li, fd);
+            }
+        }
+    }
+    l.fd.reset();
 }
 
 void Worker::stop_accepting() {
     accepting_ = false;
     for (uint32_t li = 0; li < listeners_.size(); ++li) {
-        retire_listener(li);
+        retire_listener(li, false);
     }
 }
 

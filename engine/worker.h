@@ -17,10 +17,12 @@
 #include "engine/buf_ring.h"
 #include "engine/conn_log.h"
 #include "engine/conn_pool.h"
+#include "engine/handshake/upstream.h"
 #include "engine/listener_stats.h"
 #include "engine/relay.h"
 #include "engine/result.h"
 #include "engine/ring.h"
+#include "engine/route.h"
 #include "engine/sock.h"
 #include "engine/timer_wheel.h"
 #include "engine/unique_fd.h"
@@ -32,10 +34,19 @@ namespace tp::engine {
 // One listener as the engine sees it: its configuration and the connection count shared by
 // every worker (touched on accept and close only, never per byte).
 struct ListenerShared {
+    ListenerShared() = default;
+    // A reload that changes only settings a socket can take in place makes a new
+    // ListenerShared around the same sockets and the same connection count.
+    explicit ListenerShared(std::shared_ptr<std::atomic<uint32_t>> count)
+        : counter(std::move(count)) {}
+
     plan::Listener cfg;
     bool fixed_is_self = false;  // the fixed upstream is one of our own listeners
-    std::atomic<uint32_t> active{0};
-    std::unique_ptr<ListenerCounterSet> counters;  // one block per worker (engine.cc)
+    RouteTable routes;           // cfg.routes, ready for lookups
+    std::shared_ptr<std::atomic<uint32_t>> counter = std::make_shared<std::atomic<uint32_t>>(0);
+    std::atomic<uint32_t>& active = *counter;
+    // Per-worker counter blocks (engine.cc); kept, like `counter`, by an in-place reload.
+    std::shared_ptr<ListenerCounterSet> counters;
 };
 
 // A request for the live connections, answered by every worker between batches; the asker
@@ -52,6 +63,8 @@ struct ConnQuery {
 struct WorkerListener {
     std::shared_ptr<ListenerShared> shared;
     UniqueFd fd;
+    // Set for an in-place reload: the listener (and socket) this one takes over.
+    std::shared_ptr<ListenerShared> replaces = nullptr;
 };
 
 struct WorkerConfig {
@@ -90,8 +103,20 @@ class Worker {
     const char* ring_mode() const { return ring_mode_; }
 
   private:
+    // What a routed connection needs beyond a plain one (routed_conn.cc); allocated only for
+    // connections of listeners with routes, so plain relaying carries one null pointer.
+    struct Routed {
+        hs::Upstream hs;
+        plan::SockAddr client;
+        plan::SockAddr orig;
+        int upstream = -1;         // index into the listener's upstreams; -1 = the listener's own
+        bool await_proxy = false;  // accept_proxy: the PROXY header comes first
+        char name[256] = {};
+        uint8_t name_len = 0;
+    };
     struct Conn {
         Relay relay;
+        std::unique_ptr<Routed> routed;
         int fd[2] = {-1, -1};
         uint32_t listener = 0;
         plan::SockAddr target;  // upstream address; stable while connect is in flight
@@ -121,6 +146,7 @@ class Worker {
         uint32_t arm_gen = 0;
         bool armed = false;               // a multishot accept is in flight
         bool retired = false;             // removed by reload or stopped
+        bool serve_queue = false;         // retired by reload: what its queue holds is still served
         bool limit_paused = false;        // max_connections reached
         uint64_t resume_at_ms = 0;        // fd exhaustion pause
         std::vector<int> held;            // accepted, waiting for a place (max_connections, fds)
@@ -159,7 +185,8 @@ class Worker {
 
     void arm_accept(uint32_t li);
     void cancel_accept(uint32_t li);
-    void retire_listener(uint32_t li);
+    void retire_listener(uint32_t li, bool serve_queue);
+    void finish_retire(uint32_t li);
     void maybe_arm_accept(uint32_t li);
     void pause_for_limit(uint32_t li);
     void try_resume(uint32_t li);
@@ -168,6 +195,10 @@ class Worker {
     void fd_exhausted(uint32_t li);
     // False: out of descriptors for the upstream socket; `fd` now waits first in `held`.
     bool start_conn(uint32_t li, int fd);
+    StartOutcome start_routed(Conn& c, const plan::SockAddr& client, const plan::SockAddr& orig);
+    StartOutcome route_conn(Conn& c, bool sniffed);
+    void sniff_conn(Conn& c, bool final, Actions& acts);
+    void proxy_header(Conn& c, std::span<const uint8_t> bytes, bool final, Actions& acts);
     void execute(uint32_t slot, const Actions& acts);
     void retry_starved(size_t limit);
     void complete_locally(uint64_t user_data, int res);
@@ -185,6 +216,7 @@ class Worker {
     void force_close_remaining();
     void release_buf(uint16_t b);
     void check_lingering(bool force);
+    void maybe_trim();
     uint64_t now_ms() const;
     void log_limited(const char* msg, int err);
     void count_finish(uint32_t slot, Conn& c, CloseCause cause);  // tcp_conn.cc
@@ -239,7 +271,10 @@ class Worker {
     uint64_t epoch_ns_ = 0;
     uint64_t now_ = 0;  // ms since the worker started, updated once per batch
     uint64_t last_log_ms_ = 0;
-    uint64_t fd_recover_until_ms_ = 0;  // check accepted sockets for gone clients until then
+    uint64_t fd_recover_until_ms_ = 0;
+    uint32_t recvs_since_trim_ = 0;  // buffer receives since the ring was last trimmed
+    uint32_t recvs_at_check_ = 0;
+    uint64_t next_trim_check_ms_ = 0;  // check accepted sockets for gone clients until then
     bool log_ever_ = false;
     bool accepting_ = true;
     bool exit_requested_ = false;

@@ -17,6 +17,11 @@ constexpr uint64_t kFdPauseMs = 100;
 // each accepted socket is checked (client_gone) so they do not spend the descriptors the live
 // ones need. Outside such episodes accept pays nothing for it.
 constexpr uint64_t kFdRecoverMs = 5000;
+// Buffer memory goes back to the kernel (BufRing::trim) once the receives of the last check
+// period would re-touch at most 1/kTrimQuiet of the ring: checked every kTrimCheckMs while
+// connections exist, at every tick once none is left.
+constexpr uint64_t kTrimCheckMs = 1000;
+constexpr uint32_t kTrimQuiet = 8;
 constexpr uint32_t kTokens = 4096;          // chain ids for bytes held in pipes
 constexpr uint32_t kMaxSplicedDirs = 2048;  // each holds at most Relay::depth tokens
 constexpr int kPipeSize = 1 << 20;

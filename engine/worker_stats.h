@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstdint>
 
+#include "engine/handshake/common.h"
 #include "engine/stats.h"
 
 namespace tp::engine {
@@ -23,6 +24,7 @@ struct alignas(64) WorkerStats {
     Counter buffers{0};  // provided now (a gauge)
     Counter stale_dropped{0};
     Counter closed[static_cast<size_t>(CloseCause::count_)]{};
+    Counter handshake[static_cast<size_t>(hs::Cause::count_)]{};  // failures by cause
 
     static void add(Counter& c, uint64_t n) {
         c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
@@ -46,6 +48,9 @@ struct alignas(64) WorkerStats {
         s.stale_dropped = stale_dropped.load(std::memory_order_relaxed);
         for (size_t i = 0; i < s.closed.size(); ++i) {
             s.closed[i] = closed[i].load(std::memory_order_relaxed);
+        }
+        for (size_t i = 0; i < s.handshake.size(); ++i) {
+            s.handshake[i] = handshake[i].load(std::memory_order_relaxed);
         }
         return s;
     }

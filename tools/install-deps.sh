@@ -11,10 +11,16 @@ packages=(
     googletest libgtest-dev libgmock-dev libbenchmark-dev
     # the lab and its real peers
     iproute2 nftables conntrack procps python3 curl iperf3 socat netcat-openbsd nginx-light
+    # shipping (packaging/, tests/package): man pages, .deb dependencies and lint, unit check
+    pandoc dpkg-dev lintian systemd util-linux
     # peers for the performance comparison
     haproxy libnginx-mod-stream linux-perf valgrind
     # observability tests: promtool checks the /metrics output (tests/relay/test_metrics.py)
     prometheus
+    # upstream proxies (issue 10): SOCKS5 and HTTP CONNECT servers for tests, redsocks to compare
+    dante-server tinyproxy redsocks
+    # the libFuzzer target (tests/fuzz, ctest label fuzz): clang with its fuzzer/ASan runtimes
+    clang libclang-rt-14-dev
 )
 
 missing=()
@@ -32,13 +38,12 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
-# Packages with a service (prometheus, nginx, haproxy) must not start it on the host: a
-# policy-rc.d that refuses every start, in place only while we install (unless one exists).
-policy=/usr/sbin/policy-rc.d
-if [ ! -e "$policy" ]; then
-    printf '#!/bin/sh\nexit 101\n' >"$policy"
-    chmod 755 "$policy"
-    trap 'rm -f "$policy"' EXIT
+# Servers (danted, tinyproxy, redsocks, nginx, haproxy) must not start on the host: tests run
+# them inside their own network namespaces. policy-rc.d 101 tells invoke-rc.d not to start them.
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
 fi
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

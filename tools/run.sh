@@ -18,23 +18,23 @@ build() {  # build DIR [cmake args...]
 case "${1:-}" in
 demo)
     tools/install-deps.sh
-    build build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+    build build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTP_WERROR=ON -DCMAKE_INSTALL_PREFIX=/usr
     exec tools/lab/demo.sh build/tools/tpengine/tpengine
     ;;
 test)
     tools/install-deps.sh
     # Sanitizer build first: the unit and golden tests, and the relay's loopback socket tests
     # (they drive the paths unit tests cannot), under ASan+UBSan.
-    build build-asan -DCMAKE_BUILD_TYPE=Debug -DTP_SANITIZE=ON -DTP_BUILD_BENCH=OFF
+    build build-asan -DCMAKE_BUILD_TYPE=Debug -DTP_SANITIZE=ON -DTP_BUILD_BENCH=OFF -DTP_WERROR=ON
     (cd build-asan && ctest -L 'unit|golden' --output-on-failure -j "$jobs")
     (cd build-asan && ctest -L socket -R '^relay\.' --output-on-failure)
     # Then everything, in the release build: unit, golden, socket, apply, e2e, bench smoke.
-    build build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+    build build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTP_WERROR=ON -DCMAKE_INSTALL_PREFIX=/usr
     cd build && exec ctest --output-on-failure
     ;;
 build)
     tools/install-deps.sh
-    build build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+    build build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTP_WERROR=ON -DCMAKE_INSTALL_PREFIX=/usr
     ;;
 *)
     echo "usage: tools/run.sh demo|test|build" >&2

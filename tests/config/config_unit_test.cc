@@ -10,6 +10,7 @@
 #include <fstream>
 #include <string>
 
+#include "config/duration.h"
 #include "config/load.h"
 
 namespace tp::config {
@@ -177,11 +178,10 @@ TEST(ConfigRaw, CyclicAliasRejected) {
 // --- keys ---
 
 TEST(ConfigKeys, UnknownKey) {
-    EXPECT_EQ(
-        first_error(std::string(kListener) + "rulez: []\n"),
-        "t.yaml:4:1: rulez: unknown key \"rulez\" (allowed here: workers, routing, nftables, "
-        "capture_local, allow_all, listeners, rules, drain_timeout, log_connections, metrics, "
-        "control, log)");
+    EXPECT_EQ(first_error(std::string(kListener) + "rulez: []\n"),
+              "t.yaml:4:1: rulez: unknown key \"rulez\" (allowed here: workers, routing, nftables, "
+              "capture_local, allow_all, listeners, rules, drain_timeout, log_connections, user, "
+              "group, upstreams, metrics, control, log)");
     EXPECT_EQ(first_error("routing:\n  marc: 1\n"),
               "t.yaml:2:3: routing.marc: unknown key \"marc\" (allowed here: mark, mask, table, "
               "priority, bypass_mark)");
@@ -543,15 +543,54 @@ TEST(ConfigListeners, Timeouts) {
         return first_error("listeners:\n  - {name: a, port: 1, timeouts: {idle: " + v + "}}\n");
     };
     const std::string at = "t.yaml:2:41: listeners[0].timeouts.idle: ";
-    EXPECT_EQ(t("0s"), at + "duration must be more than 0");
+    EXPECT_EQ(t("0s"), at + "duration must be more than 0; write none for no timeout");
     EXPECT_EQ(t("25h"), at + "duration 25h is longer than 24h");
     EXPECT_EQ(t("5"), at + "\"5\" is not a duration: write a whole number with a unit, e.g. "
-                           "500ms, 5s, 5m, 1h");
+                           "500ms, 5s, 5m, 1h, or none for no timeout");
     EXPECT_EQ(t("-1s"), at + "\"-1s\" is not a duration: write a whole number with a unit, e.g. "
-                             "500ms, 5s, 5m, 1h");
+                             "500ms, 5s, 5m, 1h, or none for no timeout");
     EXPECT_EQ(t("1.5s"), at + "\"1.5s\" is not a duration: write a whole number with a unit, "
-                              "e.g. 500ms, 5s, 5m, 1h");
+                              "e.g. 500ms, 5s, 5m, 1h, or none for no timeout");
     EXPECT_EQ(t("24h"), "(accepted)");
+    EXPECT_EQ(t("nan"), at + "\"nan\" is not a duration: write a whole number with a unit, "
+                             "e.g. 500ms, 5s, 5m, 1h, or none for no timeout");
+    // `none` (or 0) switches a timeout off; drain_timeout cannot be off.
+    LoadedConfig c = load_ok(
+        "listeners:\n  - {name: a, port: 1, timeouts: {idle: none, "
+        "connect: 0, half_closed: 1s}}\n");
+    ASSERT_EQ(c.plan.listeners.size(), 1u);
+    EXPECT_EQ(c.plan.listeners[0].timeouts.idle_ms, 0u);
+    EXPECT_EQ(c.plan.listeners[0].timeouts.connect_ms, 0u);
+    EXPECT_EQ(c.plan.listeners[0].timeouts.half_closed_ms, 1000u);
+    EXPECT_EQ(first_error(std::string(kListener) + "drain_timeout: none\n"),
+              "t.yaml:4:16: drain_timeout: \"none\" is not a duration: write a whole number "
+              "with a unit, e.g. 500ms, 5s, 5m, 1h");
+}
+
+// One grammar for the YAML and every command line (tpengine relay --idle-timeout ...).
+TEST(ConfigDuration, OneGrammar) {
+    auto ok = [](const char* v, bool none_ok = true) -> long {
+        std::string why;
+        auto ms = parse_duration(v, none_ok, &why);
+        return ms ? static_cast<long>(*ms) : -1;
+    };
+    EXPECT_EQ(ok("500ms"), 500);
+    EXPECT_EQ(ok("5s"), 5000);
+    EXPECT_EQ(ok("2m"), 120000);
+    EXPECT_EQ(ok("24h"), 86400000);
+    EXPECT_EQ(ok("86400001ms"), -1);
+    EXPECT_EQ(ok("none"), 0);
+    EXPECT_EQ(ok("0"), 0);
+    EXPECT_EQ(ok("none", false), -1);
+    EXPECT_EQ(ok("0", false), -1);
+    for (const char* bad :
+         {"nan", "NaN", "inf", "-inf", "1e3s", "0x10s", "1.5s", "5",   "-1s",          "+5s",
+          " 5s", "5s ", "5 s", "5S",   "s",    "",      "0s",   "0ms", "9999999999ms", "1d"}) {
+        EXPECT_EQ(ok(bad), -1) << bad;
+    }
+    std::string why;
+    EXPECT_FALSE(parse_duration("0s", true, &why));
+    EXPECT_EQ(why, "duration must be more than 0; write none for no timeout");
 }
 
 // --- rules ---
@@ -805,6 +844,27 @@ TEST(ConfigExamples, AllValidate) {
         }
     }
     EXPECT_GE(n, 4);
+}
+
+// --- user / group (privileges.cc resolves them at start) ---
+
+TEST(ConfigAccount, UserAndGroupReachTheLoadedConfig) {
+    LoadedConfig c = load_ok(std::string(kListener) + "user: nobody\ngroup: nogroup\n");
+    EXPECT_EQ(c.user, "nobody");
+    EXPECT_EQ(c.group, "nogroup");
+    LoadedConfig none = load_ok(kListener);
+    EXPECT_EQ(none.user, "");
+    EXPECT_EQ(none.group, "");
+}
+
+TEST(ConfigAccount, BadNamesRejectedWithPosition) {
+    EXPECT_EQ(first_error(std::string(kListener) + "user: \"a b\"\n"),
+              "t.yaml:4:7: user: \"a b\" is not a user or group name (A-Z a-z 0-9 _ - ., at most "
+              "32) or id");
+    EXPECT_EQ(first_error(std::string(kListener) + "group: \"-x\"\n"),
+              "t.yaml:4:8: group: \"-x\" is not a user or group name (A-Z a-z 0-9 _ - ., at most "
+              "32) or id");
+    EXPECT_NE(first_error(std::string(kListener) + "user: [root]\n"), "(accepted)");
 }
 
 }  // namespace

@@ -1,6 +1,6 @@
 // Pure parts of the apply library: the undo journal's order and failure reporting, nft error
 // explanation with numbered batch lines, sweep summaries and entry descriptions, the in-place
-// reload batch.
+// reload batch, the preflight's reading of other tables in `nft list ruleset`.
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 
@@ -11,6 +11,7 @@
 #include "config/cleanup.h"
 #include "config/kernel_apply.h"
 #include "config/nft_apply.h"
+#include "config/preflight_env.h"
 #include "config/route_apply.h"
 
 namespace tp::config {
@@ -181,6 +182,111 @@ TEST(InplaceBatch, RefusesOtherFormsAndChangedHooks) {
     std::string moved = next;
     moved.replace(moved.find("mangle + 1"), 10, "mangle + 2");
     EXPECT_EQ(inplace_batch("t", kOld, moved), "");
+}
+
+// As `nft -t list ruleset` prints them: an fw4-like table (policy drop, state and rate-limit
+// rules that do not concern a new intercepted connection), a firewalld-like reject reached
+// through a jump, tpengine's own table, and iptables-nft's nat table.
+const char kRuleset[] = R"(table inet fw4 {
+	chain input {
+		type filter hook input priority filter; policy drop;
+		iifname "lo" accept comment "!fw4: Accept traffic from loopback"
+		ct state vmap { invalid : drop, established : accept, related : accept }
+		tcp flags syn / fin,syn,rst,ack jump syn_flood
+	}
+	chain syn_flood {
+		limit rate 25/second burst 50 packets return
+		drop
+	}
+}
+table inet firewalld {
+	set blocked {
+		type ipv4_addr
+		flags interval
+	}
+	chain filter_INPUT {
+		type filter hook input priority filter + 10; policy accept;
+		ct state established,related accept
+		iifname "lo" accept
+		jump filter_INPUT_ZONES
+	}
+	chain filter_INPUT_ZONES {
+		iifname "eth0" goto filter_IN_public
+		goto filter_IN_public
+	}
+	chain filter_IN_public {
+		tcp dport 22 accept
+		reject with icmpx admin-prohibited
+	}
+}
+table inet tpengine {
+	chain pre {
+		type filter hook input priority 0; policy drop;
+	}
+}
+table ip nat {
+	chain POSTROUTING {
+		type nat hook postrouting priority srcnat; policy accept;
+		oifname "wan0" counter packets 0 bytes 0 masquerade
+		ip saddr 10.9.0.0/16 snat to 203.0.113.9
+	}
+	chain PREROUTING {
+		type nat hook prerouting priority dstnat; policy accept;
+		tcp dport 80 dnat to 10.0.0.1
+	}
+}
+table inet quiet {
+	chain input {
+		type filter hook input priority 0; policy accept;
+		tcp dport 22 accept
+	}
+}
+)";
+
+TEST(PreflightFirewall, InputChainsThatMayDropInterceptedPackets) {
+    auto w = input_drop_warnings(kRuleset, "tpengine", 0x1, 0x1);
+    ASSERT_EQ(w.size(), 2u);
+    EXPECT_EQ(w[0],
+              "table inet fw4 chain input (hook input): its policy is drop. Intercepted packets "
+              "cross the input hook with their original destination; let them through with "
+              "`meta mark & 0x1 == 0x1 accept` before that (docs/config.md, \"Next to another "
+              "firewall\")");
+    EXPECT_NE(w[1].find("table inet firewalld chain filter_INPUT (hook input): its rule `jump "
+                        "filter_INPUT_ZONES` -> chain filter_INPUT_ZONES: `iifname \"eth0\" goto "
+                        "filter_IN_public` -> chain filter_IN_public: `reject with icmpx "
+                        "admin-prohibited` may drop them."),
+              std::string::npos)
+        << w[1];
+    // Another table of ours is not "the rest of the firewall"; another name is.
+    EXPECT_EQ(input_drop_warnings(kRuleset, "other", 0x1, 0x1).size(), 3u);
+}
+
+TEST(PreflightFirewall, TheMarkAcceptRuleSilencesTheWarning) {
+    std::string fixed = kRuleset;
+    auto put = [&](const std::string& after, const std::string& rule) {
+        size_t p = fixed.find(after);
+        ASSERT_NE(p, std::string::npos);
+        fixed.insert(fixed.find('\n', p) + 1, "\t\t" + rule + "\n");
+    };
+    put("type filter hook input priority filter; policy drop;",
+        "meta mark & 0x00000001 == 0x00000001 accept");
+    EXPECT_EQ(input_drop_warnings(fixed, "tpengine", 0x1, 0x1).size(), 1u);
+    // A different mark or mask is not ours.
+    EXPECT_EQ(input_drop_warnings(fixed, "tpengine", 0x2, 0x2).size(), 2u);
+    put("type filter hook input priority filter + 10; policy accept;",
+        "meta mark & 0x00000001 == 0x00000001 accept");
+    EXPECT_TRUE(input_drop_warnings(fixed, "tpengine", 0x1, 0x1).empty());
+}
+
+TEST(PreflightFirewall, SourceNatRules) {
+    auto rules = source_nat_rules(kRuleset, "tpengine");
+    ASSERT_EQ(rules.size(), 2u);
+    EXPECT_EQ(rules[0],
+              "table ip nat chain POSTROUTING `oifname \"wan0\" counter packets 0 bytes 0 "
+              "masquerade`");
+    EXPECT_EQ(rules[1],
+              "table ip nat chain POSTROUTING `ip saddr 10.9.0.0/16 snat to 203.0.113.9`");
+    EXPECT_TRUE(source_nat_rules("table inet x {\n}\n", "tpengine").empty());
 }
 
 }  // namespace

@@ -141,7 +141,8 @@ TABLE = "tpa"
 
 def write_config(path, port=50080, ports=(80, 443), rt=100, prio=100, table=TABLE,
                  extra_listener_port=None, upstream=None, transparent=True):
-    """A small valid rule set: one tproxy rule from lan0 to listener `web`."""
+    """A small valid rule set: one tproxy rule from lan0 to listener `web`. max_connections
+    stays below any fd limit a test machine has (above it the preflight warns)."""
     up = f"\n    upstream: {{to: \"{upstream}\"}}" if upstream else ""
     text = f"""workers: 1
 routing: {{mark: 0x1, mask: 0x1, table: {rt}, priority: {prio}, bypass_mark: 0x2}}
@@ -151,6 +152,7 @@ listeners:
     address: "::"
     port: {port}
     transparent: {"true" if transparent else "false"}{up}
+    max_connections: 1000
 """
     if extra_listener_port:
         text += f"""  - name: extra

@@ -36,7 +36,8 @@ def main():
     with open(bad, "w") as f:
         f.write(text.replace("ports: [80, 443]", "ports: [80, 70000]"))
     ns = nslib.Netns("check")
-    ns.sh("sysctl -qw net.ipv4.ip_forward=1")
+    ns.sh("sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1")
+    ns.sh("ip link add lan0 type veth peer name lan0p")  # the rules name it; else a warning
     before = ns.snapshot()
 
     r = ns.run([tp, "-c", good, "--check"])

@@ -38,10 +38,12 @@ def main():
     before = ns.snapshot()
     run = [tp, "-c", cfg]
 
-    # 1. The listener's port is taken: the engine fails first, nothing is applied.
+    # 1. The listener's port is taken: the start fails first, naming the listener and its
+    #    address; nothing is applied.
     holder = ns.spawn(["python3", "-c", HOLD_PORT])
     nslib.wait_for_line(holder, "ready")
-    expect_failed_start(ns, run, before, "port in use", "cannot start the listeners")
+    expect_failed_start(ns, run, before, "port in use",
+                        "listener web: cannot bind [::]:50080: Address already in use")
     holder.kill()
     holder.wait()
 

@@ -1,5 +1,6 @@
 """SIGHUP: an invalid file is rejected with its errors, the table stays as it was and the
-process and its connections live on; a valid changed file replaces the table (a new port in
+process and its connections live on; a new listener on a port in use is rejected naming the
+listener and its address; a valid changed file replaces the table (a new port in
 the set), adds a listener and the open relayed connection keeps working; a changed route
 table moves the policy routing, a listener the file drops is closed, and a
 reload restores a table an admin flushed away. Stop then leaves nothing."""
@@ -75,9 +76,25 @@ def main():
         nslib.fail("invalid reload changed the table")
     echo(client, "two")
 
-    # Valid file with a new port and a new listener.
+    # A new listener whose port is taken: rejected, naming the listener and its address.
+    holder = ns.spawn(["python3", "-c", "import socket, time\ns = socket.socket(socket.AF_INET6)\n"
+                       "s.bind(('::', 50081)); s.listen(); print('ready', flush=True)\n"
+                       "time.sleep(100)"])
+    nslib.wait_for_line(holder, "ready")
     nslib.write_config(cfg, ports=(80, 443, 8080), upstream="127.0.0.1:9000",
                        extra_listener_port=50081)
+    p.send_signal(signal.SIGHUP)
+    lines = nslib.wait_for_line(p, "reload rejected")
+    if not any("listener extra ([::]:50081)" in l and "Address already in use" in l
+               for l in lines):
+        nslib.fail("the rejection should name the listener and its address:\n" + "".join(lines))
+    if nslib.nft_table(ns) != table:
+        nslib.fail("a reload with a port in use changed the table")
+    holder.kill()
+    holder.wait()
+    echo(client, "two-b")
+
+    # Valid file with a new port and a new listener.
     p.send_signal(signal.SIGHUP)
     nslib.wait_for_line(p, "reloaded")
     t = nslib.nft_table(ns)

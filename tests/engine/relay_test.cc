@@ -2,12 +2,15 @@
 // actions it asks for and the in-flight accounting that decides when a slot may be freed.
 #include "engine/relay.h"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
 
 #include <poll.h>
 
 #include <cerrno>
 #include <vector>
+
+#include "engine/handshake/upstream.h"
 
 namespace tp::engine {
 namespace {
@@ -629,6 +632,293 @@ TEST_F(RelayTest, EveryStartFinishesExactlyOnce) {
     r.on_stop(more);
     r.on_timer(100000, more);
     EXPECT_EQ(more.size(), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Upstream handshakes and the sniff phase (issue 10): the relay drives a real codec.
+
+class HandshakeTest : public RelayTest {
+  protected:
+    void SetUp() override {
+        RelayTest::SetUp();
+        auto* s = reinterpret_cast<sockaddr_in*>(&dst.storage);
+        s->sin_family = AF_INET;
+        inet_pton(AF_INET, "192.0.2.7", &s->sin_addr);
+        s->sin_port = htons(443);
+        dst.len = sizeof *s;
+    }
+    // Connect succeeded with a SOCKS5 handshake (no auth) set.
+    void socks_connected(bool pipeline = false) {
+        ASSERT_TRUE(h.socks5({"", "", pipeline}, {&dst, {}, 0}));
+        r.set_handshake(&h);
+        r.on_start(0, StartOutcome::ok, out);
+        out.clear();
+        r.on_connect(10, 0, out);
+        ASSERT_EQ(r.phase(), Relay::Phase::handshaking);
+    }
+    // The bytes of the send_handshake asked for.
+    std::vector<uint8_t> hs_sent() const {
+        const Action* a = find(ActionType::send_handshake, U);
+        if (a == nullptr) {
+            return {};
+        }
+        return {r.handshake_data() + a->off, r.handshake_data() + a->off + a->len};
+    }
+    void recv_upstream(uint64_t now, std::vector<uint8_t> bytes, uint16_t buf) {
+        data = std::move(bytes);
+        r.on_recv(now, U, static_cast<int>(data.size()), true, buf, true, out, data.data());
+    }
+
+    plan::SockAddr dst;
+    hs::Upstream h;
+    std::vector<uint8_t> data;
+};
+
+TEST_F(HandshakeTest, Socks5ThenRelayWithTheBannerThatCameWithTheReply) {
+    socks_connected();
+    EXPECT_EQ(hs_sent(), (std::vector<uint8_t>{5, 1, 0}));
+    EXPECT_EQ(count(ActionType::recv, U), 1);
+    EXPECT_EQ(count(ActionType::send, U), 0);
+    const Action* t = find(ActionType::arm_timer);
+    ASSERT_NE(t, nullptr);
+    EXPECT_EQ(t->deadline_ms, 10u + plan::Timeouts{}.handshake_ms);
+    // Client bytes meanwhile are held, not sent to the proxy.
+    out.clear();
+    r.on_recv(11, C, 5, true, 7, true, out);
+    EXPECT_EQ(count(ActionType::send), 0);
+    out.clear();
+    r.on_send(12, U, 3, out);  // greeting sent
+    EXPECT_EQ(r.phase(), Relay::Phase::handshaking);
+    out.clear();
+    recv_upstream(13, {5, 0}, 1);
+    EXPECT_EQ(released(), 1);
+    std::vector<uint8_t> req = hs_sent();
+    ASSERT_EQ(req.size(), 10u);
+    EXPECT_EQ(req[1], 1);  // CONNECT
+    out.clear();
+    r.on_send(14, U, 10, out);
+    out.clear();
+    // The reply and 3 banner bytes in one buffer: relaying starts, the client gets the banner
+    // from the reply's end, and the held client bytes go to the destination.
+    recv_upstream(15, {5, 0, 0, 1, 198, 51, 100, 1, 0, 80, 'a', 'b', 'c'}, 2);
+    EXPECT_EQ(r.phase(), Relay::Phase::relaying);
+    expect_send(C, 2, 10, 3);
+    expect_send(U, 7, 0, 5);
+    EXPECT_EQ(released(), 0);
+}
+
+TEST_F(HandshakeTest, RefusalResetsTheClientAndRecordsTheCause) {
+    socks_connected(true);
+    out.clear();
+    r.on_send(12, U, 13, out);
+    out.clear();
+    recv_upstream(13, {5, 0, 5, 5}, 1);  // REP 5: connection refused
+    EXPECT_EQ(r.handshake_cause(), hs::Cause::socks_refused);
+    // The multishot receive is still armed: cancelled, then the slot is freed.
+    EXPECT_EQ(count(ActionType::cancel_all, U), 1);
+    out.clear();
+    r.on_recv(14, U, -ECANCELED, false, 0, false, out);
+    r.on_cancel_done(U, out);
+    r.on_cancel_done(C, out);
+    r.on_recv(14, C, -ECANCELED, false, 0, false, out);
+    expect_finished(CloseCause::handshake_failed);
+    const Action* c = find(ActionType::close, C);
+    ASSERT_NE(c, nullptr);
+    EXPECT_TRUE(c->reset);
+}
+
+TEST_F(HandshakeTest, ProxyClosingMidHandshakeIsCountedAsClosed) {
+    socks_connected();
+    out.clear();
+    r.on_send(12, U, 3, out);
+    out.clear();
+    r.on_recv(13, U, 0, false, 0, false, out);
+    EXPECT_EQ(r.handshake_cause(), hs::Cause::closed);
+    EXPECT_EQ(r.phase(), Relay::Phase::closing);
+}
+
+TEST_F(HandshakeTest, TimeoutDuringTheHandshake) {
+    socks_connected();
+    uint64_t deadline = 10 + plan::Timeouts{}.handshake_ms;
+    out.clear();
+    r.on_timer(deadline - 1, out);
+    EXPECT_EQ(r.phase(), Relay::Phase::handshaking);
+    EXPECT_EQ(count(ActionType::arm_timer), 1);
+    out.clear();
+    r.on_timer(deadline, out);
+    EXPECT_EQ(r.handshake_cause(), hs::Cause::timeout);
+    EXPECT_EQ(r.phase(), Relay::Phase::closing);
+    r.on_send(deadline, U, -ECANCELED, out);
+    r.on_recv(deadline, U, -ECANCELED, false, 0, false, out);
+    r.on_recv(deadline, C, -ECANCELED, false, 0, false, out);
+    r.on_cancel_done(U, out);
+    r.on_cancel_done(C, out);
+    expect_finished(CloseCause::handshake_timeout);
+}
+
+TEST_F(HandshakeTest, PartialHandshakeSendContinuesFromTheOffset) {
+    socks_connected(true);
+    out.clear();
+    r.on_send(12, U, 2, out);
+    const Action* a = find(ActionType::send_handshake, U);
+    ASSERT_NE(a, nullptr);
+    EXPECT_EQ(a->off, 2u);
+    EXPECT_EQ(a->len, 11u);
+}
+
+TEST_F(HandshakeTest, ProxyHeaderNeedsNoReply) {
+    plan::SockAddr src = dst;
+    ASSERT_TRUE(h.proxy_v2(src, dst, "a.example"));
+    r.set_handshake(&h);
+    r.on_start(0, StartOutcome::ok, out);
+    r.on_recv(1, C, 100, true, 4, true, out);  // early client data
+    out.clear();
+    r.on_connect(10, 0, out);
+    EXPECT_EQ(r.phase(), Relay::Phase::handshaking);
+    EXPECT_EQ(count(ActionType::recv, U), 0) << "nothing to read before the header is out";
+    EXPECT_EQ(hs_sent().size(), 16u + 12u + 3u + 9u);
+    EXPECT_EQ(count(ActionType::send, U), 0) << "the header goes first";
+    out.clear();
+    r.on_send(11, U, 40, out);
+    EXPECT_EQ(r.phase(), Relay::Phase::relaying);
+    expect_send(U, 4, 0, 100);
+    EXPECT_EQ(count(ActionType::recv, U), 1);
+}
+
+TEST_F(RelayTest, SniffWaitsForClientBytesThenConnects) {
+    r.on_start(0, StartOutcome::sniff, out);
+    EXPECT_EQ(r.phase(), Relay::Phase::sniffing);
+    EXPECT_EQ(count(ActionType::connect), 0);
+    EXPECT_EQ(count(ActionType::recv, C), 1);
+    const Action* t = find(ActionType::arm_timer);
+    ASSERT_NE(t, nullptr);
+    EXPECT_EQ(t->deadline_ms, plan::Timeouts{}.sniff_ms);
+    out.clear();
+    r.on_recv(5, C, 50, true, 3, true, out);
+    const Action* s = find(ActionType::sniff);
+    ASSERT_NE(s, nullptr);
+    EXPECT_FALSE(s->reset) << "more bytes may still come";
+    out.clear();
+    r.on_routed(6, StartOutcome::ok, out);
+    EXPECT_EQ(r.phase(), Relay::Phase::connecting);
+    EXPECT_EQ(count(ActionType::connect, U), 1);
+    out.clear();
+    r.on_connect(7, 0, out);
+    expect_send(U, 3, 0, 50);  // the sniffed bytes are relayed, not lost
+}
+
+TEST_F(RelayTest, SniffTimeoutDecidesForAServerThatSpeaksFirst) {
+    r.on_start(0, StartOutcome::sniff, out);
+    uint32_t sniff = plan::Timeouts{}.sniff_ms;
+    out.clear();
+    r.on_timer(sniff - 1, out);
+    EXPECT_EQ(count(ActionType::sniff), 0);
+    out.clear();
+    r.on_timer(sniff, out);
+    const Action* s = find(ActionType::sniff);
+    ASSERT_NE(s, nullptr);
+    EXPECT_TRUE(s->reset) << "decide now";
+    out.clear();
+    r.on_routed(sniff, StartOutcome::ok, out);
+    EXPECT_EQ(count(ActionType::connect, U), 1);
+}
+
+TEST_F(RelayTest, SniffFullQueueOrEofDecidesNow) {
+    r.on_start(0, StartOutcome::sniff, out);
+    out.clear();
+    r.on_recv(1, C, 10, true, 1, true, out);
+    r.on_recv(1, C, 10, true, 2, true, out);  // depth reached: no more can come
+    ASSERT_EQ(count(ActionType::sniff), 2);
+    EXPECT_TRUE(out[out.size() - 1].type == ActionType::cancel_recv ||
+                find(ActionType::cancel_recv, C) != nullptr);
+    bool last_final = false;
+    for (const Action& a : out) {
+        if (a.type == ActionType::sniff) {
+            last_final = a.reset;
+        }
+    }
+    EXPECT_TRUE(last_final);
+
+    SetUp();
+    out.clear();
+    r.on_start(0, StartOutcome::sniff, out);
+    out.clear();
+    r.on_recv(1, C, 0, false, 0, false, out);
+    const Action* s = find(ActionType::sniff);
+    ASSERT_NE(s, nullptr);
+    EXPECT_TRUE(s->reset);
+}
+
+TEST_F(RelayTest, RejectedRouteResetsTheClient) {
+    r.on_start(0, StartOutcome::sniff, out);
+    out.clear();
+    r.on_recv(1, C, 10, true, 1, true, out);
+    out.clear();
+    r.on_routed(2, StartOutcome::rejected, out);
+    EXPECT_EQ(count(ActionType::connect), 0);
+    EXPECT_EQ(count(ActionType::cancel_all, C), 1);
+    r.on_recv(2, C, -ECANCELED, false, 0, false, out);
+    r.on_cancel_done(C, out);
+    expect_finished(CloseCause::rejected);
+    EXPECT_EQ(released(), 1);
+    const Action* c = find(ActionType::close, C);
+    ASSERT_NE(c, nullptr);
+    EXPECT_TRUE(c->reset);
+
+    SetUp();
+    out.clear();
+    r.on_start(0, StartOutcome::rejected, out);
+    expect_finished(CloseCause::rejected);
+}
+
+TEST_F(RelayTest, ProxyHeaderPhaseConsumesTheHeaderThenSniffsOrConnects) {
+    r.on_start(0, StartOutcome::proxy_header, out);
+    EXPECT_EQ(r.phase(), Relay::Phase::sniffing);
+    const Action* t = find(ActionType::arm_timer);
+    ASSERT_NE(t, nullptr);
+    EXPECT_EQ(t->deadline_ms, plan::Timeouts{}.handshake_ms) << "a PROXY header may take >= 3 s";
+    out.clear();
+    r.on_recv(1, C, 100, true, 5, true, out);  // header (28 bytes) + 72 bytes of payload
+    ASSERT_NE(find(ActionType::sniff), nullptr);
+    out.clear();
+    r.consume(C, 28, out);
+    EXPECT_EQ(released(), 0) << "the buffer still holds payload";
+    EXPECT_EQ(r.queued_off(C), 28u);
+    // The route needs a name: sniff again at once (bytes are queued), under the sniff timeout.
+    r.on_routed(2, StartOutcome::sniff, out);
+    EXPECT_EQ(r.phase(), Relay::Phase::sniffing);
+    const Action* s = find(ActionType::sniff);
+    ASSERT_NE(s, nullptr);
+    t = find(ActionType::arm_timer);
+    ASSERT_NE(t, nullptr);
+    EXPECT_EQ(t->deadline_ms, 2u + plan::Timeouts{}.sniff_ms);
+    out.clear();
+    r.on_routed(3, StartOutcome::ok, out);
+    out.clear();
+    r.on_connect(4, 0, out);
+    expect_send(U, 5, 28, 72);  // the payload after the header, not the header
+}
+
+TEST_F(RelayTest, ConsumeReleasesWholeBuffers) {
+    r.on_start(0, StartOutcome::proxy_header, out);
+    r.on_recv(1, C, 10, true, 1, true, out);
+    r.on_recv(1, C, 10, true, 2, true, out);
+    out.clear();
+    r.consume(C, 14, out);
+    EXPECT_EQ(released(), 1);
+    EXPECT_EQ(r.queued(C), 1);
+    EXPECT_EQ(r.queued_head(C), 2);
+    EXPECT_EQ(r.queued_off(C), 4u);
+}
+
+TEST_F(RelayTest, BadProxyHeaderResetsTheClient) {
+    r.on_start(0, StartOutcome::proxy_header, out);
+    r.on_recv(1, C, 10, true, 1, true, out);
+    out.clear();
+    r.on_routed(2, StartOutcome::bad_proxy_header, out);
+    r.on_recv(2, C, -ECANCELED, false, 0, false, out);
+    r.on_cancel_done(C, out);
+    expect_finished(CloseCause::bad_proxy_header);
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 
 namespace tp::engine {
@@ -80,6 +81,10 @@ TEST(Sock, ClientPortTakenFallsBackToClientAddress) {
     plan::SockAddr target = v4("127.0.0.1", taken);
     auto up =
         make_upstream(target, plan::SourceMode::client_port, v4("127.0.0.1", taken), 0, false);
+    if (!up.has_value() && up.error().code == ENOPROTOOPT) {
+        // qemu-user (the arm64 cross-build's test run) does not emulate IP_TRANSPARENT.
+        GTEST_SKIP() << "IP_TRANSPARENT is not available here (" << up.error().what << ")";
+    }
     ASSERT_TRUE(up.has_value()) << std::strerror(up.error().code) << " (" << up.error().what << ")";
     sockaddr_in src{};
     socklen_t slen = sizeof src;

@@ -32,6 +32,16 @@ def test(ctx):
         ["--workers", "x", port, "127.0.0.1"],
         ["--connect-timeout", "soon", port, "127.0.0.1"],
         ["--idle-timeout", "-1s", port, "127.0.0.1"],
+        # one duration grammar with the YAML (issue 13): no floats, nan, inf, exponents, bare
+        # numbers or zero durations; `none` only where a timeout can be off
+        ["--idle-timeout", "nan", port, "127.0.0.1"],
+        ["--idle-timeout", "inf", port, "127.0.0.1"],
+        ["--connect-timeout", "1e3s", port, "127.0.0.1"],
+        ["--connect-timeout", "1.5s", port, "127.0.0.1"],
+        ["--half-closed-timeout", "5", port, "127.0.0.1"],
+        ["--idle-timeout", "0s", port, "127.0.0.1"],
+        ["--idle-timeout", "25h", port, "127.0.0.1"],
+        ["--drain-timeout", "none", port, "127.0.0.1"],
         ["--max-connections", "-5", port, "127.0.0.1"],
         ["-L", "not-an-address", port, "127.0.0.1"],
         ["-L"],
@@ -56,6 +66,10 @@ def test(ctx):
         h.log(f"exit 1: {out.strip().splitlines()[0][:160]}")
     # good arguments still work (the test above is not just "everything fails")
     r = ctx.relay(["-l", "-L", "127.0.0.1", h.free_port(), "127.0.0.1", h.dead_port()]).start()
+    r.finish()
+    # the words for "no timeout" are the YAML's: none (and 0)
+    r = ctx.relay(["--idle-timeout", "none", "--connect-timeout", "0", "-L", "127.0.0.1",
+                   h.free_port(), "127.0.0.1", h.dead_port()]).start()
     r.finish()
 
 

@@ -25,8 +25,13 @@ void on_signal(int) {
     g_stop.store(true);
 }
 
+#ifndef TPBENCH_VERSION
+#define TPBENCH_VERSION "unknown"
+#endif
+
 constexpr char kUsage[] =
     "usage:\n"
+    "  tpbench --help | --version\n"
     "  tpbench serve --listen ADDR:PORT --mode echo|sink|source|http [--threads N] [--cpus LIST]\n"
     "  tpbench throughput --target ADDR:PORT --connections N --duration S [--direction "
     "up|down|both]\n"
@@ -68,7 +73,8 @@ int parse(int argc, char** argv, Args& a) {
             continue;
         }
         if (key == "-h" || key == "--help") {
-            return usage(nullptr);
+            std::fputs(kUsage, stdout);
+            return -1;  // asked for: exit 0
         }
         const auto eq = key.find('=');
         if (eq != std::string::npos) {
@@ -129,9 +135,13 @@ int main(int argc, char** argv) {
         std::fputs(kUsage, stdout);
         return 0;
     }
+    if (std::string_view(argv[1]) == "-V" || std::string_view(argv[1]) == "--version") {
+        std::printf("tpbench %s\n", TPBENCH_VERSION);
+        return 0;
+    }
     Args a;
     if (const int rc = parse(argc, argv, a); rc != 0) {
-        return rc;
+        return rc < 0 ? 0 : rc;
     }
     signal(SIGPIPE, SIG_IGN);
     struct sigaction sa {};

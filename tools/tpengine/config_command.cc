@@ -1,6 +1,8 @@
 // `tpengine -c FILE`: load the rule set, bring the listeners up, apply the kernel set-up under
 // an undo journal, serve, reload on SIGHUP, and take the rules out before the listeners close.
 // Also --check (validate + preflight), --dry-run (print), --cleanup (sweep) and --no-rules.
+#include <arpa/inet.h>
+#include <mimalloc.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -19,13 +21,18 @@
 #include "config/cleanup.h"
 #include "config/kernel_apply.h"
 #include "config/load.h"
+#include "config/nft_bigsets.h"
 #include "config/preflight.h"
+#include "config/preflight_env.h"
 #include "config/rule_counters.h"
 #include "engine/engine.h"
 #include "engine/log.h"
 #include "engine/sock.h"
+#include "engine/uring_probe.h"
 #include "tools/tpengine/commands.h"
 #include "tools/tpengine/control.h"
+#include "tools/tpengine/privileges.h"
+#include "tools/tpengine/sd_notify.h"
 #include "tools/tpengine/serve.h"
 
 #ifndef TPENGINE_VERSION
@@ -40,8 +47,8 @@ constexpr int kExitFailure = 1;
 constexpr int kExitUsage = 2;
 
 const char kUsage[] =
-    "usage: tpengine -c FILE [--check | --dry-run[=nft|routes] | --cleanup] [--no-rules] [-v]\n"
-    "                [--workers N]\n"
+    "usage: tpengine -c FILE [--check | --dry-run[=nft|routes] | --cleanup] [--no-rules]\n"
+    "                [--strict] [-v] [--workers N]\n"
     "       tpengine relay ...        (tcprdr-compatible relay; see `tpengine relay --help`)\n"
     "       tpengine --help | --version\n"
     "\n"
@@ -53,7 +60,11 @@ const char kUsage[] =
     "  --check            validate FILE and preflight this kernel (nft tproxy/socket support,\n"
     "                     IP_TRANSPARENT/SO_MARK permission, ip_forward, listener addresses,\n"
     "                     route table and rule priority free); changes nothing; prints\n"
-    "                     `configuration valid` and exits 0, else lists every problem, exit 1\n"
+    "                     `configuration valid` and exits 0, else lists every problem, exit 1;\n"
+    "                     also looks at the rest of the firewall, the interfaces, other sockets\n"
+    "                     on the listeners' ports and the limits (warnings; also at start)\n"
+    "  --strict           warnings (`tpengine: warning: ...` on stderr) are errors, for\n"
+    "                     --check and at start\n"
     "  --dry-run          print the nft batch and the ip rule/route commands; changes nothing\n"
     "  --dry-run=nft      print only the nft batch (input for `nft -f`, or a firewall's include)\n"
     "  --dry-run=routes   print only the ip rule/route commands (a shell script)\n"
@@ -81,6 +92,7 @@ struct Options {
     Mode mode = Mode::run;
     DryRunPart dry_run = DryRunPart::all;
     bool no_rules = false;
+    bool strict = false;  // warnings fail --check and the start
     bool verbose = false;
     unsigned workers = 0;
     bool workers_set = false;
@@ -154,6 +166,8 @@ int parse(int argc, char** argv, Options& o) {
             }
         } else if (a == "--no-rules") {
             o.no_rules = true;
+        } else if (a == "--strict") {
+            o.strict = true;
         } else if (a == "-v" || a == "--verbose") {
             o.verbose = true;
         } else if (a == "--log-level") {
@@ -183,6 +197,9 @@ int parse(int argc, char** argv, Options& o) {
     }
     if (o.no_rules && (o.mode == Mode::dry_run || o.mode == Mode::cleanup)) {
         return usage_error("--no-rules goes with running or --check only");
+    }
+    if (o.strict && (o.mode == Mode::dry_run || o.mode == Mode::cleanup)) {
+        return usage_error("--strict goes with running or --check only");
     }
     return -1;
 }
@@ -276,20 +293,37 @@ int do_check(const Options& o) {
         return kExitFailure;
     }
     config::PreflightReport r = config::preflight(cfg, !o.no_rules);
+    engine::UringProbe uring = engine::probe_uring();
+    r.failures.insert(r.failures.end(), uring.problems.begin(), uring.problems.end());
+    if (o.verbose) {
+        r.warnings.insert(r.warnings.end(), uring.notes.begin(), uring.notes.end());
+    }
     for (const std::string& w : r.warnings) {
         std::fprintf(stderr, "tpengine: warning: %s\n", w.c_str());
     }
     for (const std::string& f : r.failures) {
         std::fprintf(stderr, "tpengine: %s: %s\n", o.file.c_str(), f.c_str());
     }
+    size_t warnings = r.warnings.size();
+    std::string counted = std::to_string(warnings) + " warning" + (warnings == 1 ? "" : "s");
     if (!r.ok()) {
         std::fprintf(stderr,
                      "tpengine: %s: the configuration is valid but this system cannot run "
-                     "it (%zu problem%s above)\n",
-                     o.file.c_str(), r.failures.size(), r.failures.size() == 1 ? "" : "s");
+                     "it (%zu problem%s and %s above)\n",
+                     o.file.c_str(), r.failures.size(), r.failures.size() == 1 ? "" : "s",
+                     counted.c_str());
         return kExitFailure;
     }
-    std::printf("configuration valid\n");
+    if (o.strict && warnings > 0) {
+        std::fprintf(stderr, "tpengine: %s: %s above, errors under --strict\n", o.file.c_str(),
+                     counted.c_str());
+        return kExitFailure;
+    }
+    if (warnings > 0) {
+        std::printf("configuration valid, %s (on stderr)\n", counted.c_str());
+    } else {
+        std::printf("configuration valid\n");
+    }
     return kExitOk;
 }
 
@@ -425,8 +459,34 @@ plan::Plan with_retiring_listeners(const plan::Plan& next, const plan::Plan& cur
     return bridge;
 }
 
-std::string engine_error(const Error& e) {
-    return std::string(e.what) + ": " + std::strerror(e.code);
+// The engine's error, naming the listener and its address when it concerns one of `p`'s.
+std::string engine_error(const Error& e, const plan::Plan& p) {
+    std::string where;
+    if (e.listener >= 0 && static_cast<size_t>(e.listener) < p.listeners.size()) {
+        const plan::Listener& l = p.listeners[static_cast<size_t>(e.listener)];
+        char host[INET6_ADDRSTRLEN] = "?";
+        char text[INET6_ADDRSTRLEN + 32];
+        const sockaddr* sa = l.address.get();
+        if (sa->sa_family == AF_INET) {
+            auto* s4 = reinterpret_cast<const sockaddr_in*>(sa);
+            inet_ntop(AF_INET, &s4->sin_addr, host, sizeof host);
+            std::snprintf(text, sizeof text, "%s:%u", host, unsigned{ntohs(s4->sin_port)});
+        } else {
+            auto* s6 = reinterpret_cast<const sockaddr_in6*>(sa);
+            inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof host);
+            std::snprintf(text, sizeof text, "[%s]:%u", host, unsigned{ntohs(s6->sin6_port)});
+        }
+        where = "listener " + l.name + " (" + text + "): ";
+    }
+    return where + e.what + ": " + std::strerror(e.code);
+}
+
+// What a running process keeps of its rule set is small: big sets' elements become a count
+// and a hash (enough to compare a reload with), and the memory the load used goes back.
+void keep_small(config::LoadedConfig& c) {
+    c.kernel.nft_batch = config::compact_batch(c.kernel.nft_batch);
+    c.kernel.nft_batch.shrink_to_fit();
+    mi_collect(true);
 }
 
 int do_run(const Options& o) {
@@ -438,6 +498,23 @@ int do_run(const Options& o) {
         log::Level lv = log::Level::info;
         log::parse_level(o.log_level.empty() ? current.observe.log_level : o.log_level, lv);
         log::init(lv, log::Prefix::automatic);
+    }
+    {
+        // The same look at the surroundings as --check, before anything is bound or applied.
+        config::PreflightReport pre;
+        config::check_environment(current, !o.no_rules, pre);
+        for (const std::string& w : pre.warnings) {
+            std::fprintf(stderr, "tpengine: warning: %s\n", w.c_str());
+        }
+        for (const std::string& f : pre.failures) {
+            std::fprintf(stderr, "tpengine: %s: %s\n", o.file.c_str(), f.c_str());
+        }
+        if (!pre.ok() || (o.strict && !pre.warnings.empty())) {
+            log_line(std::to_string(pre.failures.size()) + " problem(s), " +
+                     std::to_string(pre.warnings.size()) + " warning(s)" +
+                     (o.strict ? " (errors under --strict)" : "") + "; nothing applied");
+            return kExitFailure;
+        }
     }
     std::unique_ptr<config::KernelApplier> applier;
     auto lock = std::make_unique<InstanceLock>();
@@ -451,16 +528,25 @@ int do_run(const Options& o) {
             return kExitFailure;
         }
     }
+    if (engine::UringProbe uring = engine::probe_uring(); !uring.ok()) {
+        for (const std::string& p : uring.problems) {
+            log_line(p);
+        }
+        log_line("cannot run on this kernel; nothing applied");
+        return kExitFailure;
+    }
+    // Before the workers exist, so that every thread inherits the reduced set.
+    PrivilegeRequest privileges{needed_capabilities(current.plan, true), current.user,
+                                current.group};
+    if (std::string err = drop_privileges(privileges); !err.empty()) {
+        log_line(err + "; nothing applied");
+        return kExitFailure;
+    }
     // Listeners first: rules must never point at a port nobody listens on.
     auto started = engine::Engine::start(current.plan);
     if (!started) {
-        const Error& e = started.error();
-        std::string which;
-        if (e.listener >= 0 && static_cast<size_t>(e.listener) < current.plan.listeners.size()) {
-            const plan::Listener& l = current.plan.listeners[static_cast<size_t>(e.listener)];
-            which = "listener " + l.name + " (" + engine::format_addr(l.address) + "): ";
-        }
-        log_error("cannot start the listeners: " + which + engine_error(e) + "; nothing applied");
+        log_error("cannot start the listeners: " + engine_error(started.error(), current.plan) +
+                  "; nothing applied");
         return kExitFailure;
     }
     std::unique_ptr<engine::Engine> engine = std::move(started.value());
@@ -520,8 +606,10 @@ int do_run(const Options& o) {
             return kExitFailure;
         }
     }
+    keep_small(current);
     log_line(running_line(current, o.no_rules));
     std::fflush(stderr);
+    notify_ready(running_line(current, o.no_rules));
 
     bool removal_failed = false;
     ServeHooks hooks;
@@ -556,14 +644,14 @@ int do_run(const Options& o) {
         plan::Plan bridge = with_retiring_listeners(next.plan, current.plan);
         if (Result<void> u = engine->update(bridge); !u) {
             std::string why =
-                "reload rejected: cannot update the listeners: " + engine_error(u.error()) +
+                "reload rejected: cannot update the listeners: " + engine_error(u.error(), bridge) +
                 "; the running configuration stays in force";
             log_line(why);
             return {false, why};
         }
         if (applier) {
             bool same = next.kernel.nft_table == current.kernel.nft_table &&
-                        next.kernel.nft_batch == current.kernel.nft_batch &&
+                        config::compact_batch(next.kernel.nft_batch) == current.kernel.nft_batch &&
                         same_routing(next.kernel, current.kernel);
             std::string err;
             if (!same) {
@@ -579,7 +667,7 @@ int do_run(const Options& o) {
                 log_line("reload rejected: cannot replace the rules:\n" + err);
                 if (Result<void> back = engine->update(current.plan); !back) {
                     log_line("could not restore the previous listeners: " +
-                             engine_error(back.error()));
+                             engine_error(back.error(), current.plan));
                 }
                 return {false, "reload rejected: cannot replace the rules:\n" + err};
             }
@@ -587,14 +675,16 @@ int do_run(const Options& o) {
         if (bridge.listeners.size() != next.plan.listeners.size()) {
             if (Result<void> u = engine->update(next.plan); !u) {
                 log_line("could not close the listeners the new file dropped: " +
-                         engine_error(u.error()));
+                         engine_error(u.error(), next.plan));
             }
         }
         if (next_lock) {
             lock = std::move(next_lock);
         }
         current = std::move(next);
+        keep_small(current);
         log_line("reloaded; " + running_line(current, o.no_rules));
+        (void)sd_notify_state("STATUS=" + running_line(current, o.no_rules));
         if (applier) {
             run_state.set_rule_table(current.kernel.nft_table);
         }

@@ -10,10 +10,14 @@
 #include <string>
 #include <vector>
 
+#include "config/duration.h"
 #include "engine/engine.h"
 #include "engine/log.h"
+#include "engine/uring_probe.h"
 #include "tools/tpengine/commands.h"
 #include "tools/tpengine/control.h"
+#include "tools/tpengine/privileges.h"
+#include "tools/tpengine/sd_notify.h"
 #include "tools/tpengine/serve.h"
 
 namespace tp::tools {
@@ -33,9 +37,10 @@ const char* kUsage =
     "  -l            accepted for tcprdr compatibility (connections are always concurrent)\n"
     "  -v            one line per connection on stderr\n"
     "  --workers N             worker threads (default: one per CPU)\n"
-    "  --connect-timeout DUR   upstream connect timeout (default 5s; 0 = none)\n"
-    "  --idle-timeout DUR      close after no bytes either way (default 300s; 0 = none)\n"
-    "  --half-closed-timeout DUR  inactivity limit once one direction ended (default 30s)\n"
+    "  --connect-timeout DUR   upstream connect timeout (default 5s; none = no timeout)\n"
+    "  --idle-timeout DUR      close after no bytes either way (default 5m; none = no timeout)\n"
+    "  --half-closed-timeout DUR  inactivity limit once one direction ended (default 30s;\n"
+    "                          none = no timeout)\n"
     "  --max-connections N     concurrent connections (default 65536; 0 = unlimited)\n"
     "  --mark N                SO_MARK on upstream sockets (default 0 = none)\n"
     "  --drain-timeout DUR     graceful stop limit (default 10s)\n"
@@ -43,7 +48,8 @@ const char* kUsage =
     "  --control PATH          control socket for `tpengine ctl` (default off)\n"
     "  --log-level LEVEL       error, warning, info or debug (default info)\n"
     "  --log-connections FMT   one close record per connection: logfmt or json (default off)\n"
-    "  DUR: a number with ms, s, m or h (plain number = seconds), e.g. 500ms, 5s, 2m\n";
+    "  DUR: a whole number with ms, s, m or h, e.g. 500ms, 5s, 2m; more than 0, at most\n"
+    "  24h (the YAML's grammar); `none` (or 0) switches a timeout off\n";
 
 int bad(const char* fmt, const char* arg) {
     std::fprintf(stderr, "tpengine relay: ");
@@ -66,35 +72,15 @@ bool parse_u64(const char* s, uint64_t max, uint64_t& out) {
     return true;
 }
 
-bool parse_duration_ms(const char* s, uint32_t& out) {
-    if (s == nullptr || *s == '\0' || s[0] == '-') {
-        return false;
+// The YAML's grammar (config/duration.h); `none_ok`: `none` or `0` = no timeout.
+int duration_option(const std::string& name, const char* val, bool none_ok, uint32_t& out) {
+    std::string why;
+    auto ms = config::parse_duration(val, none_ok, &why);
+    if (!ms) {
+        return bad(("--" + name + ": %s").c_str(), why.c_str());
     }
-    char* end = nullptr;
-    errno = 0;
-    double v = std::strtod(s, &end);
-    if (errno != 0 || end == s || v < 0) {
-        return false;
-    }
-    std::string unit(end);
-    double mult;
-    if (unit.empty() || unit == "s") {
-        mult = 1000;
-    } else if (unit == "ms") {
-        mult = 1;
-    } else if (unit == "m") {
-        mult = 60'000;
-    } else if (unit == "h") {
-        mult = 3'600'000;
-    } else {
-        return false;
-    }
-    double ms = v * mult;
-    if (ms > 4'000'000'000.0) {
-        return false;
-    }
-    out = static_cast<uint32_t>(ms);
-    return true;
+    out = *ms;
+    return -1;
 }
 
 bool parse_port(const char* s, uint16_t& port) {
@@ -197,21 +183,14 @@ int relay_main(int argc, char** argv) {
                     return bad("--workers: expected a number from 1 to 1024, got '%s'", val);
                 }
                 p.workers = static_cast<unsigned>(n);
-            } else if (name == "connect-timeout") {
-                if (!parse_duration_ms(val, l.timeouts.connect_ms)) {
-                    return bad("--connect-timeout: bad duration '%s' (e.g. 5s, 500ms, 2m)", val);
-                }
-            } else if (name == "idle-timeout") {
-                if (!parse_duration_ms(val, l.timeouts.idle_ms)) {
-                    return bad("--idle-timeout: bad duration '%s' (e.g. 5s, 500ms, 2m)", val);
-                }
-            } else if (name == "half-closed-timeout") {
-                if (!parse_duration_ms(val, l.timeouts.half_closed_ms)) {
-                    return bad("--half-closed-timeout: bad duration '%s' (e.g. 30s)", val);
-                }
-            } else if (name == "drain-timeout") {
-                if (!parse_duration_ms(val, p.drain_timeout_ms)) {
-                    return bad("--drain-timeout: bad duration '%s' (e.g. 10s)", val);
+            } else if (name == "connect-timeout" || name == "idle-timeout" ||
+                       name == "half-closed-timeout" || name == "drain-timeout") {
+                uint32_t& out = name == "connect-timeout"       ? l.timeouts.connect_ms
+                                : name == "idle-timeout"        ? l.timeouts.idle_ms
+                                : name == "half-closed-timeout" ? l.timeouts.half_closed_ms
+                                                                : p.drain_timeout_ms;
+                if (int rc = duration_option(name, val, name != "drain-timeout", out); rc >= 0) {
+                    return rc;
                 }
             } else if (name == "max-connections") {
                 if (!parse_u64(val, 0xFFFFFFFFull, n)) {
@@ -352,6 +331,17 @@ int relay_main(int argc, char** argv) {
     p.listeners.push_back(l);
     log::init(log_level, log::Prefix::automatic);
 
+    if (engine::UringProbe uring = engine::probe_uring(); !uring.ok()) {
+        for (const std::string& why : uring.problems) {
+            std::fprintf(stderr, "tpengine relay: %s\n", why.c_str());
+        }
+        return 1;
+    }
+    // Before the workers exist, so that every thread inherits the reduced set.
+    if (std::string err = drop_privileges({needed_capabilities(p, false), {}, {}}); !err.empty()) {
+        std::fprintf(stderr, "tpengine relay: %s\n", err.c_str());
+        return 1;
+    }
     auto started = engine::Engine::start(p);
     if (!started) {
         const Error& e = started.error();
@@ -381,6 +371,7 @@ int relay_main(int argc, char** argv) {
         }
     }
     std::fflush(stderr);
+    notify_ready("relay listening on " + addr_text(bound.empty() ? l.address : bound[0]));
     int rc = serve_until_signal(eng, p.drain_timeout_ms, ServeHooks{}, &state);
     ctl.reset();  // before the engine it reads
     return rc;

@@ -9,6 +9,8 @@
 #include <csignal>
 #include <cstdio>
 
+#include "tools/tpengine/sd_notify.h"
+
 namespace tp::tools {
 
 namespace {
@@ -110,7 +112,11 @@ int serve_until_signal(engine::Engine& engine, unsigned drain_timeout_ms, const 
                 }
                 ReloadOutcome o{false, "nothing to reload (tpengine relay has no file)"};
                 if (hooks.on_reload) {
+                    // READY=1 follows whether the new file was taken or rejected: either way
+                    // the service runs.
+                    notify_reloading();
                     o = hooks.on_reload();
+                    (void)sd_notify_state("READY=1");
                 } else {
                     std::fprintf(stderr, "tpengine: SIGHUP ignored (nothing to reload)\n");
                 }
@@ -121,6 +127,7 @@ int serve_until_signal(engine::Engine& engine, unsigned drain_timeout_ms, const 
             }
             case SIGTERM:
             case SIGINT: {
+                notify_stopping();
                 if (hooks.before_stop) {
                     hooks.before_stop();
                 }

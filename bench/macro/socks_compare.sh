@@ -1,0 +1,180 @@
+#!/bin/bash
+# tpengine vs redsocks in front of the same SOCKS5 server (danted), in the three-host lab
+# (tools/lab/lab.sh: client Y -- router X -- server Z). Y's connections to Z are intercepted in X:
+#   tpengine:        TPROXY to a listener whose route sends everything through danted
+#                    (Z:9010 sink, Z:9011 echo)
+#   tpengine+sniff:  the same, behind a domains route, so every connection is sniffed first
+#                    (Z:9012 sink, Z:9013 echo; tpbench's bytes carry no name: the default route)
+#   redsocks:        REDIRECT to redsocks (type socks5) (Z:9020 sink, Z:9021 echo)
+# danted runs on Z. The relay (tpengine -c, one worker, or redsocks) is on CPU 1; danted, the
+# tpbench client and servers on CPU 0. Repetitions interleaved; median (min-max). Relay CPU from
+# the relay process: Gbit/s per busy relay core (bulk1), relay-core us per connection (connrate).
+#   bench/macro/socks_compare.sh [--reps N] [--duration S] [--rt PRIO]
+set -u
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
+TPBENCH=${TPBENCH:-$REPO/build-bench/tools/tpbench/tpbench}
+TPENGINE=${TPENGINE:-$REPO/build-bench/tools/tpengine/tpengine}
+LAB=$REPO/tools/lab/lab.sh
+REPS=3
+DUR=2
+RT=()
+while [ $# -gt 0 ]; do
+    case $1 in
+    --reps) REPS=$2; shift 2 ;;
+    --duration) DUR=$2; shift 2 ;;
+    --rt) RT=(chrt -f "$2"); shift 2 ;;
+    *) echo "usage: socks_compare.sh [--reps N] [--duration S] [--rt PRIO]" >&2; exit 2 ;;
+    esac
+done
+[ "$(id -u)" -eq 0 ] || { echo "socks_compare.sh: needs root (network namespaces)" >&2; exit 77; }
+[ -x "$TPBENCH" ] && [ -x "$TPENGINE" ] || { echo "socks_compare.sh: build tpbench and tpengine in build-bench first (or set TPBENCH, TPENGINE)" >&2; exit 2; }
+for c in danted redsocks; do
+    command -v $c >/dev/null || { echo "socks_compare.sh: needs $c (tools/install-deps.sh)" >&2; exit 77; }
+done
+
+export LAB_PREFIX=bs$$
+WORK=$(mktemp -d /tmp/tpbench-socks.XXXXXX)
+chmod 755 "$WORK"
+PIDS=()
+cleanup() {
+    trap - EXIT INT TERM
+    for p in "${PIDS[@]}"; do  # SIGTERM: tpengine removes its rules on a clean stop
+        kill -TERM "$p" 2>/dev/null
+        timeout 15 tail --pid="$p" -f /dev/null || kill -9 "$p" 2>/dev/null
+    done
+    "$LAB" down >/dev/null 2>&1   # also kills the servers in the namespaces
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+in_y() { ip netns exec "$LAB_PREFIX-y" "$@"; }
+in_x() { ip netns exec "$LAB_PREFIX-x" "$@"; }
+in_z() { ip netns exec "$LAB_PREFIX-z" "$@"; }
+ready() {  # LOGFILE PID PATTERN
+    for _ in $(seq 100); do
+        grep -qE "$3" "$1" 2>/dev/null && return 0
+        kill -0 "$2" 2>/dev/null || { echo "failed to start: $(cat "$1")" >&2; exit 1; }
+        sleep 0.1
+    done
+}
+
+"$LAB" up >/dev/null || exit 1
+Z=198.51.100.2
+for ns in y x z; do ip netns exec "$LAB_PREFIX-$ns" sysctl -qw net.ipv4.tcp_tw_reuse=1; done
+for p in 9010 9012 9020; do in_z "${RT[@]}" taskset -c 0 "$TPBENCH" serve --listen $Z:$p --mode sink 2>/dev/null & done
+for p in 9011 9013 9021; do in_z "${RT[@]}" taskset -c 0 "$TPBENCH" serve --listen $Z:$p --mode echo 2>/dev/null & done
+
+cat >"$WORK/danted.conf" <<DANTED
+logoutput: /dev/null
+internal: $Z port = 1080
+external: $Z
+clientmethod: none
+socksmethod: none
+user.privileged: root
+user.unprivileged: nobody
+client pass { from: 0/0 to: 0/0 }
+socks pass { from: 0/0 to: 0/0 }
+DANTED
+ip netns exec "$LAB_PREFIX-z" "${RT[@]}" taskset -c 0 danted -f "$WORK/danted.conf" -p "$WORK/danted.pid" >"$WORK/danted.log" 2>&1 &
+PIDS+=($!)
+
+cat >"$WORK/tp.yaml" <<YAML
+workers: 1
+nftables: {table: tpbench_socks}
+upstreams:
+  - {name: socks, type: socks5, address: "$Z:1080"}
+listeners:
+  - name: plain
+    address: "0.0.0.0"
+    port: 50081
+    transparent: true
+    routes:
+      - {upstream: socks}
+  - name: sniff
+    address: "0.0.0.0"
+    port: 50082
+    transparent: true
+    routes:
+      - {domains: [never.example], upstream: socks}
+      - {upstream: socks}
+rules:
+  - {name: s-plain, interfaces: [lan0], protocol: tcp, destinations: [$Z/32], ports: [9010, 9011], action: tproxy, listener: plain}
+  - {name: s-sniff, interfaces: [lan0], protocol: tcp, destinations: [$Z/32], ports: [9012, 9013], action: tproxy, listener: sniff}
+YAML
+ip netns exec "$LAB_PREFIX-x" "${RT[@]}" taskset -c 1 "$TPENGINE" -c "$WORK/tp.yaml" >"$WORK/tpengine.log" 2>&1 &
+TP_PID=$!
+PIDS+=($TP_PID)
+ready "$WORK/tpengine.log" $TP_PID 'running \('
+
+cat >"$WORK/redsocks.conf" <<REDSOCKS
+base { log_debug = off; log_info = off; log = "file:/dev/null"; daemon = off; redirector = iptables; }
+redsocks { local_ip = 0.0.0.0; local_port = 12345; ip = $Z; port = 1080; type = socks5; }
+REDSOCKS
+# REDIRECT for redsocks: a table of this benchmark's own, inside X's namespace only.
+in_x nft -f - <<NFT
+table ip tpbench_redsocks {
+    chain pre { type nat hook prerouting priority dstnat; iifname "lan0" ip daddr $Z tcp dport { 9020, 9021 } redirect to :12345; }
+}
+NFT
+ip netns exec "$LAB_PREFIX-x" "${RT[@]}" taskset -c 1 redsocks -c "$WORK/redsocks.conf" >"$WORK/redsocks.log" 2>&1 &
+RS_PID=$!
+PIDS+=($RS_PID)
+for _ in $(seq 50); do in_x ss -Htln | grep -q ':12345 ' && break; sleep 0.1; done
+sleep 0.5
+
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+relay_pid() { if [ "$1" = redsocks ]; then echo $RS_PID; else echo $TP_PID; fi; }
+target() {  # RELAY KIND
+    case $1/$2 in
+    tpengine/sink) echo $Z:9010 ;; tpengine/echo) echo $Z:9011 ;;
+    tpengine+sniff/sink) echo $Z:9012 ;; tpengine+sniff/echo) echo $Z:9013 ;;
+    redsocks/sink) echo $Z:9020 ;; redsocks/echo) echo $Z:9021 ;;
+    esac
+}
+for rep in $(seq "$REPS"); do
+    for wl in bulk1 connrate; do
+        case $wl in
+        bulk1) kind=sink; args="throughput --connections 1" ;;
+        connrate) kind=echo; args="connrate --concurrency 16 --size 128" ;;
+        esac
+        for m in tpengine tpengine+sniff redsocks; do
+            pid=$(relay_pid $m)
+            before=$(ticks "$pid")
+            in_y "${RT[@]}" taskset -c 0 "$TPBENCH" $args --target "$(target $m $kind)" --duration "$DUR" --json \
+                >"$WORK/run.json" 2>"$WORK/run.err"
+            after=$(ticks "$pid")
+            python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); r["method"]=sys.argv[2]; r["workload"]=sys.argv[3]; r["relay_ticks"]=int(sys.argv[4]); print(json.dumps(r))' \
+                "$WORK/run.json" "$m" $wl $((after - before)) >>"$WORK/all.jsonl" 2>/dev/null ||
+                echo "{\"method\":\"$m\",\"workload\":\"$wl\",\"failed\":true}" >>"$WORK/all.jsonl"
+        done
+    done
+done
+[ -n "${KEEP_TMP:-}" ] && cp -r "$WORK" "$WORK.kept" && echo "kept $WORK.kept" >&2
+
+python3 - "$WORK/all.jsonl" "$(getconf CLK_TCK)" "$REPS" "$DUR" <<'PY'
+import json, statistics, sys
+runs = [json.loads(l) for l in open(sys.argv[1])]
+tck = int(sys.argv[2])
+metric = {"bulk1": ("gbit_s", "Gbit/s"), "connrate": ("connections_per_s", "conn/s")}
+methods = ("tpengine", "tpengine+sniff", "redsocks")
+print(f"SOCKS5 through danted: tpengine vs redsocks, {sys.argv[3]} interleaved reps of {sys.argv[4]} s, median (min-max)")
+print("| workload | figure | " + " | ".join(methods) + " |")
+print("|---|---|" + "---|" * len(methods))
+for wl, (key, unit) in metric.items():
+    cells, cost = [], []
+    for m in methods:
+        ok = [r for r in runs if r["method"] == m and r["workload"] == wl and not r.get("failed")]
+        if not ok:
+            cells.append("failed"); cost.append("-"); continue
+        v = [r[key] for r in ok]
+        errs = sum(r.get("errors_total", 0) for r in ok)
+        cells.append(f"{statistics.median(v):,.2f} ({min(v):,.2f}-{max(v):,.2f})" + (f" err {errs}" if errs else ""))
+        if key == "gbit_s":
+            per = [r[key] / (r["relay_ticks"] / tck / r["duration_s"]) for r in ok if r["relay_ticks"]]
+            cost.append(f"{statistics.median(per):.2f} Gbit/s per busy core" if per else "-")
+        else:
+            per = [r["relay_ticks"] / tck * 1e6 / r["ok"] for r in ok if r.get("ok")]
+            cost.append(f"{statistics.median(per):.1f} us/conn" if per else "-")
+    print(f"| {wl} | {unit} | " + " | ".join(cells) + " |")
+    print(f"| {wl} | relay CPU | " + " | ".join(cost) + " |")
+PY

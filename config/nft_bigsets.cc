@@ -1,0 +1,185 @@
+// Splitting and compacting the generator's batch around its big sets (see nft_bigsets.h).
+
+#include "config/nft_bigsets.h"
+
+#include <sys/socket.h>
+
+#include <cstdio>
+#include <functional>
+
+namespace tp::config {
+
+namespace {
+
+constexpr std::string_view kElementsOpen = "\t\telements = {\n";
+constexpr std::string_view kElementsClose = "\t\t}\n";
+
+// One top-level object of the table body: "\tKIND NAME {\n" ... "\t}\n".
+struct Object {
+    std::string kind, name;
+    size_t begin = 0, end = 0;              // the whole object, lines included
+    size_t elems_open = std::string::npos;  // offset of kElementsOpen within the batch
+    size_t elems_begin = 0, elems_end = 0;  // element lines
+    size_t elems_close_end = 0;             // just past kElementsClose
+    size_t elements = 0;
+    int family = 0;
+};
+
+std::string_view line_at(const std::string& s, size_t p, size_t* next) {
+    size_t nl = s.find('\n', p);
+    *next = nl == std::string::npos ? s.size() : nl + 1;
+    return std::string_view(s.data() + p, *next - p);
+}
+
+// The table name and the objects of a generator batch, or false when it is not one.
+bool scan(const std::string& batch, std::string* table, std::vector<Object>* objects,
+          size_t* body_begin) {
+    const std::string add = "add table inet ";
+    if (batch.rfind(add, 0) != 0) {
+        return false;
+    }
+    size_t nl = batch.find('\n');
+    *table = batch.substr(add.size(), nl - add.size());
+    std::string head =
+        add + *table + "\ndelete table inet " + *table + "\ntable inet " + *table + " {\n";
+    if (batch.rfind(head, 0) != 0 || batch.size() < head.size() + 2 ||
+        batch.compare(batch.size() - 2, 2, "}\n") != 0) {
+        return false;
+    }
+    *body_begin = head.size();
+    size_t p = head.size();
+    const size_t body_end = batch.size() - 2;
+    while (p < body_end) {
+        size_t next;
+        std::string_view l = line_at(batch, p, &next);
+        if (l.size() < 4 || l[0] != '\t' || l[1] == '\t' || l.substr(l.size() - 3) != " {\n") {
+            return false;
+        }
+        Object o;
+        o.begin = p;
+        std::string_view words = l.substr(1, l.size() - 4);
+        size_t sp = words.find(' ');
+        if (sp == std::string_view::npos) {
+            return false;
+        }
+        o.kind = std::string(words.substr(0, sp));
+        o.name = std::string(words.substr(sp + 1));
+        p = next;
+        bool closed = false;
+        while (p < body_end) {
+            l = line_at(batch, p, &next);
+            if (l == "\t}\n") {
+                closed = true;
+                p = next;
+                break;
+            }
+            if (o.kind == "set" && l == "\t\ttype ipv4_addr\n") {
+                o.family = AF_INET;
+            } else if (o.kind == "set" && l == "\t\ttype ipv6_addr\n") {
+                o.family = AF_INET6;
+            } else if (o.kind == "set" && l == kElementsOpen) {
+                o.elems_open = p;
+                o.elems_begin = next;
+                p = next;
+                while (p < body_end) {
+                    l = line_at(batch, p, &next);
+                    if (l == kElementsClose) {
+                        break;
+                    }
+                    if (l.rfind("\t\t\t", 0) != 0) {
+                        return false;
+                    }
+                    ++o.elements;
+                    p = next;
+                }
+                o.elems_end = p;
+                o.elems_close_end = next;
+            }
+            p = next;
+        }
+        if (!closed) {
+            return false;
+        }
+        o.end = p;
+        objects->push_back(std::move(o));
+    }
+    return true;
+}
+
+bool is_big(const Object& o, size_t min_elements) {
+    return o.kind == "set" && o.family != 0 && o.elems_open != std::string::npos &&
+           o.elements >= min_elements;
+}
+
+// The object's text without its element block.
+void append_without_elements(std::string& out, const std::string& batch, const Object& o) {
+    out.append(batch, o.begin, o.elems_open - o.begin);
+    out.append(batch, o.elems_close_end, o.end - o.elems_close_end);
+}
+
+}  // namespace
+
+std::optional<SplitBatch> split_big_sets(const std::string& batch, size_t min_elements) {
+    SplitBatch s;
+    std::vector<Object> objects;
+    size_t body = 0;
+    if (!scan(batch, &s.table, &objects, &body)) {
+        return std::nullopt;
+    }
+    std::string chains;
+    s.skeleton.assign(batch, 0, body);
+    s.sets_stage.assign(batch, 0, body);
+    for (const Object& o : objects) {
+        if (is_big(o, min_elements)) {
+            append_without_elements(s.skeleton, batch, o);
+            append_without_elements(s.sets_stage, batch, o);
+            s.sets.push_back({o.name, o.family, o.elems_begin, o.elems_end, o.elements});
+            continue;
+        }
+        s.skeleton.append(batch, o.begin, o.end - o.begin);
+        (o.kind == "chain" ? chains : s.sets_stage).append(batch, o.begin, o.end - o.begin);
+    }
+    if (s.sets.empty()) {
+        return std::nullopt;
+    }
+    s.skeleton += "}\n";
+    s.sets_stage += "}\n";
+    s.rules_stage = "table inet " + s.table + " {\n" + chains + "}\n";
+    return s;
+}
+
+std::string compact_batch(const std::string& batch, size_t min_elements) {
+    std::string table;
+    std::vector<Object> objects;
+    size_t body = 0;
+    if (!scan(batch, &table, &objects, &body)) {
+        return batch;
+    }
+    std::string out(batch, 0, body);
+    for (const Object& o : objects) {
+        if (!is_big(o, min_elements)) {
+            out.append(batch, o.begin, o.end - o.begin);
+            continue;
+        }
+        out.append(batch, o.begin, o.elems_begin - o.begin);
+        std::string_view elems(batch.data() + o.elems_begin, o.elems_end - o.elems_begin);
+        out +=
+            "\t\t\t# " + std::to_string(o.elements) + " elements, hash " + text_hash(elems) + "\n";
+        out.append(batch, o.elems_end, o.end - o.elems_end);
+    }
+    return out + "}\n";
+}
+
+std::string text_hash(std::string_view text) {
+    uint64_t fnv = 0xcbf29ce484222325ull;
+    for (unsigned char c : text) {
+        fnv = (fnv ^ c) * 0x100000001b3ull;
+    }
+    uint64_t other = std::hash<std::string_view>{}(text);
+    char buf[40];
+    std::snprintf(buf, sizeof buf, "%016llx%016llx", static_cast<unsigned long long>(fnv),
+                  static_cast<unsigned long long>(other));
+    return buf;
+}
+
+}  // namespace tp::config

@@ -1,0 +1,31 @@
+#pragma once
+// Preflight that looks beyond tpengine's own table: the rest of the firewall (other tables'
+// input chains that would drop intercepted packets, masquerade that hides the client), the
+// interfaces the rules name, other sockets on a listener's port, and careless limits. Run by
+// --check and at start; touches nothing.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "config/load.h"
+#include "config/preflight.h"
+
+namespace tp::config {
+
+// Everything below: warnings and failures appended to `r`.
+void check_environment(const LoadedConfig& config, bool with_rules, PreflightReport& r);
+
+// --- pure parts, on `nft list ruleset` text (tested without a kernel) ---
+
+// Base chains at the input hook of tables other than `own_table` that may drop packets
+// intercepted with `mark`/`mask`: policy drop, or a drop/reject reachable through jumps, and no
+// rule accepting the mark. One message each, naming the chain and the rule, with the fix.
+std::vector<std::string> input_drop_warnings(const std::string& ruleset,
+                                             const std::string& own_table, uint32_t mark,
+                                             uint32_t mask);
+
+// masquerade/snat rules in postrouting nat chains of tables other than `own_table`.
+std::vector<std::string> source_nat_rules(const std::string& ruleset, const std::string& own_table);
+
+}  // namespace tp::config
