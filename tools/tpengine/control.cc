@@ -19,6 +19,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "engine/log.h"
 #include "engine/sock.h"
 
 #ifndef TPENGINE_VERSION
@@ -152,10 +153,10 @@ std::unique_ptr<ControlServer> ControlServer::start(engine::Engine& engine, RunS
         engine::UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
         if (probe.valid() &&
             ::connect(probe.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
-            std::fprintf(stderr,
-                         "tpengine: warning: control socket %s is in use by another instance; "
-                         "no control socket for this one\n",
-                         path.c_str());
+            log::write(log::Level::warning,
+                       "tpengine: warning: control socket %s is in use by another instance; "
+                       "no control socket for this one",
+                       path.c_str());
         } else {
             ::unlink(path.c_str());  // left by an instance that died
             engine::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
@@ -164,28 +165,34 @@ std::unique_ptr<ControlServer> ControlServer::start(engine::Engine& engine, RunS
                       ::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
             ::umask(old);
             if (!ok || ::listen(fd.get(), 16) != 0) {
-                *why = "control socket " + path + ": " + std::strerror(errno);
-                return nullptr;
+                // Not fatal: the relays matter more than the control socket (a read-only /run
+                // under ProtectSystem=strict without RuntimeDirectory=, a missing directory).
+                log::write(log::Level::warning,
+                           "tpengine: warning: control socket %s: %s; running without it",
+                           path.c_str(), std::strerror(errno));
+                fd.reset();
             }
-            if (!c->opt_.socket_group.empty()) {
-                group g;
-                group* res = nullptr;
-                char buf[4096];
-                if (getgrnam_r(c->opt_.socket_group.c_str(), &g, buf, sizeof buf, &res) != 0 ||
-                    res == nullptr) {
-                    ::unlink(path.c_str());
-                    *why = "control.group: no group named " + c->opt_.socket_group;
-                    return nullptr;
+            if (fd.valid()) {
+                if (!c->opt_.socket_group.empty()) {
+                    group g;
+                    group* res = nullptr;
+                    char buf[4096];
+                    if (getgrnam_r(c->opt_.socket_group.c_str(), &g, buf, sizeof buf, &res) != 0 ||
+                        res == nullptr) {
+                        ::unlink(path.c_str());
+                        *why = "control.group: no group named " + c->opt_.socket_group;
+                        return nullptr;
+                    }
+                    if (::chown(path.c_str(), static_cast<uid_t>(-1), g.gr_gid) != 0 ||
+                        ::chmod(path.c_str(), 0660) != 0) {
+                        ::unlink(path.c_str());
+                        *why = "control socket " + path + ": " + std::strerror(errno);
+                        return nullptr;
+                    }
                 }
-                if (::chown(path.c_str(), static_cast<uid_t>(-1), g.gr_gid) != 0 ||
-                    ::chmod(path.c_str(), 0660) != 0) {
-                    ::unlink(path.c_str());
-                    *why = "control socket " + path + ": " + std::strerror(errno);
-                    return nullptr;
-                }
+                c->ctl_ = std::move(fd);
+                c->own_socket_file_ = true;
             }
-            c->ctl_ = std::move(fd);
-            c->own_socket_file_ = true;
         }
     }
     ControlServer* self = c.get();

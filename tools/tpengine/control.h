@@ -27,8 +27,8 @@ struct ControlOptions {
 class ControlServer {
   public:
     // Binds what `opt` asks for and starts the thread. A metrics address that cannot be bound
-    // is an error (`why` says which and why); a control socket held by a live instance is
-    // skipped with a warning on stderr.
+    // is an error (`why` says which and why); a control socket that cannot be made (held by a
+    // live instance, read-only or missing directory) is skipped with a warning on stderr.
     static std::unique_ptr<ControlServer> start(engine::Engine& engine, RunState& state,
                                                 ControlOptions opt, std::string* why);
     ~ControlServer();  // stops and joins the thread; removes the socket file
