@@ -43,7 +43,7 @@ bool scan(const std::string& batch, std::string* table, std::vector<Object>* obj
     std::string head =
         add + *table + "\ndelete table inet " + *table + "\ntable inet " + *table + " {\n";
     if (batch.rfind(head, 0) != 0 || batch.size() < head.size() + 2 ||
-        batch.compare(batch.size() - 2, 2, "}\n") != 0) {
+        batch.compare(batch.size() - 3, 3, "\n}\n") != 0) {
         return false;
     }
     *body_begin = head.size();

@@ -496,11 +496,11 @@ std::vector<std::string> source_nat_rules(const std::string& ruleset,
     return out;
 }
 
-void check_environment(const LoadedConfig& config, bool with_rules, PreflightReport& r) {
-    if (with_rules) {
-        check_firewall(config, r);
-        check_interfaces(config, r);
-    }
+void check_environment(const LoadedConfig& config, bool /*with_rules*/, PreflightReport& r) {
+    // With --no-rules too: the firewall that includes --dry-run=nft applies the same rules,
+    // and that is exactly the set-up where another table's input chain is likely.
+    check_firewall(config, r);
+    check_interfaces(config, r);
     check_port_sharing(config.plan, r);
     check_upstream_loops(config.plan, r);
     check_limits(config.plan, r);

@@ -13,7 +13,8 @@
 
 namespace tp::config {
 
-// Everything below: warnings and failures appended to `r`.
+// Everything below: warnings and failures appended to `r`. The same with and without
+// `with_rules` (--no-rules): a firewall that includes the rules has the same surroundings.
 void check_environment(const LoadedConfig& config, bool with_rules, PreflightReport& r);
 
 // --- pure parts, on `nft list ruleset` text (tested without a kernel) ---

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "engine/sock.h"
+#include "engine/udp_sock.h"
 #include "engine/worker.h"
 
 namespace tp::engine {
@@ -84,7 +85,13 @@ bool same_listener(const plan::Listener& a, const plan::Listener& b) {
            a.timeouts.half_closed_ms == b.timeouts.half_closed_ms &&
            a.max_connections == b.max_connections &&
            a.timeouts.handshake_ms == b.timeouts.handshake_ms &&
-           a.timeouts.sniff_ms == b.timeouts.sniff_ms &&
+           a.timeouts.sniff_ms == b.timeouts.sniff_ms && a.protocol == b.protocol &&
+           a.udp.idle_ms == b.udp.idle_ms && a.udp.dns_idle_ms == b.udp.dns_idle_ms &&
+           a.udp.dns_close_after_answer == b.udp.dns_close_after_answer &&
+           a.udp.quic_idle_ms == b.udp.quic_idle_ms &&
+           a.udp.max_flows_per_worker == b.udp.max_flows_per_worker &&
+           a.udp.max_flows_per_client == b.udp.max_flows_per_client &&
+           a.udp.max_datagram == b.udp.max_datagram &&
            // Routed listeners get new settings on every reload (in place when the socket allows):
            // upstreams and routes are not compared.
            a.routes.empty() && b.routes.empty() && a.accept_proxy == plan::AcceptProxy::none &&
@@ -95,24 +102,46 @@ bool same_listener(const plan::Listener& a, const plan::Listener& b) {
 // is applied to the sockets in place (update_listener) so their accept queues stay.
 bool same_socket(const plan::Listener& a, const plan::Listener& b) {
     return same_addr(a.address, b.address) && a.v6only == b.v6only &&
-           a.transparent == b.transparent;
+           a.transparent == b.transparent && a.protocol == b.protocol;
 }
+
+struct ListenerFds {
+    UniqueFd tcp;
+    UniqueFd udp;
+};
 
 // Binds `l` once per worker. Port 0 is resolved by the first bind and reused by the others,
 // so every worker shares one port. On success l.address carries the bound port.
-Result<std::vector<UniqueFd>> bind_all(plan::Listener& l, size_t workers, int index) {
-    std::vector<UniqueFd> fds;
+// A `both` listener binds TCP first; its UDP sockets take the same port.
+Result<std::vector<ListenerFds>> bind_all(plan::Listener& l, size_t workers, int index) {
+    std::vector<ListenerFds> fds;
     for (size_t w = 0; w < workers; ++w) {
-        auto fd = make_listener(l);
-        if (!fd) {
-            Error e = fd.error();
-            e.listener = index;
-            return e;
+        ListenerFds lf;
+        if (l.protocol != plan::Protocol::udp) {
+            auto fd = make_listener(l);
+            if (!fd) {
+                Error e = fd.error();
+                e.listener = index;
+                return e;
+            }
+            if (w == 0 && port_of(l.address) == 0) {
+                set_port(l.address, port_of(local_addr(fd.value().get())));
+            }
+            lf.tcp = std::move(fd.value());
         }
-        if (w == 0 && port_of(l.address) == 0) {
-            set_port(l.address, port_of(local_addr(fd.value().get())));
+        if (l.protocol != plan::Protocol::tcp) {
+            auto fd = make_udp_listener(l);
+            if (!fd) {
+                Error e = fd.error();
+                e.listener = index;
+                return e;
+            }
+            if (w == 0 && port_of(l.address) == 0) {
+                set_port(l.address, port_of(local_addr(fd.value().get())));
+            }
+            lf.udp = std::move(fd.value());
         }
-        fds.push_back(std::move(fd.value()));
+        fds.push_back(std::move(lf));
     }
     return fds;
 }
@@ -132,6 +161,9 @@ std::shared_ptr<const SelfSet> build_self_set(
 }
 
 Result<void> validate(const plan::Plan& p) {
+    if (p.udp_reply_sockets_per_worker == 0) {
+        return Error{EINVAL, "udp_reply_sockets_per_worker must be > 0"};
+    }
     for (size_t i = 0; i < p.listeners.size(); ++i) {
         const plan::Listener& l = p.listeners[i];
         int fam = l.address.family();
@@ -140,6 +172,12 @@ Result<void> validate(const plan::Plan& p) {
         }
         if (l.target == plan::UpstreamTarget::fixed && l.upstream_address.len == 0) {
             return Error{EINVAL, "fixed upstream address missing", static_cast<int>(i)};
+        }
+        if (l.protocol != plan::Protocol::tcp &&
+            (l.udp.max_flows_per_worker == 0 || l.udp.max_flows_per_client == 0 ||
+             l.udp.max_datagram == 0 || l.udp.max_datagram > 65'507)) {
+            return Error{EINVAL, "UDP flow limits must be > 0, max_datagram 1..65507",
+                         static_cast<int>(i)};
         }
         for (size_t j = 0; j < i; ++j) {
             if (p.listeners[j].name == l.name) {
@@ -165,7 +203,7 @@ Result<std::unique_ptr<Engine>> Engine::start(const plan::Plan& plan) {
     std::vector<int> cpus = allowed_cpus();
     size_t n = plan.workers ? plan.workers : (cpus.empty() ? 1 : cpus.size());
 
-    std::vector<std::vector<UniqueFd>> fds;  // [listener][worker]
+    std::vector<std::vector<ListenerFds>> fds;  // [listener][worker]
     for (size_t i = 0; i < im.plan.listeners.size(); ++i) {
         auto r = bind_all(im.plan.listeners[i], n, static_cast<int>(i));
         if (!r) {
@@ -194,10 +232,13 @@ Result<std::unique_ptr<Engine>> Engine::start(const plan::Plan& plan) {
         wc.close_log = im.conn_log ? &im.conn_log->ring(static_cast<unsigned>(w)) : nullptr;
         wc.splice = std::getenv("TPENGINE_NO_SPLICE") == nullptr;  // A/B switch for benches
         wc.direct_send = std::getenv("TPENGINE_NO_DIRECT_SEND") == nullptr;  // likewise
+        wc.udp_reply_sockets = plan.udp_reply_sockets_per_worker;
+        wc.udp_direct_send = std::getenv("TPENGINE_UDP_DIRECT_SEND") != nullptr;  // A/B switch
         auto worker = std::make_unique<Worker>(wc);
         std::vector<WorkerListener> wl;
         for (size_t i = 0; i < im.listeners.size(); ++i) {
-            wl.push_back(WorkerListener{im.listeners[i], std::move(fds[i][w])});
+            wl.push_back(WorkerListener{im.listeners[i], std::move(fds[i][w].tcp), nullptr,
+                                        std::move(fds[i][w].udp)});
         }
         if (auto r = worker->start(std::move(wl), self); !r) {
             for (auto& started : im.workers) {
@@ -222,7 +263,7 @@ Result<void> Engine::update(const plan::Plan& plan) {
     }
     size_t n = im.workers.size();
     std::vector<std::shared_ptr<ListenerShared>> next;
-    std::vector<std::vector<UniqueFd>> fds;
+    std::vector<std::vector<ListenerFds>> fds;
     std::vector<std::shared_ptr<ListenerShared>> replaces;  // in-place changes
     plan::Plan resolved = plan;
     for (size_t i = 0; i < resolved.listeners.size(); ++i) {
@@ -275,8 +316,9 @@ Result<void> Engine::update(const plan::Plan& plan) {
     for (size_t w = 0; w < n; ++w) {
         Worker::Command cmd{Worker::CommandType::set_listeners, {}, self, nullptr};
         for (size_t i = 0; i < next.size(); ++i) {
-            UniqueFd fd = fds[i].empty() ? UniqueFd() : std::move(fds[i][w]);
-            cmd.listeners.push_back(WorkerListener{next[i], std::move(fd), replaces[i]});
+            ListenerFds lf = fds[i].empty() ? ListenerFds{} : std::move(fds[i][w]);
+            cmd.listeners.push_back(
+                WorkerListener{next[i], std::move(lf.tcp), replaces[i], std::move(lf.udp)});
         }
         im.workers[w]->post(std::move(cmd));
     }
@@ -364,6 +406,7 @@ StatsSnapshot Engine::stats() const {
         for (size_t i = 0; i < s.handshake.size(); ++i) {
             total.handshake[i] += s.handshake[i];
         }
+        total.udp.add(s.udp);
         total.per_worker.push_back(std::move(s));
     }
     std::lock_guard<std::mutex> lock(impl_->mu);

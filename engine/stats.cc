@@ -42,6 +42,79 @@ const char* close_cause_name(CloseCause c) {
     return "?";
 }
 
+const char* udp_end_name(UdpEnd e) {
+    switch (e) {
+        case UdpEnd::expired:
+            return "expired";
+        case UdpEnd::evicted:
+            return "evicted";
+        case UdpEnd::dns_answered:
+            return "dns_answered";
+        case UdpEnd::icmp:
+            return "icmp";
+        case UdpEnd::error:
+            return "error";
+        case UdpEnd::shutdown:
+            return "shutdown";
+        case UdpEnd::count_:
+            break;
+    }
+    return "?";
+}
+
+const char* udp_drop_name(UdpDrop d) {
+    switch (d) {
+        case UdpDrop::oversize:
+            return "oversize";
+        case UdpDrop::no_origdst:
+            return "no_origdst";
+        case UdpDrop::self:
+            return "self";
+        case UdpDrop::shed:
+            return "shed";
+        case UdpDrop::emsgsize:
+            return "emsgsize";
+        case UdpDrop::send_failed:
+            return "send_failed";
+        case UdpDrop::reply_socket:
+            return "reply_socket";
+        case UdpDrop::no_flow:
+            return "no_flow";
+        case UdpDrop::count_:
+            break;
+    }
+    return "?";
+}
+
+uint64_t UdpSnapshot::ended_total() const {
+    uint64_t n = 0;
+    for (uint64_t c : ended)
+        n += c;
+    return n;
+}
+
+uint64_t UdpSnapshot::dropped_total() const {
+    uint64_t n = 0;
+    for (uint64_t c : dropped)
+        n += c;
+    return n;
+}
+
+void UdpSnapshot::add(const UdpSnapshot& o) {
+    flows_created += o.flows_created;
+    flows_active += o.flows_active;
+    flows_shed += o.flows_shed;
+    dgrams_up += o.dgrams_up;
+    dgrams_down += o.dgrams_down;
+    bytes_up += o.bytes_up;
+    bytes_down += o.bytes_down;
+    reply_sockets += o.reply_sockets;
+    for (size_t i = 0; i < ended.size(); ++i)
+        ended[i] += o.ended[i];
+    for (size_t i = 0; i < dropped.size(); ++i)
+        dropped[i] += o.dropped[i];
+}
+
 const char* close_reason_name(CloseReason r) {
     static const char* const names[kCloseReasons] = {"client_eof",
                                                      "upstream_eof",
@@ -165,6 +238,33 @@ void append_block(std::string& out, const char* title, const StatsSnapshot& s) {
                       static_cast<unsigned long long>(s.stale_dropped));
         out += line;
     }
+    const UdpSnapshot& u = s.udp;
+    if (!u.any())
+        return;  // TCP-only engines print what they always printed
+    using ull = unsigned long long;
+    std::snprintf(line, sizeof line,
+                  "  udp: flows_created=%llu flows_active=%llu expired=%llu evicted=%llu "
+                  "shed=%llu dgrams_up=%llu dgrams_down=%llu bytes_up=%llu bytes_down=%llu "
+                  "reply_sockets=%llu\n",
+                  ull(u.flows_created), ull(u.flows_active),
+                  ull(u.ended[static_cast<size_t>(UdpEnd::expired)]),
+                  ull(u.ended[static_cast<size_t>(UdpEnd::evicted)]), ull(u.flows_shed),
+                  ull(u.dgrams_up), ull(u.dgrams_down), ull(u.bytes_up), ull(u.bytes_down),
+                  ull(u.reply_sockets));
+    out += line;
+    out += "  udp_ended_by:";
+    for (size_t i = 0; i < u.ended.size(); ++i) {
+        std::snprintf(line, sizeof line, " %s=%llu", udp_end_name(static_cast<UdpEnd>(i)),
+                      ull(u.ended[i]));
+        out += line;
+    }
+    out += "\n  udp_dropped:";
+    for (size_t i = 0; i < u.dropped.size(); ++i) {
+        std::snprintf(line, sizeof line, " %s=%llu", udp_drop_name(static_cast<UdpDrop>(i)),
+                      ull(u.dropped[i]));
+        out += line;
+    }
+    out += '\n';
 }
 }  // namespace
 

@@ -105,6 +105,50 @@ struct ConnInfo {
     const char* state = "";  // connecting, relaying, half-closed, closing
 };
 
+// Why a UDP flow ended.
+enum class UdpEnd : uint8_t {
+    expired,       // idle timeout
+    evicted,       // least recently used, removed for a new flow at a limit
+    dns_answered,  // port 53: every query had its answer
+    icmp,          // the upstream reported an error (port unreachable, ...)
+    error,         // local failure (socket(), bind, EMFILE, ...)
+    shutdown,      // engine stop
+    count_,
+};
+const char* udp_end_name(UdpEnd e);
+
+// Why a UDP datagram was dropped.
+enum class UdpDrop : uint8_t {
+    oversize,      // larger than max_datagram or the buffer (truncated on receive)
+    no_origdst,    // no original destination (non-transparent listener, target original)
+    self,          // the destination is one of tpengine's own addresses
+    shed,          // no flow could be created (limit reached with only busy flows, fd limit)
+    emsgsize,      // EMSGSIZE on send (path MTU, IP_PMTUDISC_DO)
+    send_failed,   // socket buffer full or other send error
+    reply_socket,  // no reply socket for the original destination (EADDRINUSE, ...)
+    no_flow,       // arrived for a flow that had just ended
+    count_,
+};
+const char* udp_drop_name(UdpDrop d);
+
+struct UdpSnapshot {
+    uint64_t flows_created = 0;
+    uint64_t flows_active = 0;
+    uint64_t flows_shed = 0;
+    uint64_t dgrams_up = 0;  // client -> upstream, relayed
+    uint64_t dgrams_down = 0;
+    uint64_t bytes_up = 0;
+    uint64_t bytes_down = 0;
+    uint64_t reply_sockets = 0;  // open now
+    std::array<uint64_t, static_cast<size_t>(UdpEnd::count_)> ended{};
+    std::array<uint64_t, static_cast<size_t>(UdpDrop::count_)> dropped{};
+
+    bool any() const { return flows_created != 0 || flows_shed != 0 || dropped_total() != 0; }
+    uint64_t ended_total() const;
+    uint64_t dropped_total() const;
+    void add(const UdpSnapshot& o);
+};
+
 struct StatsSnapshot {
     uint64_t accepted = 0;
     uint64_t active = 0;
@@ -123,6 +167,7 @@ struct StatsSnapshot {
     uint64_t buffers = 0;                     // buffers provided now (summed over workers)
     std::vector<StatsSnapshot> per_worker;    // empty inside per_worker entries
     std::vector<ListenerSnapshot> listeners;  // current listeners, plan order (total only)
+    UdpSnapshot udp;
 
     uint64_t closed_total() const;
     std::string format() const;  // human-readable, one block, for SIGUSR1 and exit

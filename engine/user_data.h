@@ -27,6 +27,10 @@ enum class Op : uint8_t {
     wake,    // eventfd read: commands from other threads
     ignore,  // requests whose completion needs no handling (accept cancel, ...)
     sniff,   // local: look at a sniffing connection's first bytes (res 1: decide now)
+    // UDP (engine/udp_flows.cc)
+    udp_listen,    // multishot recvmsg on a UDP listener: slot = UDP listener index
+    udp_upstream,  // multishot recvmsg on a flow's upstream socket: slot = flow id
+    udp_send,      // sendmsg of one datagram: slot = the UDP buffer id it was received into
 };
 
 struct UserData {

@@ -18,6 +18,7 @@
 #include <cstring>
 
 #include "engine/log.h"
+#include "engine/udp_flows.h"
 #include "engine/worker_internal.h"
 
 namespace tp::engine {
@@ -114,6 +115,10 @@ Result<void> Worker::setup() {
     io_uring_prep_read(sqe, wake_fd_.get(), &wake_buf_, sizeof wake_buf_, 0);
     io_uring_sqe_set_data64(sqe, ud(Op::wake, 0, 0));
     arm_tick();
+    udp_ =
+        std::make_unique<UdpFlows>(ring_, stats_,
+                                   UdpConfig{cfg_.index, cfg_.bypass_mark, cfg_.udp_reply_sockets,
+                                             cfg_.log_connections, cfg_.udp_direct_send});
     Command c{CommandType::set_listeners, std::move(initial_), self_set_, nullptr};
     apply(c);
     return {};
@@ -136,6 +141,7 @@ void Worker::run() {
     loop();
     force_close_remaining();
     check_lingering(true);
+    udp_.reset();  // unregisters its buffer ring from this (the submitting) thread
     listeners_.clear();
 }
 
@@ -166,6 +172,7 @@ void Worker::loop() {
             WorkerStats::add(stats_.buffer_grows, 1);
             stats_.buffers.store(bufs_.count(), std::memory_order_relaxed);
         }
+        udp_->after_pass(now_);
         int returned = bufs_.flush();
         if (returned > 0 && !starved_.empty()) {
             retry_starved(static_cast<size_t>(returned));
@@ -180,7 +187,7 @@ bool Worker::needs_tick() const {
     // An idle worker sleeps until something arrives instead of waking ten times a second
     // (gateways idle most of the time). Anything with a deadline keeps the tick going.
     if (pool_.used() > 0 || !lingering_.empty() || !starved_.empty() || exit_requested_ ||
-        closing_all_ || recvs_since_trim_ > 0) {
+        closing_all_ || recvs_since_trim_ > 0 || udp_->needs_tick()) {
         return true;
     }
     for (const auto& l : listeners_) {
@@ -224,6 +231,11 @@ void Worker::handle(const io_uring_cqe* cqe) {
             io_uring_sqe_set_data64(sqe, ud(Op::wake, 0, 0));
             return;
         }
+        case Op::udp_listen:
+        case Op::udp_upstream:
+        case Op::udp_send:
+            udp_->handle(u, cqe, now_);
+            return;
         case Op::ignore:
         case Op::none:
             return;
@@ -399,6 +411,7 @@ void Worker::on_tick() {
         retry_starved(starved_.size());
     }
     check_lingering(false);
+    udp_->on_tick(now_);
     maybe_trim();
 }
 
@@ -438,6 +451,16 @@ void Worker::apply(Command& cmd) {
     switch (cmd.type) {
         case CommandType::set_listeners: {
             self_set_ = cmd.self_set;
+            std::vector<std::shared_ptr<ListenerShared>> udp_ls, udp_replaces;
+            std::vector<UniqueFd> udp_fds;
+            for (WorkerListener& w : cmd.listeners) {
+                if (w.shared->cfg.protocol != plan::Protocol::tcp) {
+                    udp_ls.push_back(w.shared);
+                    udp_replaces.push_back(w.replaces);
+                    udp_fds.push_back(std::move(w.udp_fd));
+                }
+            }
+            udp_->set_listeners(udp_ls, udp_replaces, udp_fds, self_set_.get());
             for (uint32_t li = 0; li < listeners_.size(); ++li) {
                 ListenerState& l = *listeners_[li];
                 bool kept = false;
@@ -565,6 +588,7 @@ void Worker::finish_retire(uint32_t li) {
 
 void Worker::stop_accepting() {
     accepting_ = false;
+    udp_->stop_accepting();
     for (uint32_t li = 0; li < listeners_.size(); ++li) {
         retire_listener(li, false);
     }
@@ -595,6 +619,7 @@ void Worker::force_close_remaining() {
 
 void Worker::close_all() {
     closing_all_ = true;
+    udp_->close_all();
     uint32_t cap = pool_.capacity();
     for (uint32_t i = 0; i < cap; ++i) {
         Pool::Slot& slot = pool_.slot(i);

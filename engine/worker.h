@@ -65,7 +65,10 @@ struct WorkerListener {
     UniqueFd fd;
     // Set for an in-place reload: the listener (and socket) this one takes over.
     std::shared_ptr<ListenerShared> replaces = nullptr;
+    UniqueFd udp_fd;  // protocol udp or both (engine/udp_flows.h)
 };
+
+class UdpFlows;
 
 struct WorkerConfig {
     unsigned index = 0;
@@ -77,6 +80,8 @@ struct WorkerConfig {
     CloseRing* close_log = nullptr;  // close records go here (owned by the engine); null = off
     bool splice = true;       // bulk directions move bytes socket -> pipe -> socket (no copies)
     bool direct_send = true;  // a lone small send uses send(2) instead of a ring round trip
+    uint32_t udp_reply_sockets = 4096;
+    bool udp_direct_send = false;  // sendto(2) per datagram instead of ring SENDMSG
 };
 
 class Worker {
@@ -280,6 +285,7 @@ class Worker {
     bool exit_requested_ = false;
     uint64_t exit_deadline_ms_ = 0;
     bool closing_all_ = false;
+    std::unique_ptr<UdpFlows> udp_;  // UDP listeners and flows; declared last: released first
 };
 
 }  // namespace tp::engine

@@ -25,6 +25,17 @@ struct alignas(64) WorkerStats {
     Counter stale_dropped{0};
     Counter closed[static_cast<size_t>(CloseCause::count_)]{};
     Counter handshake[static_cast<size_t>(hs::Cause::count_)]{};  // failures by cause
+    // UDP flows (engine/udp_flows.cc), on their own cache lines so TCP paths do not share them.
+    alignas(64) Counter udp_created{0};
+    Counter udp_active{0};
+    Counter udp_shed{0};
+    Counter udp_dgrams_up{0};
+    Counter udp_dgrams_down{0};
+    Counter udp_bytes_up{0};
+    Counter udp_bytes_down{0};
+    Counter udp_reply_sockets{0};
+    Counter udp_ended[static_cast<size_t>(UdpEnd::count_)]{};
+    Counter udp_dropped[static_cast<size_t>(UdpDrop::count_)]{};
 
     static void add(Counter& c, uint64_t n) {
         c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
@@ -51,6 +62,21 @@ struct alignas(64) WorkerStats {
         }
         for (size_t i = 0; i < s.handshake.size(); ++i) {
             s.handshake[i] = handshake[i].load(std::memory_order_relaxed);
+        }
+        auto ld = [](const Counter& c) { return c.load(std::memory_order_relaxed); };
+        s.udp.flows_created = ld(udp_created);
+        s.udp.flows_active = ld(udp_active);
+        s.udp.flows_shed = ld(udp_shed);
+        s.udp.dgrams_up = ld(udp_dgrams_up);
+        s.udp.dgrams_down = ld(udp_dgrams_down);
+        s.udp.bytes_up = ld(udp_bytes_up);
+        s.udp.bytes_down = ld(udp_bytes_down);
+        s.udp.reply_sockets = ld(udp_reply_sockets);
+        for (size_t i = 0; i < s.udp.ended.size(); ++i) {
+            s.udp.ended[i] = ld(udp_ended[i]);
+        }
+        for (size_t i = 0; i < s.udp.dropped.size(); ++i) {
+            s.udp.dropped[i] = ld(udp_dropped[i]);
         }
         return s;
     }

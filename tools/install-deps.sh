@@ -21,6 +21,8 @@ packages=(
     dante-server tinyproxy redsocks
     # the libFuzzer target (tests/fuzz, ctest label fuzz): clang with its fuzzer/ASan runtimes
     clang libclang-rt-14-dev
+    # UDP comparison (bench/macro/udp_compare.sh): a second, independent UDP load generator
+    sockperf
 )
 
 missing=()

@@ -82,6 +82,9 @@ def main():
            r"input \(hook input\): its policy is drop\..*`meta mark & 0x1 == 0x1 accept`",
            "input policy drop")
     expect(check(ns, good, ["--strict"]), 1, None, r"errors under --strict", "input drop strict")
+    # --no-rules too: a firewall that includes the rules meets the same chain.
+    expect(check(ns, good, ["--no-rules"]), 0, r"1 warning", r"warning: table inet fw chain input",
+           "input drop, --no-rules")
     # At start: the same warning, then it runs.
     p = ns.spawn([tp, "-c", good])
     lines = nslib.wait_for_line(p, "tpengine: running (")

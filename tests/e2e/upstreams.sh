@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # e2e, issue 10: routes and upstreams through `tpengine -c` with real servers on Z: danted
 # (SOCKS5), tinyproxy (HTTP CONNECT, with and without Basic credentials) and nginx expecting
-# PROXY v1/v2 headers. Y's connections to Z are TPROXY'd in X and routed by sniffed name (Host)
+# PROXY v1/v2 headers. Y's connections to Z are TPROXY'd in X and routed by sniffed name (Host, SNI)
 # or port: through danted (by address and by name), through tinyproxy, direct with a PROXY
 # header, a reject route, a SOCKS server that is down, a destination danted refuses, and the
 # default direct. nginx's logs on Z prove which way each went (the proxies connect from Z's own
@@ -61,8 +61,12 @@ for port in 3128 3129; do
     wait_listen in_z "$port" || die "tinyproxy $port did not start"
 done
 echo "tpuser:tppass" >"$TMP/http.cred"
-# nginx on Z expecting PROXY headers (v1 and v2 both accepted), logging the address they carry.
+# nginx on Z expecting PROXY headers (v1 and v2 both accepted), logging the address they carry;
+# the same instance serves HTTPS on 443 (a throw-away self-signed certificate) for SNI routing.
 mkdir -p "$TMP/nginx-pp"
+openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=tls.example -days 1 \
+    -keyout "$TMP/nginx-pp/key.pem" -out "$TMP/nginx-pp/cert.pem" >/dev/null 2>&1 ||
+    die "openssl could not make a test certificate"
 cat >"$TMP/nginx-pp/nginx.conf" <<EOF2
 user root;
 worker_processes 1;
@@ -80,6 +84,12 @@ http {
     server {
         listen $Z_ADDR:8443 proxy_protocol;
         listen $Z_ADDR:8444 proxy_protocol;
+        root $TMP/www;
+    }
+    server {
+        listen $Z_ADDR:443 ssl;
+        ssl_certificate $TMP/nginx-pp/cert.pem;
+        ssl_certificate_key $TMP/nginx-pp/key.pem;
         root $TMP/www;
     }
 }
@@ -162,7 +172,7 @@ rules:
     interfaces: [lan0]
     protocol: tcp
     destinations: [198.51.100.0/24]
-    ports: [80, 2525, 8081, 8082, 8443, 8444, 9999]
+    ports: [80, 443, 2525, 8081, 8082, 8443, 8444, 9999]
     action: tproxy
     listener: tp
 YAML
@@ -203,6 +213,18 @@ code=$(curl_get byname.example)
 [ "$code" = 200 ] && [ "$(last_client)" = "$Z_ADDR6" ] &&
     ok "Host byname.example: CONNECT by name, danted resolved it (nginx saw $Z_ADDR6)" ||
     fail "Host byname.example: code $code, nginx saw $(last_client), want $Z_ADDR6"
+
+# By TLS server name (SNI), two names on Z's one address: one through danted, one direct.
+tls_get() {  # NAME: the address nginx logged for it
+    in_y curl -sSk -o /dev/null --max-time 5 --resolve "$1:443:$Z_ADDR" "https://$1/" >/dev/null 2>&1 || true
+    tail -1 "$TMP/nginx-pp/access.log" 2>/dev/null | cut -d' ' -f2
+}
+seen=$(tls_get www.proxied.example)
+[ "$seen" = "$Z_ADDR" ] && ok "SNI www.proxied.example went through danted (nginx saw $seen)" ||
+    fail "SNI www.proxied.example: nginx saw '$seen', want $Z_ADDR via danted"
+seen=$(tls_get tls.example)
+[ "$seen" = "$X_WAN" ] && ok "SNI tls.example went direct (nginx saw $seen)" ||
+    fail "SNI tls.example: nginx saw '$seen', want $X_WAN"
 
 # HTTP CONNECT through tinyproxy: open, with credentials, and a 407 without them.
 code=$(curl_get connect.example)

@@ -116,6 +116,18 @@ while data.count(b"HTTP/1.1 200 OK") < 2:
     data += chunk
 PY
 
+# UDP: echo counts add up (closed loop: every datagram answered or timed out), sizes kept, round
+# trips measured; the sink receives and sends nothing back.
+start_server udp-echo 2; UECHO=$PORT
+start_server udp-sink 1; USINK=$PORT
+run uecho udp --target 127.0.0.1:$UECHO --flows 4 --size 100 --window 2 --duration 1 --threads 2
+check "$WORK/uecho.json" 'r["sent"] > 0' 'r["received"] == r["sent"]' 'r["loss_pct"] == 0' \
+    'r["rtt_us"]["count"] > 0' 'r["rtt_us"]["p50"] > 0' 'r["send_errors"] == 0'
+run urate udp --target 127.0.0.1:$UECHO --flows 2 --size 1400 --rate 2000 --duration 1
+check "$WORK/urate.json" '1500 <= r["sent"] <= 2100' 'r["received"] == r["sent"]'
+run usink udp --target 127.0.0.1:$USINK --flows 2 --size 64 --rate 1000 --duration 1 --sink
+check "$WORK/usink.json" 'r["sent"] > 0' 'r["received"] == 0' 'r["echo"] is False'
+
 # Usage errors exit 2.
 "$TPBENCH" rr --connections 1 >/dev/null 2>&1; rc=$?
 [ $rc -eq 2 ] || fail "missing --target exited $rc (want 2)"

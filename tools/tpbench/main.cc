@@ -14,6 +14,7 @@
 #include "tools/tpbench/client.h"
 #include "tools/tpbench/report.h"
 #include "tools/tpbench/serve.h"
+#include "tools/tpbench/udp.h"
 
 namespace {
 
@@ -38,6 +39,10 @@ constexpr char kUsage[] =
     "  tpbench rr --target ADDR:PORT --connections N --size BYTES --duration S [--rate R]\n"
     "  tpbench connrate --target ADDR:PORT --concurrency N --duration S [--size BYTES]\n"
     "  tpbench hold --target ADDR:PORT --connections N --duration S\n"
+    "  tpbench serve --listen ADDR:PORT --mode udp-echo|udp-sink [--threads N]\n"
+    "  tpbench udp --target ADDR:PORT --flows N --size BYTES --duration S [--rate PPS]\n"
+    "              [--window W] [--sink]   (closed loop with W in flight per flow unless --rate;\n"
+    "              --sink: the target sends nothing back; --timeout MS counts a datagram lost)\n"
     "client options: --threads N, --cpus LIST (e.g. 0,2-3), --json, --timeout MS (default 3000)\n"
     "throughput: up needs serve --mode sink, down --mode source, both --mode echo;\n"
     "rr, connrate and hold need --mode echo. Exit status 1 when nothing succeeded, 2 on usage.\n";
@@ -60,7 +65,9 @@ struct Args {
     std::string mode;
     std::string listen, target, serve_mode = "echo", direction = "up", cpus;
     double threads = 1, connections = -1, duration = 5, size = 128, rate = 0, timeout = 3000;
+    double flows = 1, window = 1;
     bool json = false;
+    bool sink = false;
 };
 
 int parse(int argc, char** argv, Args& a) {
@@ -70,6 +77,10 @@ int parse(int argc, char** argv, Args& a) {
         std::string val;
         if (key == "--json") {
             a.json = true;
+            continue;
+        }
+        if (key == "--sink") {
+            a.sink = true;
             continue;
         }
         if (key == "-h" || key == "--help") {
@@ -104,6 +115,10 @@ int parse(int argc, char** argv, Args& a) {
             ok = parse_num(val, 0.01, 86400, a.duration);
         } else if (key == "--size") {
             ok = parse_num(val, 1, 16 * 1024 * 1024, a.size);
+        } else if (key == "--flows") {
+            ok = parse_num(val, 1, 100'000, a.flows);
+        } else if (key == "--window") {
+            ok = parse_num(val, 1, 4096, a.window);
         } else if (key == "--rate") {
             ok = parse_num(val, 0, 1e9, a.rate);
         } else if (key == "--timeout") {
@@ -162,6 +177,14 @@ int main(int argc, char** argv) {
         if (!parse_addr(a.listen, so.listen, err)) {
             return usage(("--listen " + a.listen + ": " + err).c_str());
         }
+        if (a.serve_mode == "udp-echo" || a.serve_mode == "udp-sink") {
+            UdpServeOptions uo;
+            uo.listen = so.listen;
+            uo.echo = a.serve_mode == "udp-echo";
+            uo.threads = static_cast<int>(a.threads);
+            uo.cpus = cpus;
+            return run_udp_serve(uo, g_stop);
+        }
         if (a.serve_mode == "echo") {
             so.mode = ServeMode::Echo;
         } else if (a.serve_mode == "sink") {
@@ -176,6 +199,29 @@ int main(int argc, char** argv) {
         so.threads = static_cast<int>(a.threads);
         so.cpus = cpus;
         return run_serve(so, g_stop);
+    }
+    if (a.mode == "udp") {
+        UdpOptions uo;
+        if (a.target.empty() || !parse_addr(a.target, uo.target, err)) {
+            return usage(("udp needs --target ADDR:PORT " + err).c_str());
+        }
+        if (a.size > 65507) {
+            return usage("udp: --size above 65507");
+        }
+        uo.flows = static_cast<int>(a.flows);
+        uo.size = static_cast<uint32_t>(a.size);
+        uo.duration_s = a.duration;
+        uo.rate = a.rate;
+        uo.window = static_cast<int>(a.window);
+        uo.echo = !a.sink;
+        uo.threads = static_cast<int>(a.threads);
+        uo.cpus = cpus;
+        if (a.timeout != 3000) {
+            uo.timeout_ms = static_cast<int>(a.timeout);
+        }
+        const UdpResult r = run_udp(uo);
+        print_udp(stdout, uo, format_addr(uo.target), r, a.json);
+        return r.sent > 0 && (!uo.echo || r.received > 0) ? 0 : 1;
     }
     if (a.mode != "throughput" && a.mode != "rr" && a.mode != "connrate" && a.mode != "hold") {
         return usage(("unknown command '" + a.mode + "'").c_str());

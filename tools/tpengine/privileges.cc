@@ -94,6 +94,11 @@ uint64_t needed_capabilities(const plan::Plan& plan, bool reloadable) {
         if ((port != 0 && port < 1024) || l.source == plan::SourceMode::client_port) {
             caps |= bit(CAP_NET_BIND_SERVICE);
         }
+        // Transparent UDP replies leave from sockets bound to the original destination's port
+        // (53, 123, 443...), and through a raw socket when that port is held locally.
+        if (l.protocol != plan::Protocol::tcp && l.transparent) {
+            caps |= bit(CAP_NET_BIND_SERVICE) | bit(CAP_NET_RAW);
+        }
     }
     return caps;
 }

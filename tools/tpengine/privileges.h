@@ -22,7 +22,8 @@ struct PrivilegeRequest {
 // The capabilities a plan needs at run time. `reloadable`: a rule set whose reload may
 // replace nftables and policy routing and add transparent listeners (CAP_NET_ADMIN and
 // CAP_NET_RAW always). CAP_NET_BIND_SERVICE when a listener port is below 1024 or a listener
-// binds upstream sockets to the client's port (which may be below 1024).
+// binds upstream sockets to the client's port (which may be below 1024), or is a transparent
+// UDP listener (reply sockets bind the original destination's port).
 uint64_t needed_capabilities(const plan::Plan& plan, bool reloadable);
 
 // "cap_net_admin,cap_net_raw" (for log lines and errors).

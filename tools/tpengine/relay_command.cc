@@ -25,10 +25,13 @@ namespace tp::tools {
 namespace {
 
 const char* kUsage =
-    "usage: tpengine relay [-4|-6] [-f] [-l] [-t [-T]] [-L ADDR] [options] LOCALPORT HOST "
+    "usage: tpengine relay [-4|-6] [-u] [-f] [-l] [-t [-T]] [-L ADDR] [options] LOCALPORT HOST "
     "[REMOTEPORT]\n"
     "  Relays every TCP connection accepted on LOCALPORT to HOST:REMOTEPORT (REMOTEPORT\n"
     "  defaults to LOCALPORT). HOST `original` means each connection's original destination.\n"
+    "  -u            UDP instead of TCP: one flow per client address and port, datagrams\n"
+    "                relayed one to one (HOST original needs -t; replies then come from the\n"
+    "                original destination). TCP and UDP together: use a config file.\n"
     "  -4, -6        IPv4 only / IPv6 only (listener and HOST resolution)\n"
     "  -L ADDR       listen address (default :: dual-stack; 0.0.0.0 with -4)\n"
     "  -t            transparent listener (IP_TRANSPARENT, for TPROXY)\n"
@@ -48,6 +51,15 @@ const char* kUsage =
     "  --control PATH          control socket for `tpengine ctl` (default off)\n"
     "  --log-level LEVEL       error, warning, info or debug (default info)\n"
     "  --log-connections FMT   one close record per connection: logfmt or json (default off)\n"
+    "  UDP (-u):\n"
+    "  --udp-idle-timeout DUR  flow idle timeout (default 60s; none = no timeout)\n"
+    "  --dns-idle-timeout DUR  for flows to port 53 (default 10s)\n"
+    "  --quic-idle-timeout DUR for flows to port 443 (default 30s)\n"
+    "  --dns-keep              keep port-53 flows after their answer (default: close)\n"
+    "  --max-flows N           flows per worker (default 65536)\n"
+    "  --max-flows-per-client N  flows per client address per worker (default 4096)\n"
+    "  --max-datagram N        larger datagrams are dropped (default and maximum 65507)\n"
+    "  --reply-sockets N       reply sockets cached per worker (default 4096)\n"
     "  DUR: a whole number with ms, s, m or h, e.g. 500ms, 5s, 2m; more than 0, at most\n"
     "  24h (the YAML's grammar); `none` (or 0) switches a timeout off\n";
 
@@ -139,6 +151,7 @@ int relay_main(int argc, char** argv) {
     bool transparent = false;
     bool client_port = false;
     bool verbose = false;
+    bool udp = false;
     const char* listen_addr = nullptr;
     ControlOptions control;
     log::Level log_level = log::Level::info;
@@ -171,6 +184,10 @@ int relay_main(int argc, char** argv) {
                 std::fputs(kUsage, stdout);
                 return 0;
             }
+            if (name == "dns-keep") {
+                l.udp.dns_close_after_answer = false;
+                continue;
+            }
             if (val == nullptr) {
                 if (i + 1 >= argc) {
                     return bad("option --%s needs a value", name.c_str());
@@ -197,6 +214,34 @@ int relay_main(int argc, char** argv) {
                     return bad("--max-connections: expected a number, got '%s'", val);
                 }
                 l.max_connections = static_cast<uint32_t>(n);
+            } else if (name == "udp-idle-timeout" || name == "dns-idle-timeout" ||
+                       name == "quic-idle-timeout") {
+                uint32_t& out = name == "udp-idle-timeout"   ? l.udp.idle_ms
+                                : name == "dns-idle-timeout" ? l.udp.dns_idle_ms
+                                                             : l.udp.quic_idle_ms;
+                if (int rc = duration_option(name, val, true, out); rc >= 0) {
+                    return rc;
+                }
+            } else if (name == "max-flows") {
+                if (!parse_u64(val, 0xFFFFFFFFull, n) || n == 0) {
+                    return bad("--max-flows: expected a number above 0, got '%s'", val);
+                }
+                l.udp.max_flows_per_worker = static_cast<uint32_t>(n);
+            } else if (name == "max-flows-per-client") {
+                if (!parse_u64(val, 0xFFFFFFFFull, n) || n == 0) {
+                    return bad("--max-flows-per-client: expected a number above 0, got '%s'", val);
+                }
+                l.udp.max_flows_per_client = static_cast<uint32_t>(n);
+            } else if (name == "max-datagram") {
+                if (!parse_u64(val, 65507, n) || n == 0) {
+                    return bad("--max-datagram: expected a number from 1 to 65507, got '%s'", val);
+                }
+                l.udp.max_datagram = static_cast<uint32_t>(n);
+            } else if (name == "reply-sockets") {
+                if (!parse_u64(val, 0xFFFFFFFFull, n) || n == 0) {
+                    return bad("--reply-sockets: expected a number above 0, got '%s'", val);
+                }
+                p.udp_reply_sockets_per_worker = static_cast<uint32_t>(n);
             } else if (name == "mark") {
                 if (!parse_u64(val, 0xFFFFFFFFull, n)) {
                     return bad("--mark: expected a number (decimal or 0x hex), got '%s'", val);
@@ -244,6 +289,9 @@ int relay_main(int argc, char** argv) {
                     break;
                 case 'f':
                     fast_open = true;
+                    break;
+                case 'u':
+                    udp = true;
                     break;
                 case 'l':
                     break;
@@ -303,9 +351,14 @@ int relay_main(int argc, char** argv) {
     l.fast_open = fast_open;
     l.source = client_port ? plan::SourceMode::client_port : plan::SourceMode::proxy;
     l.orig_dst = transparent ? plan::OrigDst::local_address : plan::OrigDst::automatic;
+    l.protocol = udp ? plan::Protocol::udp : plan::Protocol::tcp;
 
     std::string host = pos[1];
     if (host == "original") {
+        if (udp && !transparent) {
+            // Without TPROXY nothing tells a UDP socket where a datagram was going.
+            return bad("-u with HOST original needs -t (TPROXY)%s", "");
+        }
         l.target = plan::UpstreamTarget::original;
     } else {
         l.target = plan::UpstreamTarget::fixed;
@@ -314,7 +367,7 @@ int relay_main(int argc, char** argv) {
         }
         addrinfo hints{};
         hints.ai_family = family;
-        hints.ai_socktype = SOCK_STREAM;
+        hints.ai_socktype = udp ? SOCK_DGRAM : SOCK_STREAM;
         addrinfo* res = nullptr;
         std::string port = std::to_string(rport);
         int rc = getaddrinfo(host.c_str(), port.c_str(), &hints, &res);
@@ -351,8 +404,9 @@ int relay_main(int argc, char** argv) {
     }
     engine::Engine& eng = *started.value();
     auto bound = eng.listening_addresses();
-    log::write(log::Level::info, "tpengine: relay listening on %s (%u workers)",
-               addr_text(bound.empty() ? l.address : bound[0]).c_str(), eng.worker_count());
+    log::write(log::Level::info, "tpengine: relay listening on %s (%u workers)%s",
+               addr_text(bound.empty() ? l.address : bound[0]).c_str(), eng.worker_count(),
+               udp ? " udp" : "");
     if (verbose) {
         log::write(log::Level::info, "tpengine: io_uring mode %s", eng.ring_mode());
     }

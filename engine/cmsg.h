@@ -1,0 +1,37 @@
+#pragma once
+// Reading one multishot recvmsg completion: the io_uring_recvmsg_out layout in a provided
+// buffer (header, source name, control messages, payload), and the original destination
+// carried by IP_ORIGDSTADDR / IPV6_ORIGDSTADDR. Pure parsing, testable without sockets.
+
+#include <liburing.h>
+#include <sys/socket.h>
+
+#include <cstdint>
+
+#include "config/plan.h"
+
+namespace tp::engine {
+
+struct RecvView {
+    const sockaddr* name = nullptr;  // the sender; nullptr when the name was cut short
+    socklen_t namelen = 0;
+    const uint8_t* payload = nullptr;
+    uint32_t len = 0;        // bytes of payload in the buffer
+    uint32_t full_len = 0;   // the datagram's real length (MSG_TRUNC)
+    bool truncated = false;  // the datagram did not fit the buffer
+    bool has_origdst = false;
+    plan::SockAddr origdst;  // v4-mapped IPv6 unmapped to IPv4
+};
+
+// Parses a completion of `res` bytes in `buf` received with the multishot template `mh`.
+// False when the layout is invalid (should not happen; the datagram is dropped).
+bool parse_recvmsg(void* buf, int res, const msghdr& mh, RecvView& out);
+
+// The original destination in one control message, if it is one.
+bool origdst_from_cmsg(const cmsghdr* c, plan::SockAddr& out);
+
+// Control space the listener's template reserves: both families' ORIGDSTADDR.
+constexpr size_t kListenerControlLen =
+    CMSG_SPACE(sizeof(sockaddr_in6)) + CMSG_SPACE(sizeof(sockaddr_in));
+
+}  // namespace tp::engine

@@ -1,0 +1,661 @@
+// UdpFlows: listener datagrams -> flow lookup/creation -> send upstream; upstream datagrams ->
+// reply socket (or the listener) -> send to the client. Receives are multishot recvmsg into this
+// worker's UDP buffer ring; each datagram is sent from the buffer it arrived in with one
+// IORING_OP_SENDMSG (submitted with the pass's other SQEs, no syscall per datagram), and the
+// buffer returns to the ring when the send completes. Sockets a pending SQE may name are closed
+// only after that SQE is submitted (closing_).
+#include "engine/udp_flows.h"
+
+#include <netinet/in.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "engine/cmsg.h"
+#include "engine/udp_sock.h"
+#include "engine/worker.h"
+
+namespace tp::engine {
+
+namespace {
+// Room for the largest datagram plus the recvmsg header, name and control messages.
+constexpr uint32_t kBufSize = 65'507 + 512;
+constexpr uint32_t kBufCount = 256;
+constexpr uint32_t kBufInitial = 64;
+constexpr uint32_t kReplyRetryMs = 1000;  // a failed reply bind is retried at most once a second
+
+uint16_t port_of(const sockaddr* sa) {
+    return ntohs(sa->sa_family == AF_INET ? reinterpret_cast<const sockaddr_in*>(sa)->sin_port
+                                          : reinterpret_cast<const sockaddr_in6*>(sa)->sin6_port);
+}
+
+plan::SockAddr to_plan(const sockaddr* sa, socklen_t len) {
+    plan::SockAddr a;
+    std::memcpy(&a.storage, sa, std::min<size_t>(len, sizeof a.storage));
+    a.len = len;
+    return unmap_v4(a);
+}
+
+// `a` in `family` (v4 <-> v4-mapped v6); false if it cannot be expressed there.
+bool in_family(const sockaddr* sa, socklen_t len, int family, sockaddr_in6& out,
+               socklen_t& out_len) {
+    if (sa->sa_family == family) {
+        std::memcpy(&out, sa, len);
+        out_len = len;
+        return true;
+    }
+    if (family == AF_INET6 && sa->sa_family == AF_INET) {
+        const auto* s4 = reinterpret_cast<const sockaddr_in*>(sa);
+        out = sockaddr_in6{};
+        out.sin6_family = AF_INET6;
+        out.sin6_port = s4->sin_port;
+        out.sin6_addr.s6_addr[10] = 0xff;
+        out.sin6_addr.s6_addr[11] = 0xff;
+        std::memcpy(&out.sin6_addr.s6_addr[12], &s4->sin_addr, 4);
+        out_len = sizeof out;
+        return true;
+    }
+    plan::SockAddr u = to_plan(sa, len);
+    if (u.family() != family) {
+        return false;
+    }
+    std::memcpy(&out, &u.storage, u.len);
+    out_len = u.len;
+    return true;
+}
+
+uint64_t ud(Op op, uint32_t gen, uint32_t slot) {
+    return UserData{op, gen, slot}.pack();
+}
+}  // namespace
+
+UdpFlows::UdpFlows(Ring& ring, WorkerStats& stats, const UdpConfig& cfg)
+    : ring_(ring), stats_(stats), cfg_(cfg), table_(65'536, 4'096) {
+    listen_mh_.msg_namelen = sizeof(sockaddr_in6);
+    listen_mh_.msg_controllen = kListenerControlLen;
+    plain_mh_.msg_namelen = sizeof(sockaddr_in6);
+    plain_mh_.msg_controllen = 0;
+}
+
+UdpFlows::~UdpFlows() {
+    close_all();
+}
+
+void UdpFlows::log_limited(const char* msg, int err) {
+    if (log_ever_ && now_ - last_log_ms_ < 1000) {
+        return;
+    }
+    log_ever_ = true;
+    last_log_ms_ = now_;
+    std::fprintf(stderr, "tpengine: worker %u: udp: %s: %s\n", cfg_.worker, msg,
+                 std::strerror(err));
+}
+
+void UdpFlows::cancel(uint64_t target) {
+    io_uring_sqe* sqe = ring_.get_sqe();
+    io_uring_prep_cancel64(sqe, target, 0);
+    io_uring_sqe_set_data64(sqe, ud(Op::ignore, 0, 0));
+}
+
+void UdpFlows::retire(uint32_t li) {
+    Listener& l = *listeners_[li];
+    if (l.retired) {
+        return;
+    }
+    l.retired = true;
+    if (l.armed) {
+        cancel(ud(Op::udp_listen, l.gen, li));
+        l.armed = false;
+    }
+    // Replies of a non-transparent listener leave through its socket: its flows end with it.
+    if (!l.shared->cfg.transparent) {
+        for (uint32_t id = 0; id < flows_.size(); ++id) {
+            if (table_.used(id) && flows_[id].li == li) {
+                end_flow(id, UdpEnd::shutdown);
+            }
+        }
+    }
+    close_later(std::move(l.fd));
+}
+
+void UdpFlows::set_listeners(const std::vector<std::shared_ptr<ListenerShared>>& ls,
+                             const std::vector<std::shared_ptr<ListenerShared>>& replaces,
+                             std::vector<UniqueFd>& fds, const SelfSet* self) {
+    self_ = self;
+    for (uint32_t li = 0; li < listeners_.size(); ++li) {
+        Listener& l = *listeners_[li];
+        if (l.retired) {
+            continue;
+        }
+        auto r = std::find(replaces.begin(), replaces.end(), l.shared);
+        if (r != replaces.end() && *r) {
+            // In place: same socket, live flows continue under the new settings.
+            l.shared = ls[static_cast<size_t>(r - replaces.begin())];
+        } else if (std::find(ls.begin(), ls.end(), l.shared) == ls.end()) {
+            retire(li);
+        }
+    }
+    for (size_t i = 0; i < ls.size(); ++i) {
+        if (!fds[i].valid()) {
+            continue;
+        }
+        bool known = false;
+        for (auto& l : listeners_) {
+            known = known || (!l->retired && l->shared == ls[i]);
+        }
+        if (known) {
+            continue;
+        }
+        if (!bufs_ready_) {
+            if (auto r = bufs_.init(ring_.get(), kBufGroup, kBufCount, kBufSize, kBufInitial); !r) {
+                log_limited("cannot set up the UDP buffer ring", r.error().code);
+                return;
+            }
+            bufs_ready_ = true;
+            slots_.resize(bufs_.max_count());
+        }
+        auto l = std::make_unique<Listener>();
+        l->shared = ls[i];
+        l->fd = std::move(fds[i]);
+        listeners_.push_back(std::move(l));
+        if (accepting_) {
+            arm_listener(static_cast<uint32_t>(listeners_.size() - 1));
+        }
+    }
+}
+
+void UdpFlows::stop_accepting() {
+    accepting_ = false;
+    for (uint32_t li = 0; li < listeners_.size(); ++li) {
+        Listener& l = *listeners_[li];
+        // A transparent listener is only the way in; non-transparent ones also carry replies
+        // and stay open (unread) until close_all.
+        if (l.armed) {
+            cancel(ud(Op::udp_listen, l.gen, li));
+            l.armed = false;
+        }
+        if (l.shared->cfg.transparent) {
+            close_later(std::move(l.fd));
+        }
+    }
+}
+
+void UdpFlows::close_all() {
+    for (uint32_t id = 0; id < flows_.size(); ++id) {
+        if (table_.used(id)) {
+            end_flow(id, UdpEnd::shutdown);
+        }
+    }
+    for (uint32_t li = 0; li < listeners_.size(); ++li) {
+        retire(li);
+    }
+    for (auto& r : replies_) {
+        close_later(std::move(r.second.fd));
+    }
+    replies_.clear();
+    reply_lru_.clear();
+    WorkerStats::sub(stats_.udp_reply_sockets,
+                     stats_.udp_reply_sockets.load(std::memory_order_relaxed));
+}
+
+void UdpFlows::arm_listener(uint32_t li) {
+    Listener& l = *listeners_[li];
+    if (l.armed || l.retired || !l.fd.valid() || !accepting_) {
+        return;
+    }
+    l.gen = (l.gen + 1) & UserData::gen_mask;
+    io_uring_sqe* sqe = ring_.get_sqe();
+    io_uring_prep_recvmsg_multishot(
+        sqe, l.fd.get(), l.shared->cfg.transparent ? &listen_mh_ : &plain_mh_, MSG_TRUNC);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = kBufGroup;
+    io_uring_sqe_set_data64(sqe, ud(Op::udp_listen, l.gen, li));
+    l.armed = true;
+}
+
+void UdpFlows::arm_flow(uint32_t id) {
+    Flow& f = flows_[id];
+    io_uring_sqe* sqe = ring_.get_sqe();
+    io_uring_prep_recvmsg_multishot(sqe, f.fd.get(), &plain_mh_, MSG_TRUNC);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = kBufGroup;
+    io_uring_sqe_set_data64(sqe, ud(Op::udp_upstream, f.gen, id));
+    f.armed = true;
+}
+
+void UdpFlows::handle(const UserData& u, const io_uring_cqe* cqe, uint64_t now_ms) {
+    now_ = now_ms;
+    if (u.op == Op::udp_send) {
+        const SendSlot& s = slots_[u.slot];
+        sent(s.up, s.flow, s.gen, cqe->res, static_cast<uint32_t>(s.iov.iov_len));
+        bufs_.release(static_cast<uint16_t>(u.slot));
+        return;
+    }
+    bool has_buf = (cqe->flags & IORING_CQE_F_BUFFER) != 0;
+    uint16_t bid = static_cast<uint16_t>(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+    cur_bid_ = bid;
+    keep_buf_ = false;
+    if (u.op == Op::udp_listen) {
+        on_listener(u, cqe, has_buf ? bufs_.addr(bid) : nullptr);
+    } else {
+        on_upstream(u, cqe, has_buf ? bufs_.addr(bid) : nullptr);
+    }
+    if (has_buf && !keep_buf_) {
+        bufs_.release(bid);  // nothing is being sent from it: free again
+    }
+}
+
+void UdpFlows::on_listener(const UserData& u, const io_uring_cqe* cqe, void* buf) {
+    if (u.slot >= listeners_.size()) {
+        return;
+    }
+    Listener& l = *listeners_[u.slot];
+    bool current = u.gen == l.gen && l.armed;
+    if (current && !(cqe->flags & IORING_CQE_F_MORE)) {
+        l.armed = false;
+        if (cqe->res == -ENOBUFS) {
+            starved_.push_back(Starved{true, u.slot, l.gen});
+        } else if (cqe->res != -ECANCELED) {
+            arm_listener(u.slot);  // multishot ended (e.g. CQ overflow): keep receiving
+        }
+    }
+    if (cqe->res < 0 || buf == nullptr || l.retired) {
+        return;
+    }
+    RecvView v;
+    if (!parse_recvmsg(buf, cqe->res, l.shared->cfg.transparent ? listen_mh_ : plain_mh_, v) ||
+        v.name == nullptr) {
+        drop(UdpDrop::no_flow);
+        return;
+    }
+    relay_up(u.slot, v);
+}
+
+void UdpFlows::relay_up(uint32_t li, const RecvView& v) {
+    const plan::Listener& cfg = listeners_[li]->shared->cfg;
+    if (v.truncated || v.full_len > cfg.udp.max_datagram) {
+        drop(UdpDrop::oversize);
+        return;
+    }
+    plan::SockAddr dst;
+    if (cfg.target == plan::UpstreamTarget::fixed) {
+        dst = unmap_v4(cfg.upstream_address);
+    } else if (v.has_origdst) {
+        dst = v.origdst;
+    } else {
+        drop(UdpDrop::no_origdst);
+        return;
+    }
+    auto is_self = [&] {
+        return cfg.target == plan::UpstreamTarget::fixed ? listeners_[li]->shared->fixed_is_self
+                                                         : (self_ && self_->contains(dst));
+    };
+    FlowKey k;
+    FlowKey::from_sockaddr(v.name, k);
+    uint32_t id = table_.find(k);
+    if (id == FlowTable::npos) {
+        if (!accepting_) {
+            drop(UdpDrop::shed);
+            return;
+        }
+        if (is_self()) {  // before any socket is made for it
+            drop(UdpDrop::self);
+            return;
+        }
+        id = new_flow(li, k, v, dst);
+        if (id == FlowTable::npos) {
+            return;
+        }
+        std::memcpy(&flows_[id].dst, &dst.storage, dst.len);
+        flows_[id].dst_len = dst.len;
+    } else {
+        table_.touch(id, now_);
+    }
+    Flow& f = flows_[id];
+    if (dst.len != f.dst_len || std::memcmp(&dst.storage, &f.dst, dst.len) != 0) {
+        // A new destination for this mapping: the self test runs once per change, not per
+        // datagram.
+        if (is_self()) {
+            drop(UdpDrop::self);
+            return;
+        }
+        std::memcpy(&f.dst, &dst.storage, dst.len);
+        f.dst_len = dst.len;
+    }
+    if (f.dns) {
+        ++f.dns_pending;  // before the send: its answer may be handled in the same pass
+    }
+    send_dgram(true, id, f.fd.get(), v, &f.dst, f.dst_len);
+}
+
+void UdpFlows::send_dgram(bool up, uint32_t id, int fd, const RecvView& v, const void* to,
+                          socklen_t to_len) {
+    uint32_t gen = flows_[id].gen;
+    if (cfg_.direct_send) {
+        ssize_t n =
+            ::sendto(fd, v.payload, v.len, MSG_DONTWAIT, static_cast<const sockaddr*>(to), to_len);
+        sent(up, id, gen, n < 0 ? -errno : static_cast<int>(n), v.len);
+        return;
+    }
+    SendSlot& s = slots_[cur_bid_];
+    s.flow = id;
+    s.gen = gen;
+    s.up = up;
+    std::memcpy(&s.to, to, std::min<size_t>(to_len, sizeof s.to));
+    s.iov.iov_base = const_cast<uint8_t*>(v.payload);
+    s.iov.iov_len = v.len;
+    s.mh = msghdr{};
+    s.mh.msg_name = &s.to;
+    s.mh.msg_namelen = to_len;
+    s.mh.msg_iov = &s.iov;
+    s.mh.msg_iovlen = 1;
+    io_uring_sqe* sqe = ring_.get_sqe();
+    io_uring_prep_sendmsg(sqe, fd, &s.mh, MSG_DONTWAIT);
+    io_uring_sqe_set_data64(sqe, ud(Op::udp_send, 0, cur_bid_));
+    keep_buf_ = true;
+}
+
+void UdpFlows::sent(bool up, uint32_t id, uint32_t gen, int res, uint32_t len) {
+    bool live = table_.used(id) && flows_[id].gen == gen;
+    if (res >= 0) {
+        WorkerStats::add(up ? stats_.udp_dgrams_up : stats_.udp_dgrams_down, 1);
+        WorkerStats::add(up ? stats_.udp_bytes_up : stats_.udp_bytes_down, len);
+        return;
+    }
+    if (up && live && flows_[id].dns && flows_[id].dns_pending > 0) {
+        --flows_[id].dns_pending;
+    }
+    switch (-res) {
+        case EMSGSIZE:
+            drop(UdpDrop::emsgsize);
+            return;
+        case ECONNREFUSED:
+        case EHOSTUNREACH:
+        case ENETUNREACH:
+        case EHOSTDOWN:
+            drop(UdpDrop::send_failed);
+            if (up && live) {
+                end_flow(id, UdpEnd::icmp);  // a pending ICMP error of the upstream socket
+            }
+            return;
+        default:
+            drop(UdpDrop::send_failed);
+            return;
+    }
+}
+
+uint32_t UdpFlows::new_flow(uint32_t li, const FlowKey& k, const RecvView& v,
+                            const plan::SockAddr& dst) {
+    const plan::Listener& cfg = listeners_[li]->shared->cfg;
+    table_.set_limits(cfg.udp.max_flows_per_worker, cfg.udp.max_flows_per_client);
+    FlowTable::Admission a = table_.admit(k, now_);
+    if (a.verdict == FlowTable::Verdict::shed) {
+        WorkerStats::add(stats_.udp_shed, 1);
+        drop(UdpDrop::shed);
+        return FlowTable::npos;
+    }
+    if (a.verdict == FlowTable::Verdict::evict) {
+        end_flow(a.victim, UdpEnd::evicted);
+    }
+    plan::SockAddr client = to_plan(v.name, v.namelen);
+    if (cfg.source != plan::SourceMode::proxy && client.family() != dst.family()) {
+        drop(UdpDrop::shed);  // a transparent source must be of the destination's family
+        return FlowTable::npos;
+    }
+    auto fd = make_udp_upstream(dst.family(), cfg.source, client, cfg_.bypass_mark);
+    if (!fd) {
+        WorkerStats::add(stats_.udp_shed, 1);
+        drop(UdpDrop::shed);
+        log_limited(fd.error().what, fd.error().code);
+        return FlowTable::npos;
+    }
+    uint16_t port = port_of(dst.get());
+    uint32_t idle = cfg.udp.idle_ms;
+    bool dns = port == 53;
+    if (dns) {
+        idle = cfg.udp.dns_idle_ms;
+    } else if (port == 443) {
+        idle = cfg.udp.quic_idle_ms;
+    }
+    uint32_t id = table_.insert(k, now_, idle);
+    if (id >= flows_.size()) {
+        flows_.resize(id + 1);
+    }
+    Flow& f = flows_[id];
+    uint32_t gen = (f.gen + 1) & UserData::gen_mask;
+    f = Flow{};
+    f.gen = gen;
+    f.fd = std::move(fd.value());
+    f.li = li;
+    f.dns = dns && cfg.udp.dns_close_after_answer;
+    std::memcpy(&f.client, v.name, std::min<size_t>(v.namelen, sizeof f.client));
+    f.client_len = v.namelen;
+    std::memcpy(&f.first_dst, &dst.storage, dst.len);
+    f.first_dst_len = dst.len;
+    ++listeners_[li]->flows;
+    WorkerStats::add(stats_.udp_created, 1);
+    WorkerStats::add(stats_.udp_active, 1);
+    arm_flow(id);
+    if (cfg_.log) {
+        std::fprintf(stderr, "tpengine: udp flow %s -> %s\n", format_addr(client).c_str(),
+                     format_addr(dst).c_str());
+    }
+    return id;
+}
+
+void UdpFlows::end_flow(uint32_t id, UdpEnd why) {
+    if (!table_.used(id)) {
+        return;
+    }
+    Flow& f = flows_[id];
+    if (f.armed) {
+        cancel(ud(Op::udp_upstream, f.gen, id));
+        f.armed = false;
+    }
+    close_later(std::move(f.fd));
+    f.gen = (f.gen + 1) & UserData::gen_mask;  // late completions of this flow are stale
+    --listeners_[f.li]->flows;
+    table_.remove(id);
+    WorkerStats::sub(stats_.udp_active, 1);
+    WorkerStats::add(stats_.udp_ended[static_cast<size_t>(why)], 1);
+}
+
+void UdpFlows::on_upstream(const UserData& u, const io_uring_cqe* cqe, void* buf) {
+    uint32_t id = u.slot;
+    bool live = table_.used(id) && flows_[id].gen == u.gen;
+    if (!live) {
+        if (cqe->res >= 0 && buf != nullptr) {
+            drop(UdpDrop::no_flow);
+        }
+        return;
+    }
+    Flow& f = flows_[id];
+    if (cqe->res < 0) {
+        f.armed = (cqe->flags & IORING_CQE_F_MORE) != 0;
+        if (cqe->res == -ENOBUFS) {
+            if (!f.armed) {
+                starved_.push_back(Starved{false, id, f.gen});
+            }
+        } else if (cqe->res != -ECANCELED) {
+            end_flow(id, UdpEnd::icmp);  // ECONNREFUSED & co: the upstream said no
+        }
+        return;
+    }
+    bool more = (cqe->flags & IORING_CQE_F_MORE) != 0;
+    if (buf != nullptr) {
+        RecvView v;
+        if (parse_recvmsg(buf, cqe->res, plain_mh_, v) && v.name != nullptr) {
+            relay_down(id, v);
+        } else {
+            drop(UdpDrop::no_flow);
+        }
+    }
+    if (table_.used(id) && flows_[id].gen == u.gen && !more) {
+        flows_[id].armed = false;
+        arm_flow(id);
+    }
+}
+
+void UdpFlows::relay_down(uint32_t id, const RecvView& v) {
+    Flow& f = flows_[id];
+    Listener& l = *listeners_[f.li];
+    const plan::Listener& cfg = l.shared->cfg;
+    if (v.truncated || v.full_len > cfg.udp.max_datagram) {
+        drop(UdpDrop::oversize);
+        return;
+    }
+    table_.touch(id, now_);
+    int fd;
+    sockaddr_in6 to;
+    socklen_t to_len;
+    if (cfg.transparent) {
+        // The reply must come from the address and port the client sent to.
+        const sockaddr* from = v.name;
+        socklen_t from_len = v.namelen;
+        if (cfg.target == plan::UpstreamTarget::fixed) {
+            from = reinterpret_cast<const sockaddr*>(&f.first_dst);
+            from_len = f.first_dst_len;
+        }
+        bool raw = false;
+        fd = reply_fd(from, from_len, raw);
+        plan::SockAddr local = to_plan(from, from_len);
+        if ((fd < 0 && !raw) || !in_family(reinterpret_cast<const sockaddr*>(&f.client),
+                                           f.client_len, local.family(), to, to_len)) {
+            drop(UdpDrop::reply_socket);
+            return;
+        }
+        if (fd < 0) {
+            // The port is held by a local service without SO_REUSEADDR: build the datagram
+            // ourselves (rare; a direct syscall, the buffer is free again right after).
+            int rfd = raw_fd(local.family());
+            int n = rfd < 0 ? -EPERM
+                            : send_udp_raw(rfd, local.get(), reinterpret_cast<sockaddr*>(&to),
+                                           v.payload, v.len);
+            if (n < 0) {
+                drop(UdpDrop::reply_socket);
+                return;
+            }
+            WorkerStats::add(stats_.udp_dgrams_down, 1);
+            WorkerStats::add(stats_.udp_bytes_down, v.len);
+            if (f.dns && f.dns_pending > 0 && --f.dns_pending == 0) {
+                end_flow(id, UdpEnd::dns_answered);
+            }
+            return;
+        }
+    } else {
+        fd = l.fd.get();
+        to = f.client;
+        to_len = f.client_len;
+    }
+    send_dgram(false, id, fd, v, &to, to_len);
+    if (f.dns && f.dns_pending > 0 && --f.dns_pending == 0) {
+        end_flow(id, UdpEnd::dns_answered);
+    }
+}
+
+int UdpFlows::raw_fd(int family) {
+    UniqueFd& fd = family == AF_INET ? raw4_ : raw6_;
+    if (!fd.valid()) {
+        auto r = make_udp_raw(family, cfg_.bypass_mark);
+        if (!r) {
+            log_limited("cannot create the raw reply socket", r.error().code);
+            return -1;
+        }
+        fd = std::move(r.value());
+    }
+    return fd.get();
+}
+
+int UdpFlows::reply_fd(const sockaddr* from, socklen_t len, bool& raw) {
+    FlowKey k;
+    if (!FlowKey::from_sockaddr(from, k)) {
+        return -1;
+    }
+    auto it = replies_.find(k);
+    if (it != replies_.end()) {
+        Reply& r = it->second;
+        reply_lru_.splice(reply_lru_.begin(), reply_lru_, r.lru);
+        if (r.fd.valid() || now_ < r.retry_at) {
+            raw = r.in_use;
+            return r.fd.get();
+        }
+    } else {
+        if (replies_.size() >= cfg_.reply_sockets && !reply_lru_.empty()) {
+            auto old = replies_.find(reply_lru_.back());
+            if (old->second.fd.valid()) {
+                WorkerStats::sub(stats_.udp_reply_sockets, 1);
+                close_later(std::move(old->second.fd));
+            }
+            replies_.erase(old);
+            reply_lru_.pop_back();
+        }
+        reply_lru_.push_front(k);
+        it = replies_.emplace(k, Reply{}).first;
+        it->second.lru = reply_lru_.begin();
+    }
+    Reply& r = it->second;
+    plan::SockAddr local = to_plan(from, len);
+    auto fd = make_udp_reply(local, cfg_.bypass_mark);
+    if (!fd) {
+        r.retry_at = now_ + kReplyRetryMs;
+        int err = fd.error().code;
+        r.in_use = raw = err == EADDRINUSE;
+        uint16_t port = port_of(local.get());
+        if (err == EADDRINUSE &&
+            std::find(inuse_logged_.begin(), inuse_logged_.end(), port) == inuse_logged_.end()) {
+            inuse_logged_.push_back(port);
+            std::fprintf(stderr,
+                         "tpengine: worker %u: udp: cannot send replies from %s: address in use; "
+                         "a local service bound to this port without SO_REUSEADDR (dnsmasq or "
+                         "ntpd on 0.0.0.0:%u?) blocks them; they go out through a raw socket "
+                         "instead (slower; udp_dropped reply_socket counts failures)\n",
+                         cfg_.worker, format_addr(local).c_str(), port);
+        } else {
+            log_limited("cannot create a reply socket", err);
+        }
+        return -1;
+    }
+    r.fd = std::move(fd.value());
+    r.in_use = false;
+    WorkerStats::add(stats_.udp_reply_sockets, 1);
+    return r.fd.get();
+}
+
+void UdpFlows::after_pass(uint64_t now_ms) {
+    now_ = now_ms;
+    if (!closing_.empty()) {
+        io_uring_submit(ring_.get());  // the sends naming these sockets go first
+        closing_.clear();
+    }
+    if (!bufs_ready_) {
+        return;
+    }
+    if (!starved_.empty()) {
+        bufs_.grow();
+    }
+    bufs_.flush();
+    if (starved_.empty()) {
+        return;
+    }
+    std::vector<Starved> s;
+    s.swap(starved_);
+    for (const Starved& st : s) {
+        if (st.listener) {
+            if (st.slot < listeners_.size() && listeners_[st.slot]->gen == st.gen) {
+                arm_listener(st.slot);
+            }
+        } else if (table_.used(st.slot) && flows_[st.slot].gen == st.gen &&
+                   !flows_[st.slot].armed) {
+            arm_flow(st.slot);
+        }
+    }
+}
+
+void UdpFlows::on_tick(uint64_t now_ms) {
+    now_ = now_ms;
+    table_.expire(now_ms, [this](uint32_t id) { end_flow(id, UdpEnd::expired); });
+}
+
+}  // namespace tp::engine

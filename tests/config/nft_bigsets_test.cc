@@ -1,0 +1,145 @@
+// The generator's batch split around big sets and compacted for a running process
+// (config/nft_bigsets.h), on a batch generated from a 5,000-entry @file list.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "config/load.h"
+#include "config/nft_bigsets.h"
+
+namespace tp::config {
+namespace {
+
+namespace fs = std::filesystem;
+
+// 5,000 IPv4 hosts (every other address from 100.64.0.0) and 10 IPv6 /64s: one big set, one
+// small one, plus the `lan` rule's chain lines.
+std::string big_batch(int skip = -1) {
+    char dir_template[] = "/tmp/tpcfg-bigsets-XXXXXX";
+    EXPECT_NE(mkdtemp(dir_template), nullptr);
+    fs::path dir = dir_template;
+    {
+        std::ofstream list(dir / "l.txt");
+        uint32_t base = (100u << 24) | (64u << 16);
+        for (int i = 0; i < 5000; ++i) {
+            if (i == skip) {
+                continue;
+            }
+            uint32_t a = base + 2 * static_cast<uint32_t>(i);
+            list << (a >> 24) << '.' << ((a >> 16) & 255) << '.' << ((a >> 8) & 255) << '.'
+                 << (a & 255) << '\n';
+        }
+        for (int i = 0; i < 10; ++i) {
+            list << "2001:db8:" << i << "::/64\n";
+        }
+    }
+    std::string yaml = R"(listeners:
+  - name: web
+    port: 50080
+rules:
+  - name: big
+    destinations: "@l.txt"
+    action: bypass
+  - name: lan
+    interfaces: [lan0]
+    action: tproxy
+    listener: web
+)";
+    LoadResult r = load_config_text(yaml, (dir / "c.yaml").string());
+    fs::remove_all(dir);
+    if (auto* d = std::get_if<std::vector<Diagnostic>>(&r)) {
+        ADD_FAILURE() << (*d)[0].format();
+        return {};
+    }
+    return std::get<LoadedConfig>(r).kernel.nft_batch;
+}
+
+size_t count(const std::string& s, const std::string& what) {
+    size_t n = 0;
+    for (size_t p = 0; (p = s.find(what, p)) != std::string::npos; p += what.size()) {
+        ++n;
+    }
+    return n;
+}
+
+TEST(NftBigSets, SplitsOnlyTheBigSetAndKeepsEverythingElse) {
+    std::string batch = big_batch();
+    auto split = split_big_sets(batch);
+    ASSERT_TRUE(split.has_value());
+    EXPECT_EQ(split->table, "tpengine");
+    ASSERT_EQ(split->sets.size(), 1u);  // the IPv6 list has 10 entries: stays inline
+    const BigSet& s = split->sets[0];
+    EXPECT_EQ(s.name, "dst4-big");
+    EXPECT_EQ(s.family, AF_INET);
+    EXPECT_EQ(s.elements, 5000u);
+
+    // The elements, last first, are exactly the list.
+    std::vector<std::string> seen;
+    for_each_element_descending(batch, s, [&](std::string_view e) { seen.emplace_back(e); });
+    ASSERT_EQ(seen.size(), 5000u);
+    EXPECT_EQ(seen.front(), "100.64.39.14/32");  // 100.64.0.0 + 2 * 4999
+    EXPECT_EQ(seen.back(), "100.64.0.0/32");
+
+    // Skeleton: the batch without those 5000 lines and their "elements = {" block.
+    EXPECT_EQ(count(split->skeleton, "\t\t\t100.64."), 0u);
+    EXPECT_EQ(count(split->skeleton, "2001:db8:"), 10u);
+    EXPECT_EQ(split->skeleton.size() + (s.end - s.begin) + 15 + 4,
+              batch.size());  // + the block lines
+    EXPECT_EQ(count(split->skeleton, "\tchain "), count(batch, "\tchain "));
+
+    // Stage 1 replaces the table and holds the sets but no chain; stage 3 only the chains.
+    EXPECT_EQ(split->sets_stage.rfind("add table inet tpengine\ndelete table inet tpengine\n", 0),
+              0u);
+    EXPECT_EQ(count(split->sets_stage, "\tchain "), 0u);
+    EXPECT_EQ(count(split->sets_stage, "\tset dst4-big {"), 1u);
+    EXPECT_EQ(count(split->sets_stage, "\tset dst6-big {"), 1u);
+    EXPECT_EQ(split->rules_stage.rfind("table inet tpengine {\n\tchain ", 0), 0u);
+    EXPECT_EQ(count(split->rules_stage, "\tchain "), count(batch, "\tchain "));
+    EXPECT_EQ(count(split->rules_stage, "delete"), 0u);
+    EXPECT_EQ(count(split->rules_stage, "\tset "), 0u);
+}
+
+TEST(NftBigSets, SmallOrForeignBatchesAreNotSplit) {
+    std::string batch = big_batch();
+    EXPECT_FALSE(split_big_sets(batch, 6000).has_value());  // no set that big
+    EXPECT_FALSE(split_big_sets("flush table inet t\n" + batch).has_value());
+    EXPECT_FALSE(split_big_sets(batch.substr(0, batch.size() - 2)).has_value());
+    EXPECT_EQ(compact_batch("flush table inet t\n"), "flush table inet t\n");
+}
+
+TEST(NftBigSets, CompactKeepsStructureAndHashesTheElements) {
+    std::string batch = big_batch();
+    std::string c = compact_batch(batch);
+    EXPECT_LT(c.size(), 4096u);
+    EXPECT_EQ(count(c, "\t\t\t# 5000 elements, hash "), 1u);
+    EXPECT_EQ(count(c, "2001:db8:"), 10u);
+    EXPECT_EQ(compact_batch(c), c);  // idempotent: a running process compares these
+    // Every line but the big set's elements is kept, in order.
+    auto split = split_big_sets(batch);
+    ASSERT_TRUE(split.has_value());
+    std::string without = batch.substr(0, split->sets[0].begin) + batch.substr(split->sets[0].end);
+    std::string c_without = c;
+    size_t h = c_without.find("\t\t\t# 5000 elements");
+    c_without.erase(h, c_without.find('\n', h) + 1 - h);
+    EXPECT_EQ(c_without, without);
+    // One address fewer: another hash.
+    std::string other = compact_batch(big_batch(1234));
+    EXPECT_EQ(count(other, "\t\t\t# 4999 elements, hash "), 1u);
+    EXPECT_NE(other, c);
+    EXPECT_EQ(compact_batch(big_batch()), c);
+}
+
+TEST(NftBigSets, TextHashIsStableAndSensitive) {
+    EXPECT_EQ(text_hash("abc").size(), 32u);
+    EXPECT_EQ(text_hash("abc"), text_hash("abc"));
+    EXPECT_NE(text_hash("abc"), text_hash("abd"));
+    EXPECT_NE(text_hash(""), text_hash(std::string(1, '\0')));
+}
+
+}  // namespace
+}  // namespace tp::config
