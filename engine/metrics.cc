@@ -44,6 +44,13 @@ constexpr Family kFamilies[] = {
      "Time of the last successful (re)load, Unix seconds."},
     {"tpengine_log_records_dropped_total", "counter",
      "Connection close records dropped because the log queue was full."},
+    {"tpengine_udp_flows_created_total", "counter", "UDP flows created (all listeners)."},
+    {"tpengine_udp_flows_active", "gauge", "UDP flows open now."},
+    {"tpengine_udp_datagrams_total", "counter",
+     "UDP datagrams relayed; direction up is client to upstream."},
+    {"tpengine_udp_bytes_total", "counter", "UDP payload bytes relayed per direction."},
+    {"tpengine_udp_flows_ended_total", "counter", "UDP flows ended per reason."},
+    {"tpengine_udp_datagrams_dropped_total", "counter", "UDP datagrams dropped per reason."},
     {"tpengine_rule_packets_total", "counter", "Packets matched per nftables rule."},
     {"tpengine_rule_bytes_total", "counter", "Bytes matched per nftables rule."},
 };
@@ -232,6 +239,27 @@ std::string render_prometheus(const MetricsInput& in) {
     w.head("tpengine_log_records_dropped_total");
     w.sample("tpengine_log_records_dropped_total", {}, in.log_records_dropped);
 
+    const UdpSnapshot& u = st.udp;
+    w.head("tpengine_udp_flows_created_total");
+    w.sample("tpengine_udp_flows_created_total", {}, u.flows_created);
+    w.head("tpengine_udp_flows_active");
+    w.sample("tpengine_udp_flows_active", {}, u.flows_active);
+    w.head("tpengine_udp_datagrams_total");
+    w.sample("tpengine_udp_datagrams_total", {"direction", "up"}, u.dgrams_up);
+    w.sample("tpengine_udp_datagrams_total", {"direction", "down"}, u.dgrams_down);
+    w.head("tpengine_udp_bytes_total");
+    w.sample("tpengine_udp_bytes_total", {"direction", "up"}, u.bytes_up);
+    w.sample("tpengine_udp_bytes_total", {"direction", "down"}, u.bytes_down);
+    w.head("tpengine_udp_flows_ended_total");
+    for (size_t i = 0; i < u.ended.size(); ++i) {
+        w.sample("tpengine_udp_flows_ended_total", {"reason", udp_end_name(static_cast<UdpEnd>(i))},
+                 u.ended[i]);
+    }
+    w.head("tpengine_udp_datagrams_dropped_total");
+    for (size_t i = 0; i < u.dropped.size(); ++i) {
+        w.sample("tpengine_udp_datagrams_dropped_total",
+                 {"reason", udp_drop_name(static_cast<UdpDrop>(i))}, u.dropped[i]);
+    }
     w.head("tpengine_rule_packets_total");
     for (const auto& r : in.rules) {
         w.sample("tpengine_rule_packets_total", {"rule", r.name}, r.packets);

@@ -94,6 +94,14 @@ MetricsInput known_state() {
     w1.buffer_starved = 4;
     w1.buffers = 32;
     st.per_worker = {w0, w1};
+    st.udp.flows_created = 9;
+    st.udp.flows_active = 2;
+    st.udp.dgrams_up = 40;
+    st.udp.dgrams_down = 38;
+    st.udp.bytes_up = 4000;
+    st.udp.bytes_down = 9000;
+    st.udp.ended[static_cast<size_t>(UdpEnd::dns_answered)] = 7;
+    st.udp.dropped[static_cast<size_t>(UdpDrop::oversize)] = 1;
     st.listeners.push_back(web_from_two_workers());
     ListenerSnapshot quoted;
     quoted.name = "odd\"name\\x";
