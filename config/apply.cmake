@@ -3,6 +3,8 @@
 add_library(tp_config_apply STATIC
   ${CMAKE_CURRENT_LIST_DIR}/apply_journal.cc
   ${CMAKE_CURRENT_LIST_DIR}/cleanup.cc
+  ${CMAKE_CURRENT_LIST_DIR}/conntrack_flush.cc
+  ${CMAKE_CURRENT_LIST_DIR}/preflight_tproxy.cc
   ${CMAKE_CURRENT_LIST_DIR}/kernel_apply.cc
   ${CMAKE_CURRENT_LIST_DIR}/nft_apply.cc
   ${CMAKE_CURRENT_LIST_DIR}/nft_elements.cc

@@ -26,6 +26,7 @@ plan::Plan to_plan(const Model& m) {
     plan::Plan p;
     p.workers = m.workers;
     p.bypass_mark = m.routing.bypass_mark;
+    p.udp_reply_mark = m.routing.reply_mark;
     p.drain_timeout_ms = m.drain_timeout_ms;
     p.log_connections = m.log_connections;
     p.listeners = m.listeners;
@@ -62,6 +63,31 @@ LoadResult load(const std::string& text, const std::string& name, const std::str
     out.kernel.nft_table = model->nft_table;
     out.kernel.nft_batch = generate_nft(*model);
     generate_routes(*model, out.kernel);
+    for (const Rule& r : model->rules) {
+        if (!(r.protocols & kProtoUdp)) {
+            continue;
+        }
+        UdpCatch c;
+        c.bypass = r.action == Action::bypass;
+        c.sources = r.sources;
+        c.destinations = r.destinations;
+        for (const PortRange& p : r.ports) {
+            c.ports.emplace_back(p.low, p.high);
+        }
+        out.kernel.udp_catches.push_back(std::move(c));
+        if (r.action == Action::tproxy) {
+            out.tproxy_any_interface = out.tproxy_any_interface || r.interfaces.empty();
+            out.tproxy_interfaces.insert(out.tproxy_interfaces.end(), r.interfaces.begin(),
+                                         r.interfaces.end());
+        }
+    }
+    for (const Rule& r : model->rules) {
+        if (r.action == Action::tproxy && !(r.protocols & kProtoUdp)) {
+            out.tproxy_any_interface = out.tproxy_any_interface || r.interfaces.empty();
+            out.tproxy_interfaces.insert(out.tproxy_interfaces.end(), r.interfaces.begin(),
+                                         r.interfaces.end());
+        }
+    }
     out.capture_local = model->capture_local;
     out.observe = model->observe;
     out.user = model->user;

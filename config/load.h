@@ -29,6 +29,10 @@ struct LoadedConfig {
     bool uses_tproxy = false;           // some rule has action tproxy (needs nft tproxy+socket)
     bool intercepts_forwarded = false;  // some rule catches forwarded traffic (needs ip_forward)
     bool capture_local = false;
+    // Input interfaces the tproxy rules name (preflight's src_valid_mark and rp_filter checks);
+    // tproxy_any_interface when some tproxy rule names none.
+    std::vector<std::string> tproxy_interfaces;
+    bool tproxy_any_interface = false;
     std::vector<std::string> interfaces;  // every input interface a rule names (preflight)
     std::string user;   // `user:`: name or numeric id to switch to after start-up; "" = stay
     std::string group;  // `group:`; "" = the user's primary group

@@ -36,6 +36,9 @@ struct Rule {
     Action action = Action::bypass;
     int listener = -1;  // index into Model::listeners (tproxy, redirect)
     Endpoint to;        // dnat
+    // kProtoTcp | kProtoUdp (udp_schema.h); resolved by validate_model when not written.
+    uint8_t protocols = 0;
+    bool block_quic = false;  // drop UDP/443 of this rule's match (browsers fall back to TCP)
 };
 
 struct Routing {
@@ -45,6 +48,9 @@ struct Routing {
     uint32_t priority = 100;
     // Not 0xff: 0xff & 0x1 == 0x1 would send tpengine's own upstream traffic back to lo.
     uint32_t bypass_mark = 0xfe;
+    // SO_MARK of UDP reply sockets (plan::Plan::udp_reply_mark); its bits under `mask` must
+    // not equal `mark` either.
+    uint32_t reply_mark = 0xfc;
 };
 
 struct Model {

@@ -19,6 +19,7 @@
 #include <cstring>
 
 #include "config/schema.h"
+#include "config/udp_schema.h"
 
 namespace tp::config {
 
@@ -75,8 +76,9 @@ class Writer {
         return out;
     }
 
-    // The match part of a rule's line for family `fam`.
-    std::string match(const Rule& r, int fam, bool output = false) const {
+    // The match part of a rule's line for family `fam`. `quic`: the rule's UDP/443 instead of
+    // its protocols and ports (block_quic).
+    std::string match(const Rule& r, int fam, bool output = false, bool quic = false) const {
         std::string s;
         if (output) {
             // Output hooks have no input interface; `lo` there means "this host".
@@ -95,7 +97,12 @@ class Writer {
         if (fam != 0 && !src && !dst) {
             s += fam == 4 ? "meta nfproto ipv4 " : "meta nfproto ipv6 ";
         }
-        s += "meta l4proto tcp ";
+        uint8_t proto = quic ? kProtoUdp : r.protocols == 0 ? kProtoTcp : r.protocols;
+        // th (transport header) covers both TCP and UDP ports when a rule catches both.
+        const char* l4 = proto == kProtoTcp ? "tcp" : proto == kProtoUdp ? "udp" : "th";
+        s += proto == kProtoTcp   ? "meta l4proto tcp "
+             : proto == kProtoUdp ? "meta l4proto udp "
+                                  : "meta l4proto { tcp, udp } ";
         const char* ip = fam == 4 ? "ip" : "ip6";
         if (src) {
             s += std::string(ip) + " saddr @src" + std::to_string(fam) + "-" + r.name + " ";
@@ -103,10 +110,12 @@ class Writer {
         if (dst) {
             s += std::string(ip) + " daddr @dst" + std::to_string(fam) + "-" + r.name + " ";
         }
-        if (r.ports.size() == 1) {
-            s += "tcp dport " + port_text(r.ports[0]) + " ";
+        if (quic) {
+            s += "udp dport 443 ";
+        } else if (r.ports.size() == 1) {
+            s += std::string(l4) + " dport " + port_text(r.ports[0]) + " ";
         } else if (!r.ports.empty()) {
-            s += "tcp dport { ";
+            s += std::string(l4) + " dport { ";
             for (size_t i = 0; i < r.ports.size(); ++i) {
                 s += (i ? ", " : "") + port_text(r.ports[i]);
             }
@@ -192,6 +201,40 @@ class Writer {
         out_ += text;
         out_ += '\n';
     }
+    // block_quic: whole UDP/443 flows of the rule's match dropped (not relayed), so that
+    // browsers fall back to TCP (RFC 9312: dropping some packets only would not).
+    void quic_drops(const Rule& r) {
+        if (!r.block_quic) {
+            return;
+        }
+        for (int fam : families(r)) {
+            line(match(r, fam, false, true) + counter("quic-" + r.name) + "drop");
+        }
+    }
+    // UDP upstream sockets bound to a client's address (source: client, client-port) receive
+    // Z's replies to that address only through a divert. Reply sockets are transparent too and
+    // bound to the original destination, and nft's socket lookup does not tell connected from
+    // unconnected UDP sockets, so a plain UDP divert would hand them client datagrams that
+    // nobody reads. The two kinds carry different marks: divert only the bypass-marked ones.
+    bool serves_udp() const {
+        for (const plan::Listener& l : m_.listeners) {
+            if (protocol_bits(l.protocol) & kProtoUdp) {
+                return true;
+            }
+        }
+        return false;
+    }
+    void divert_udp(const std::string& set_mark) {
+        bool needed = false;
+        for (const plan::Listener& l : m_.listeners) {
+            needed = needed || ((protocol_bits(l.protocol) & kProtoUdp) &&
+                                l.source != plan::SourceMode::proxy);
+        }
+        if (needed) {
+            line("meta l4proto udp socket transparent 1 socket mark " +
+                 hex(m_.routing.bypass_mark) + " " + set_mark + " accept");
+        }
+    }
     void lines(const Rule& r, const std::string& prefix, const std::string& tail,
                bool output = false) {
         for (int fam : families(r)) {
@@ -249,11 +292,14 @@ std::string Writer::run() {
     std::string bypass = "meta mark " + hex(m_.routing.bypass_mark) + " return";
     bool closed = m_.fail == FailMode::closed;
 
-    size_t last_tproxy = SIZE_MAX, last_nat = SIZE_MAX;
+    size_t last_tproxy = SIZE_MAX, last_nat = SIZE_MAX, last_pre = SIZE_MAX;
     size_t last_local_tproxy = SIZE_MAX, last_local_nat = SIZE_MAX;
     for (size_t i = 0; i < m_.rules.size(); ++i) {
         const Rule& r = m_.rules[i];
         bool local = m_.capture_local && applies_locally(r);
+        if (r.action == Action::tproxy || r.block_quic) {
+            last_pre = i;
+        }
         if (r.action == Action::tproxy) {
             last_tproxy = i;
             if (local) {
@@ -274,6 +320,9 @@ std::string Writer::run() {
         if (closed && r.action == Action::tproxy) {
             out_ += "\tcounter drop-" + r.name + " {\n\t}\n";
         }
+        if (r.block_quic) {
+            out_ += "\tcounter quic-" + r.name + " {\n\t}\n";
+        }
     }
     for (const Rule& r : m_.rules) {
         write_set(r, "src", r.sources);
@@ -283,13 +332,18 @@ std::string Writer::run() {
     if (last_tproxy != SIZE_MAX) {
         chain_head("divert", "type filter hook prerouting priority mangle; policy accept;");
         line("meta l4proto tcp socket transparent 1 " + set_mark + " accept");
+        divert_udp(set_mark);
         chain_end();
-
+    }
+    if (last_pre != SIZE_MAX) {
         chain_head("pre", "type filter hook prerouting priority mangle + 1; policy accept;");
         line("fib daddr type local return");
         line(bypass);
         for (size_t i = 0; i < m_.rules.size(); ++i) {
             const Rule& r = m_.rules[i];
+            if (r.action != Action::bypass) {
+                quic_drops(r);
+            }
             if (r.action == Action::bypass) {
                 lines(r, "", counter("rule-" + r.name) + "return");
             } else if (r.action == Action::tproxy) {
@@ -301,7 +355,7 @@ std::string Writer::run() {
                         line(m + counter("drop-" + r.name) + "drop");
                     }
                 }
-            } else if (after(i, last_tproxy)) {
+            } else if (after(i, last_pre)) {
                 lines(r, "", "accept");  // handled in nat_pre; stops later tproxy rules
             }
         }
@@ -314,7 +368,7 @@ std::string Writer::run() {
         for (size_t i = 0; i <= last_nat; ++i) {
             const Rule& r = m_.rules[i];
             if (r.action == Action::bypass) {
-                lines(r, "", (last_tproxy == SIZE_MAX ? counter("rule-" + r.name) : "") + "return");
+                lines(r, "", (last_pre == SIZE_MAX ? counter("rule-" + r.name) : "") + "return");
             } else if (r.action == Action::tproxy) {
                 lines(r, "fib daddr type != local ", "return");  // taken by pre
             } else {
@@ -329,6 +383,10 @@ std::string Writer::run() {
         // where `pre` takes it (and counts it).
         chain_head("out", "type route hook output priority mangle; policy accept;");
         line(bypass);
+        if (serves_udp()) {
+            // UDP replies to clients leave from reply sockets: never catch them again.
+            line("meta mark " + hex(m_.routing.reply_mark) + " return");
+        }
         line("fib daddr type local return");
         for (size_t i = 0; i <= last_local_tproxy; ++i) {
             const Rule& r = m_.rules[i];

@@ -152,6 +152,11 @@ struct Plan {
     // UDP replies leave from sockets bound to the original destination; each worker caches at
     // most this many (least recently used closed first). > 0.
     uint32_t udp_reply_sockets_per_worker = 4'096;
+    // SO_MARK on those reply sockets; 0 = bypass_mark. It must differ from bypass_mark under
+    // TPROXY with a client source: the UDP divert rule (`socket mark` = bypass_mark) then
+    // catches Z's replies to the upstream sockets but never hands a client's datagram to a
+    // reply socket bound to the same address and port, which nobody reads.
+    uint32_t udp_reply_mark = 0;
     std::vector<Listener> listeners;
 };
 

@@ -15,6 +15,7 @@
 
 #include "config/nft_apply.h"
 #include "config/preflight_env.h"
+#include "config/preflight_tproxy.h"
 #include "config/route_apply.h"
 
 namespace tp::config {
@@ -154,8 +155,8 @@ void check_forwarding(const LoadedConfig& config, PreflightReport& r) {
 void check_listeners(const plan::Plan& plan, PreflightReport& r) {
     for (const plan::Listener& l : plan.listeners) {
         int family = l.address.family();
-        if (family != AF_INET && family != AF_INET6) {
-            continue;
+        if ((family != AF_INET && family != AF_INET6) || l.protocol == plan::Protocol::udp) {
+            continue;  // UDP ports: check_udp_listeners (preflight_tproxy.cc)
         }
         Fd s(socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0));
         if (s.fd < 0) {
@@ -276,7 +277,9 @@ PreflightReport preflight(const LoadedConfig& config, bool with_rules) {
     check_socket_options(config.plan, r);
     if (with_rules) {
         check_forwarding(config, r);
+        check_tproxy_sysctls(config, r);
     }
+    check_udp_listeners(config.plan, r);
     check_listeners(config.plan, r);
     if (with_rules) {
         check_ipv6(config.kernel, r);

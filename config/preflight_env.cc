@@ -262,8 +262,9 @@ int probe_bind(const plan::Listener& l, bool reuseport) {
 // the connections: the plain bind fails, the SO_REUSEPORT bind succeeds.
 void check_port_sharing(const plan::Plan& plan, PreflightReport& r) {
     for (const plan::Listener& l : plan.listeners) {
-        if (l.address.family() != AF_INET && l.address.family() != AF_INET6) {
-            continue;
+        if ((l.address.family() != AF_INET && l.address.family() != AF_INET6) ||
+            l.protocol == plan::Protocol::udp) {
+            continue;  // TCP probes; a UDP port is checked by check_udp_listeners
         }
         // A process killed a moment ago may still hold its sockets: look again for up to 1 s.
         bool shared = false;

@@ -157,7 +157,8 @@ std::optional<Model> Reader::read(const YamlNode& root) {
 }
 
 void Reader::read_routing(const YamlNode& n, Model& m, ModelWhere& w) {
-    if (!check_map(n, "routing", {"mark", "mask", "table", "priority", "bypass_mark"})) {
+    if (!check_map(n, "routing",
+                   {"mark", "mask", "table", "priority", "bypass_mark", "reply_mark"})) {
         return;
     }
     Routing& r = m.routing;
@@ -179,6 +180,13 @@ void Reader::read_routing(const YamlNode& n, Model& m, ModelWhere& w) {
         r.bypass_mark =
             static_cast<uint32_t>(integer(*v, "routing.bypass_mark", 1, 0xffffffff, true, "a mark")
                                       .value_or(r.bypass_mark));
+    }
+    if (const YamlNode* v = n.find("reply_mark")) {
+        w.reply_mark = v->pos;
+        w.reply_set = true;
+        r.reply_mark =
+            static_cast<uint32_t>(integer(*v, "routing.reply_mark", 1, 0xffffffff, true, "a mark")
+                                      .value_or(r.reply_mark));
     }
     if (const YamlNode* v = n.find("table")) {
         if (v->is_scalar() && !v->quoted &&
@@ -298,10 +306,10 @@ void Reader::read_listener(const YamlNode& n, const std::string& path, Model& m,
     ListenerWhere lw;
     lw.path = path;
     lw.self = n.pos;
-    if (!check_map(
-            n, path,
-            {"name", "address", "port", "transparent", "v6only", "fast_open", "backlog", "upstream",
-             "timeouts", "max_connections", "routes", "accept_proxy", "accept_proxy_from"})) {
+    if (!check_map(n, path,
+                   {"name", "address", "port", "transparent", "v6only", "fast_open", "backlog",
+                    "upstream", "timeouts", "max_connections", "routes", "accept_proxy",
+                    "accept_proxy_from", "protocol", "udp"})) {
         return;
     }
     plan::Listener l;
@@ -345,6 +353,8 @@ void Reader::read_listener(const YamlNode& n, const std::string& path, Model& m,
         }
     }
     if (const YamlNode* v = n.find("fast_open")) {
+        lw.udp.fast_open = v->pos;
+        lw.udp.fast_open_set = true;
         l.fast_open = boolean(*v, join(path, "fast_open")).value_or(false);
     }
     if (const YamlNode* v = n.find("backlog")) {
@@ -378,9 +388,6 @@ void Reader::read_listener(const YamlNode& n, const std::string& path, Model& m,
             }
         }
     }
-    if (const YamlNode* v = n.find("routes")) {
-        read_routes(*v, join(path, "routes"), l);
-    }
     if (const YamlNode* v = n.find("accept_proxy")) {
         if (auto s = choice(*v, join(path, "accept_proxy"), {"v1", "v2", "any"})) {
             l.accept_proxy = *s == "v1"   ? plan::AcceptProxy::v1
@@ -408,6 +415,22 @@ void Reader::read_listener(const YamlNode& n, const std::string& path, Model& m,
         l.max_connections = static_cast<uint32_t>(
             integer(*v, join(path, "max_connections"), 0, 16'777'216, false, "a connection limit")
                 .value_or(l.max_connections));
+    }
+    if (const YamlNode* v = n.find("protocol")) {
+        lw.udp.protocol = v->pos;
+        uint8_t bits = read_protocol(*v, join(path, "protocol"), d_);
+        l.protocol = bits == kProtoUdp                 ? plan::Protocol::udp
+                     : bits == (kProtoTcp | kProtoUdp) ? plan::Protocol::both
+                                                       : plan::Protocol::tcp;
+    }
+    if (const YamlNode* v = n.find("udp")) {
+        lw.udp.udp = v->pos;
+        lw.udp.udp_set = true;
+        read_listener_udp(*v, join(path, "udp"), l.udp, d_);
+    }
+    if (const YamlNode* v = n.find("routes")) {
+        // Last: a route's checks (udp upstreams) depend on the listener's other keys.
+        read_routes(*v, join(path, "routes"), l);
     }
     m.listeners.push_back(std::move(l));
     w.listeners.push_back(std::move(lw));
@@ -547,7 +570,7 @@ void Reader::read_rule(const YamlNode& n, const std::string& path, Model& m, Mod
     rw.self = n.pos;
     if (!check_map(n, path,
                    {"name", "interfaces", "protocol", "sources", "destinations", "ports", "action",
-                    "listener", "to"})) {
+                    "listener", "to", "block_quic"})) {
         return;
     }
     Rule r;
@@ -581,11 +604,12 @@ void Reader::read_rule(const YamlNode& n, const std::string& path, Model& m, Mod
         }
     }
     if (const YamlNode* v = n.find("protocol")) {
-        if (auto s = choice(*v, join(path, "protocol"), {"tcp", "udp"})) {
-            if (*s == "udp") {
-                err(*v, join(path, "protocol"), "udp is not supported yet; only tcp");
-            }
-        }
+        rw.udp.protocol = v->pos;
+        r.protocols = read_protocol(*v, join(path, "protocol"), d_);
+    }
+    if (const YamlNode* v = n.find("block_quic")) {
+        rw.udp.block_quic = v->pos;
+        r.block_quic = boolean(*v, join(path, "block_quic")).value_or(false);
     }
     if (const YamlNode* v = n.find("sources")) {
         rw.sources = v->pos;

@@ -8,6 +8,7 @@
 
 #include "config/diag.h"
 #include "config/model.h"
+#include "config/udp_schema.h"
 #include "config/yaml_tree.h"
 
 namespace tp::config {
@@ -16,17 +17,19 @@ namespace tp::config {
 struct ListenerWhere {
     std::string path;  // "listeners[1]"
     Pos self, name, address, port, transparent;
+    UdpListenerWhere udp;
 };
 
 struct RuleWhere {
     std::string path;  // "rules[2]"
     Pos self, name, listener, to, action, sources, destinations;
     std::string listener_name;
+    UdpRuleWhere udp;
 };
 
 struct ModelWhere {
-    Pos root, mark, mask, bypass_mark;
-    bool mark_set = false, mask_set = false, bypass_set = false;
+    Pos root, mark, mask, bypass_mark, reply_mark;
+    bool mark_set = false, mask_set = false, bypass_set = false, reply_set = false;
     std::vector<ListenerWhere> listeners;
     std::vector<RuleWhere> rules;
 };

@@ -132,11 +132,24 @@ void validate_model(Model& m, const ModelWhere& w, Diags& d) {
                     " equals the intercept mark " + hex(r.mark) +
                     ": tpengine's own upstream traffic would be routed back to it");
     }
+    if (w.reply_set && (r.reply_mark & r.mask) == r.mark) {
+        d.error(w.reply_mark, "routing.reply_mark",
+                "reply_mark " + hex(r.reply_mark) + " under mask " + hex(r.mask) +
+                    " equals the intercept mark " + hex(r.mark) +
+                    ": UDP replies to clients would be routed back to this host");
+    } else if (r.reply_mark == r.bypass_mark) {
+        Pos p = w.reply_set ? w.reply_mark : w.bypass_set ? w.bypass_mark : w.root;
+        d.error(p, "routing.reply_mark",
+                "reply_mark equals bypass_mark " + hex(r.bypass_mark) +
+                    ": the UDP divert rule tells upstream sockets from reply sockets by it; set "
+                    "routing.reply_mark to another mark");
+    }
 
     std::map<std::string, size_t> listener_index;
     for (size_t i = 0; i < m.listeners.size(); ++i) {
         const plan::Listener& l = m.listeners[i];
         const ListenerWhere& lw = w.listeners[i];
+        check_listener_udp(l, lw.path, lw.udp, d);
         if (l.name.empty()) {
             continue;
         }
@@ -149,7 +162,9 @@ void validate_model(Model& m, const ModelWhere& w, Diags& d) {
         for (size_t j = 0; j < i; ++j) {
             const plan::Listener& o = m.listeners[j];
             uint16_t port = port_of(l.address);
-            if (port == 0 || port != port_of(o.address)) {
+            // TCP and UDP ports are separate: a tcp and a udp listener may share one.
+            if (port == 0 || port != port_of(o.address) ||
+                (protocol_bits(l.protocol) & protocol_bits(o.protocol)) == 0) {
                 continue;
             }
             if (covers(l, o) || covers(o, l)) {
@@ -199,6 +214,7 @@ void validate_model(Model& m, const ModelWhere& w, Diags& d) {
         } else if (wants_listener) {
             continue;  // already reported
         }
+        check_rule_protocols(m, rule, rw.path, rw.self, rw.udp, d);
         std::string why;
         rule_families(m, rule, &why);
         if (!why.empty()) {
@@ -227,6 +243,7 @@ void validate_model(Model& m, const ModelWhere& w, Diags& d) {
                 "level");
         }
     }
+    resolve_bypass_protocols(m);
     if (m.listeners.empty() && m.rules.empty()) {
         d.error(w.root, "", "nothing to do: no listeners and no rules");
     }

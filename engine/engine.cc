@@ -233,6 +233,7 @@ Result<std::unique_ptr<Engine>> Engine::start(const plan::Plan& plan) {
         wc.splice = std::getenv("TPENGINE_NO_SPLICE") == nullptr;  // A/B switch for benches
         wc.direct_send = std::getenv("TPENGINE_NO_DIRECT_SEND") == nullptr;  // likewise
         wc.udp_reply_sockets = plan.udp_reply_sockets_per_worker;
+        wc.udp_reply_mark = plan.udp_reply_mark != 0 ? plan.udp_reply_mark : plan.bypass_mark;
         wc.udp_direct_send = std::getenv("TPENGINE_UDP_DIRECT_SEND") != nullptr;  // A/B switch
         auto worker = std::make_unique<Worker>(wc);
         std::vector<WorkerListener> wl;

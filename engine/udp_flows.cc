@@ -597,7 +597,7 @@ int UdpFlows::reply_fd(const sockaddr* from, socklen_t len, bool& raw) {
     }
     Reply& r = it->second;
     plan::SockAddr local = to_plan(from, len);
-    auto fd = make_udp_reply(local, cfg_.bypass_mark);
+    auto fd = make_udp_reply(local, cfg_.reply_mark);
     if (!fd) {
         r.retry_at = now_ + kReplyRetryMs;
         int err = fd.error().code;

@@ -31,6 +31,9 @@ struct UdpConfig {
     uint32_t bypass_mark = 0;
     uint32_t reply_sockets = 4096;  // cache size
     bool log = false;
+    // SO_MARK of reply sockets; differs from bypass_mark under `tpengine -c` so the UDP divert
+    // rule (`socket mark` = bypass_mark) never hands a client's datagram to one.
+    uint32_t reply_mark = 0;
     // Sends with sendto(2) at once instead of IORING_OP_SENDMSG batched in the ring (A/B switch
     // for benchmarks: TPENGINE_UDP_DIRECT_SEND=1).
     bool direct_send = false;

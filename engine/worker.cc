@@ -115,10 +115,10 @@ Result<void> Worker::setup() {
     io_uring_prep_read(sqe, wake_fd_.get(), &wake_buf_, sizeof wake_buf_, 0);
     io_uring_sqe_set_data64(sqe, ud(Op::wake, 0, 0));
     arm_tick();
-    udp_ =
-        std::make_unique<UdpFlows>(ring_, stats_,
-                                   UdpConfig{cfg_.index, cfg_.bypass_mark, cfg_.udp_reply_sockets,
-                                             cfg_.log_connections, cfg_.udp_direct_send});
+    udp_ = std::make_unique<UdpFlows>(
+        ring_, stats_,
+        UdpConfig{cfg_.index, cfg_.bypass_mark, cfg_.udp_reply_sockets, cfg_.log_connections,
+                  cfg_.udp_reply_mark, cfg_.udp_direct_send});
     Command c{CommandType::set_listeners, std::move(initial_), self_set_, nullptr};
     apply(c);
     return {};

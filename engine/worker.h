@@ -81,6 +81,7 @@ struct WorkerConfig {
     bool splice = true;       // bulk directions move bytes socket -> pipe -> socket (no copies)
     bool direct_send = true;  // a lone small send uses send(2) instead of a ring round trip
     uint32_t udp_reply_sockets = 4096;
+    uint32_t udp_reply_mark = 0;   // SO_MARK of UDP reply sockets (0 = bypass_mark)
     bool udp_direct_send = false;  // sendto(2) per datagram instead of ring SENDMSG
 };
 

@@ -23,6 +23,9 @@ packages=(
     clang libclang-rt-14-dev
     # UDP comparison (bench/macro/udp_compare.sh): a second, independent UDP load generator
     sockperf
+    # the UDP end-to-end tests (issue 9): a DNS server on Z and on X, dig and dnsperf on Y
+    # (dnsmasq-base is the binary alone: no service, nothing starts on the host)
+    dnsmasq-base dnsutils dnsperf
 )
 
 missing=()

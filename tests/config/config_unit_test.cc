@@ -184,7 +184,7 @@ TEST(ConfigKeys, UnknownKey) {
               "group, upstreams, metrics, control, log)");
     EXPECT_EQ(first_error("routing:\n  marc: 1\n"),
               "t.yaml:2:3: routing.marc: unknown key \"marc\" (allowed here: mark, mask, table, "
-              "priority, bypass_mark)");
+              "priority, bypass_mark, reply_mark)");
 }
 
 TEST(ConfigKeys, DuplicateKey) {
@@ -623,7 +623,8 @@ TEST(ConfigRules, ListenerReferences) {
     EXPECT_EQ(first_error(std::string(kListener) + "rules:\n  - {name: r, interfaces: [lan0]}\n"),
               "t.yaml:5:5: rules[0]: a rule needs an action: tproxy | redirect | dnat | bypass");
     EXPECT_EQ(first_error(with_rule("    protocol: udp\n")),
-              "t.yaml:9:15: rules[0].protocol: udp is not supported yet; only tcp");
+              "t.yaml:9:15: rules[0].protocol: the rule catches UDP but listener \"web\" serves "
+              "tcp only; set protocol: udp or both on the listener");
 }
 
 TEST(ConfigRules, ListenerKindsMatchAction) {

@@ -25,8 +25,15 @@ deb=$(ls "$work"/out/tpengine_*.deb)
 echo "built $(basename "$deb")"
 
 dpkg-deb -c "$deb" | awk '$1 !~ /^d/ {print $6}' | sort >"$work/contents.txt"
-if ! diff -u "$src/tests/package/expected-contents.txt" "$work/contents.txt"; then
-    fail "package contents differ from tests/package/expected-contents.txt (above)"
+# The fixed set, plus every example rule set of the source tree.
+{
+    cat "$src/tests/package/expected-contents.txt"
+    for f in "$src"/config/examples/*.yaml; do
+        echo "./usr/share/doc/tpengine/examples/$(basename "$f")"
+    done
+} | sort >"$work/expected.txt"
+if ! diff -u "$work/expected.txt" "$work/contents.txt"; then
+    fail "package contents differ from tests/package/expected-contents.txt + config/examples (above)"
 fi
 
 dpkg-deb -e "$deb" "$work/control"

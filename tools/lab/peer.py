@@ -6,6 +6,11 @@ client that prints its own view (getsockname/getpeername) plus what the server s
   peer.py client [--timeout S] [--during CMD] HOST PORT
   peer.py echo ADDR:PORT                               (echo server, half-close aware)
   peer.py many N HOST PORT                             (N concurrent echo round trips)
+  peer.py userver --log FILE ADDR:PORT [ADDR:PORT...]  (UDP: answers each datagram with the
+                                                        source it saw and its own address)
+  peer.py uclient [--timeout S] [--bind ADDR] [--between CMD] HOST PORT [PORT...]
+                                                       (UDP: one socket, one datagram to each
+                                                        PORT in turn, each answer checked)
 
 The client prints key=value lines: client_local, client_peer, server_peer, server_local (each
 IP:PORT, v6 in brackets) and, with --during, CMD's output (run while the connection is open,
@@ -179,8 +184,89 @@ def many(args):
     return 0 if good == n else 1
 
 
+def userver(args):
+    """UDP: each datagram is answered, from the address and port it was sent to, with
+    server_peer=SOURCE and server_local=ADDR:PORT lines; each is logged as JSON."""
+    import selectors
+    log_path, binds = None, []
+    it = iter(args)
+    for a in it:
+        if a == "--log":
+            log_path = next(it)
+        else:
+            binds.append(parse_hostport(a))
+    if not log_path or not binds:
+        sys.exit("usage: peer.py userver --log FILE ADDR:PORT...")
+    sel = selectors.DefaultSelector()
+    for host, port in binds:
+        fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+        s = socket.socket(fam, socket.SOCK_DGRAM)
+        if fam == socket.AF_INET6:
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        s.bind((host, port))
+        sel.register(s, selectors.EVENT_READ)
+    print("peer.py: udp listening", flush=True)
+    while True:
+        for key, _ in sel.select():
+            sock = key.fileobj
+            data, peer = sock.recvfrom(65535)
+            rec = {"server_peer": fmt(peer), "server_local": fmt(sock.getsockname()),
+                   "bytes": len(data)}
+            with open(log_path, "a") as f:
+                f.write(json.dumps(rec) + "\n")
+            sock.sendto(f"server_peer={rec['server_peer']}\nserver_local={rec['server_local']}\n"
+                        .encode(), peer)
+
+
+def uclient(args):
+    """UDP: one socket sends one datagram to HOST:PORT for each PORT, in turn, and waits for the
+    answer. Prints client_local, then per port N (1, 2...): reply_fromN (where the answer came
+    from, as the client's socket saw it), server_peerN, server_localN. --between CMD runs CMD
+    before each datagram after the first (e.g. a reload of the relay). Exit 1 on a timeout."""
+    timeout, bind_addr, between, rest = 5.0, None, None, []
+    it = iter(args)
+    for a in it:
+        if a == "--timeout":
+            timeout = float(next(it))
+        elif a == "--bind":
+            bind_addr = next(it)
+        elif a == "--between":
+            between = next(it)
+        else:
+            rest.append(a)
+    if len(rest) < 2:
+        sys.exit("usage: peer.py uclient [--timeout S] [--bind ADDR] HOST PORT [PORT...]")
+    host, ports = rest[0], [int(p) for p in rest[1:]]
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_DGRAM)
+    s.settimeout(timeout)
+    s.bind((bind_addr or ("::" if fam == socket.AF_INET6 else "0.0.0.0"), 0))
+    out = []
+    try:
+        for n, port in enumerate(ports, 1):
+            if n > 1 and between:
+                subprocess.run(between, shell=True, timeout=30)
+            s.sendto(b"who am I talking to?", (host, port))
+            data, src = s.recvfrom(65535)
+            if n == 1:
+                out.append(f"client_local={fmt(s.getsockname())}")
+            out.append(f"reply_from{n}={fmt(src)}")
+            for line in data.decode().splitlines():
+                k, _, v = line.partition("=")
+                out.append(f"{k}{n}={v}")
+    except (OSError, socket.timeout) as e:
+        out.append(f"error={type(e).__name__}: {e}")
+        print("\n".join(out), flush=True)
+        return 1
+    finally:
+        s.close()
+    print("\n".join(out), flush=True)
+    return 0
+
+
 def main():
-    modes = {"server": serve, "client": client, "echo": echo, "many": many}
+    modes = {"server": serve, "client": client, "echo": echo, "many": many,
+             "userver": userver, "uclient": uclient}
     if len(sys.argv) < 2 or sys.argv[1] not in modes:
         sys.exit(__doc__)
     return modes[sys.argv[1]](sys.argv[2:]) or 0

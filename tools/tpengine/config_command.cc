@@ -19,11 +19,13 @@
 #include <vector>
 
 #include "config/cleanup.h"
+#include "config/conntrack_flush.h"
 #include "config/kernel_apply.h"
 #include "config/load.h"
 #include "config/nft_bigsets.h"
 #include "config/preflight.h"
 #include "config/preflight_env.h"
+#include "config/preflight_tproxy.h"
 #include "config/rule_counters.h"
 #include "engine/engine.h"
 #include "engine/log.h"
@@ -489,6 +491,18 @@ void keep_small(config::LoadedConfig& c) {
     mi_collect(true);
 }
 
+// UDP flows that began before the rules: their conntrack entries go (conntrack_flush.h).
+void flush_udp_flows(const config::KernelSetup& k, bool verbose) {
+    config::ConntrackFlushResult f = config::flush_udp_conntrack(k);
+    if (!f.error.empty()) {
+        log_line("warning: could not flush the conntrack entries of intercepted UDP flows: " +
+                 f.error);
+    } else if (f.deleted > 0 || verbose) {
+        log_line("flushed " + std::to_string(f.deleted) + " conntrack entr" +
+                 (f.deleted == 1 ? "y" : "ies") + " of UDP flows the rules now intercept");
+    }
+}
+
 int do_run(const Options& o) {
     config::LoadedConfig current;
     if (!load(o, current, "nothing applied")) {
@@ -503,6 +517,10 @@ int do_run(const Options& o) {
         // The same look at the surroundings as --check, before anything is bound or applied.
         config::PreflightReport pre;
         config::check_environment(current, !o.no_rules, pre);
+        if (!o.no_rules) {
+            // What makes TPROXY drop silently (src_valid_mark) is refused here too.
+            config::check_tproxy_sysctls(current, pre);
+        }
         for (const std::string& w : pre.warnings) {
             std::fprintf(stderr, "tpengine: warning: %s\n", w.c_str());
         }
@@ -605,6 +623,7 @@ int do_run(const Options& o) {
             stop_engine();
             return kExitFailure;
         }
+        flush_udp_flows(current.kernel, o.verbose);
     }
     keep_small(current);
     log_line(running_line(current, o.no_rules));
@@ -677,6 +696,9 @@ int do_run(const Options& o) {
                 log_line("could not close the listeners the new file dropped: " +
                          engine_error(u.error(), next.plan));
             }
+        }
+        if (applier) {
+            flush_udp_flows(next.kernel, o.verbose);
         }
         if (next_lock) {
             lock = std::move(next_lock);
