@@ -11,6 +11,7 @@ add_library(tp_config_apply STATIC
   ${CMAKE_CURRENT_LIST_DIR}/preflight.cc
   ${CMAKE_CURRENT_LIST_DIR}/preflight_env.cc
   ${CMAKE_CURRENT_LIST_DIR}/route_apply.cc
+  ${CMAKE_CURRENT_LIST_DIR}/rule_counters.cc
 )
 target_link_libraries(tp_config_apply PUBLIC tp_config tp_plan PkgConfig::NFTABLES PkgConfig::MNL)
 # `tpengine --version` prints this.

@@ -90,6 +90,7 @@ LoadResult load(const std::string& text, const std::string& name, const std::str
         }
     }
     out.capture_local = model->capture_local;
+    out.observe = model->observe;
     out.user = model->user;
     out.group = model->group;
     for (const Rule& r : model->rules) {

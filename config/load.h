@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "config/kernel_setup.h"
+#include "config/observe.h"
 #include "config/plan.h"
 
 namespace tp::config {
@@ -35,6 +36,7 @@ struct LoadedConfig {
     std::vector<std::string> interfaces;  // every input interface a rule names (preflight)
     std::string user;   // `user:`: name or numeric id to switch to after start-up; "" = stay
     std::string group;  // `group:`; "" = the user's primary group
+    Observe observe;    // metrics:, control:, log: (for the front end)
 };
 
 using LoadResult = std::variant<LoadedConfig, std::vector<Diagnostic>>;

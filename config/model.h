@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "config/cidr.h"
+#include "config/observe.h"
 #include "config/plan.h"
 
 namespace tp::config {
@@ -64,6 +65,7 @@ struct Model {
     uint64_t memory_limit = 0;  // bytes; 0 = the memory cgroup's limit, if any
     std::string user;   // run as this user after start-up; "" = stay
     std::string group;  // and this group; "" = the user's own group
+    Observe observe;    // metrics:, control:, log:
     std::vector<plan::Listener> listeners;
     std::vector<Rule> rules;
 };

@@ -38,6 +38,7 @@ class Reader : public ValueReader {
     void read_nftables(const YamlNode& n, Model& m);
     void read_memory_limit(const YamlNode& n, Model& m);
     void read_account(const YamlNode& n, const char* key, std::string& out);
+    void read_observe(const YamlNode& root, Model& m);  // metrics:, control:, log:
     void read_listener(const YamlNode& n, const std::string& path, Model& m, ModelWhere& w);
     void read_upstream(const YamlNode& n, const std::string& path, plan::Listener& l);
     void read_routes(const YamlNode& n, const std::string& path, plan::Listener& l);
@@ -90,7 +91,8 @@ std::optional<Model> Reader::read(const YamlNode& root) {
     }
     if (!check_map(root, "",
                    {"workers", "routing", "nftables", "capture_local", "allow_all", "listeners",
-                    "rules", "drain_timeout", "log_connections", "memory_limit", "user", "group", "upstreams"})) {
+                    "rules", "drain_timeout", "log_connections", "memory_limit", "user", "group",
+                    "upstreams", "metrics", "control", "log"})) {
         return std::nullopt;
     }
     if (const YamlNode* n = root.find("workers")) {
@@ -120,6 +122,7 @@ std::optional<Model> Reader::read(const YamlNode& root) {
             read_account(*n, key, std::string(key) == "user" ? m.user : m.group);
         }
     }
+    read_observe(root, m);
     if (const YamlNode* n = root.find("drain_timeout")) {
         m.drain_timeout_ms = duration(*n, "drain_timeout").value_or(m.drain_timeout_ms);
     }
@@ -239,6 +242,48 @@ void Reader::read_memory_limit(const YamlNode& n, Model& m) {
         return;
     }
     m.memory_limit = bytes;
+}
+
+void Reader::read_observe(const YamlNode& root, Model& m) {
+    Observe& o = m.observe;
+    if (const YamlNode* n = root.find("metrics"); n && check_map(*n, "metrics", {"listen"})) {
+        if (const YamlNode* v = n->find("listen")) {
+            if (auto a = host_port(*v, "metrics.listen", false)) {
+                o.metrics = *a;
+            }
+        }
+    }
+    if (const YamlNode* n = root.find("control");
+        n && check_map(*n, "control", {"socket", "group"})) {
+        if (const YamlNode* v = n->find("socket")) {
+            if (v->is_scalar() && !v->quoted && v->value == "off") {
+                o.control_socket.clear();
+            } else if (auto s = string(*v, "control.socket")) {
+                if ((*s)[0] != '/' || s->size() > 100) {
+                    err(*v, "control.socket",
+                        "expected an absolute path of at most 100 bytes or off");
+                } else {
+                    o.control_socket = *s;
+                }
+            }
+        }
+        if (const YamlNode* v = n->find("group")) {
+            o.control_group = name(*v, "control.group", 32).value_or("");
+        }
+    }
+    if (const YamlNode* n = root.find("log");
+        n && check_map(*n, "log", {"level", "connections", "format"})) {
+        if (const YamlNode* v = n->find("level")) {
+            o.log_level =
+                choice(*v, "log.level", {"error", "warning", "info", "debug"}).value_or("info");
+        }
+        if (const YamlNode* v = n->find("connections")) {
+            o.log_connections = boolean(*v, "log.connections").value_or(false);
+        }
+        if (const YamlNode* v = n->find("format")) {
+            o.log_format = choice(*v, "log.format", {"logfmt", "json"}).value_or("logfmt");
+        }
+    }
 }
 
 // A user or group name (resolved when tpengine switches to it, not here) or a numeric id.

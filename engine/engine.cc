@@ -5,9 +5,11 @@
 #include <sched.h>
 #include <sys/resource.h>
 
+#include <atomic>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <thread>
 
 #include "engine/sock.h"
@@ -17,10 +19,14 @@
 namespace tp::engine {
 
 struct Engine::Impl {
+    std::unique_ptr<ConnLog> conn_log;  // before workers: destroyed after them
     plan::Plan plan;
     std::vector<std::unique_ptr<Worker>> workers;
     std::vector<std::shared_ptr<ListenerShared>> listeners;  // index-aligned with plan.listeners
-    bool joined = false;
+    std::atomic<bool> joined{false};  // read by the control thread (connections)
+    // Guards plan and listeners against readers on other threads (stats, addresses) while
+    // update() replaces them; workers never take it.
+    mutable std::mutex mu;
 };
 
 namespace {
@@ -208,10 +214,14 @@ Result<std::unique_ptr<Engine>> Engine::start(const plan::Plan& plan) {
         fds.push_back(std::move(r.value()));
         auto shared = std::make_shared<ListenerShared>();
         shared->cfg = im.plan.listeners[i];
+        shared->counters = std::make_shared<ListenerCounterSet>(static_cast<unsigned>(n));
         shared->routes = RouteTable(shared->cfg);
         im.listeners.push_back(std::move(shared));
     }
     auto self = build_self_set(im.listeners);
+    if (plan.close_records) {
+        im.conn_log = std::make_unique<ConnLog>(static_cast<unsigned>(n), plan.close_records_json);
+    }
 
     for (size_t w = 0; w < n; ++w) {
         WorkerConfig wc;
@@ -221,6 +231,7 @@ Result<std::unique_ptr<Engine>> Engine::start(const plan::Plan& plan) {
         wc.buffer_size = plan.buffer_size ? plan.buffer_size : 16384;
         wc.buffers = plan.buffers_per_worker ? plan.buffers_per_worker : 4096;
         wc.log_connections = plan.log_connections;
+        wc.close_log = im.conn_log ? &im.conn_log->ring(static_cast<unsigned>(w)) : nullptr;
         wc.splice = std::getenv("TPENGINE_NO_SPLICE") == nullptr;  // A/B switch for benches
         wc.direct_send = std::getenv("TPENGINE_NO_DIRECT_SEND") == nullptr;  // likewise
         wc.udp_reply_sockets = plan.udp_reply_sockets_per_worker;
@@ -237,7 +248,7 @@ Result<std::unique_ptr<Engine>> Engine::start(const plan::Plan& plan) {
         }
         if (auto r = worker->start(std::move(wl), self); !r) {
             for (auto& started : im.workers) {
-                started->post(Worker::Command{Worker::CommandType::exit, {}, nullptr});
+                started->post(Worker::Command{Worker::CommandType::exit, {}, nullptr, nullptr});
                 started->join();
             }
             im.joined = true;
@@ -288,6 +299,7 @@ Result<void> Engine::update(const plan::Plan& plan) {
         if (alter) {
             auto shared = std::make_shared<ListenerShared>(alter->counter);
             shared->cfg = l;
+            shared->counters = alter->counters;
             shared->routes = RouteTable(shared->cfg);
             next.push_back(std::move(shared));
             fds.emplace_back();
@@ -300,6 +312,7 @@ Result<void> Engine::update(const plan::Plan& plan) {
         }
         auto shared = std::make_shared<ListenerShared>();
         shared->cfg = l;
+        shared->counters = std::make_shared<ListenerCounterSet>(static_cast<unsigned>(n));
         shared->routes = RouteTable(shared->cfg);
         next.push_back(std::move(shared));
         fds.push_back(std::move(r.value()));
@@ -307,7 +320,7 @@ Result<void> Engine::update(const plan::Plan& plan) {
     }
     auto self = build_self_set(next);
     for (size_t w = 0; w < n; ++w) {
-        Worker::Command cmd{Worker::CommandType::set_listeners, {}, self};
+        Worker::Command cmd{Worker::CommandType::set_listeners, {}, self, nullptr};
         for (size_t i = 0; i < next.size(); ++i) {
             ListenerFds lf = fds[i].empty() ? ListenerFds{} : std::move(fds[i][w]);
             cmd.listeners.push_back(
@@ -315,6 +328,7 @@ Result<void> Engine::update(const plan::Plan& plan) {
         }
         im.workers[w]->post(std::move(cmd));
     }
+    std::lock_guard<std::mutex> lock(im.mu);
     uint32_t keep_workers = im.plan.workers;
     im.plan = resolved;
     im.plan.workers = keep_workers;
@@ -327,7 +341,7 @@ void Engine::stop_accepting() {
         return;
     }
     for (auto& w : impl_->workers) {
-        w->post(Worker::Command{Worker::CommandType::stop_accepting, {}, nullptr});
+        w->post(Worker::Command{Worker::CommandType::stop_accepting, {}, nullptr, nullptr});
     }
 }
 
@@ -347,7 +361,7 @@ bool Engine::drain(std::chrono::milliseconds timeout) {
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
     for (auto& w : im.workers) {
-        w->post(Worker::Command{Worker::CommandType::exit, {}, nullptr});
+        w->post(Worker::Command{Worker::CommandType::exit, {}, nullptr, nullptr});
     }
     for (auto& w : im.workers) {
         w->join();
@@ -357,11 +371,16 @@ bool Engine::drain(std::chrono::milliseconds timeout) {
 }
 
 std::vector<plan::SockAddr> Engine::listening_addresses() const {
+    std::lock_guard<std::mutex> lock(impl_->mu);
     std::vector<plan::SockAddr> out;
     for (const auto& l : impl_->plan.listeners) {
         out.push_back(l.address);
     }
     return out;
+}
+
+uint64_t Engine::log_records_dropped() const {
+    return impl_->conn_log ? impl_->conn_log->dropped() : 0;
 }
 
 unsigned Engine::worker_count() const {
@@ -381,6 +400,11 @@ StatsSnapshot Engine::stats() const {
         total.bytes_up += s.bytes_up;
         total.bytes_down += s.bytes_down;
         total.accept_paused += s.accept_paused;
+        total.accept_paused_limit += s.accept_paused_limit;
+        total.accept_paused_fd += s.accept_paused_fd;
+        total.buffer_grows += s.buffer_grows;
+        total.buffer_starved += s.buffer_starved;
+        total.buffers += s.buffers;
         total.stale_dropped += s.stale_dropped;
         total.mem_paused += s.mem_paused;
         total.mem_refused += s.mem_refused;
@@ -393,7 +417,27 @@ StatsSnapshot Engine::stats() const {
         total.udp.add(s.udp);
         total.per_worker.push_back(std::move(s));
     }
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    for (const auto& l : impl_->listeners) {
+        total.listeners.push_back(l->counters ? l->counters->snapshot(l->cfg.name)
+                                              : ListenerSnapshot{});
+    }
     return total;
+}
+
+std::vector<ConnInfo> Engine::connections(std::chrono::milliseconds timeout) const {
+    Impl& im = *impl_;
+    if (im.joined) {
+        return {};
+    }
+    auto q = std::make_shared<ConnQuery>();
+    q->pending = static_cast<unsigned>(im.workers.size());
+    for (auto& w : im.workers) {
+        w->post(Worker::Command{Worker::CommandType::list_connections, {}, nullptr, q});
+    }
+    std::unique_lock<std::mutex> lock(q->mu);
+    q->cv.wait_for(lock, timeout, [&] { return q->pending == 0; });
+    return q->conns;  // a copy: a late worker may still append to q
 }
 
 Engine::~Engine() {

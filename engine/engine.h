@@ -30,14 +30,20 @@ class Engine {
     // the workers. Returns true if every connection finished on its own.
     bool drain(std::chrono::milliseconds timeout);
 
-    // Counters summed over workers, plus each worker's own.
+    // Counters summed over workers, plus each worker's own and each current listener's.
+    // Safe to call from any thread, also while another one reloads.
     StatsSnapshot stats() const;
+
+    // The live connections, asked of every worker through its command queue and answered
+    // between batches. Workers that have not answered by `timeout` are left out.
+    std::vector<ConnInfo> connections(std::chrono::milliseconds timeout) const;
 
     // Each listener's bound address, in plan order (port 0 in the plan resolved to the port
     // the kernel chose, shared by every worker).
     std::vector<plan::SockAddr> listening_addresses() const;
     unsigned worker_count() const;
-    const char* ring_mode() const;  // io_uring set-up mode the workers got (for logs)
+    uint64_t log_records_dropped() const;  // close records a full queue could not take
+    const char* ring_mode() const;         // io_uring set-up mode the workers got (for logs)
 
     ~Engine();
     Engine(const Engine&) = delete;

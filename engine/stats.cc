@@ -115,6 +115,80 @@ void UdpSnapshot::add(const UdpSnapshot& o) {
         dropped[i] += o.dropped[i];
 }
 
+const char* close_reason_name(CloseReason r) {
+    static const char* const names[kCloseReasons] = {"client_eof",
+                                                     "upstream_eof",
+                                                     "client_reset",
+                                                     "upstream_reset",
+                                                     "connect_refused",
+                                                     "connect_failed",
+                                                     "connect_timeout",
+                                                     "idle_timeout",
+                                                     "half_closed_timeout",
+                                                     "loop_refused",
+                                                     "no_origdst",
+                                                     "limit",
+                                                     "error",
+                                                     "shutdown",
+                                                     "handshake_failed",
+                                                     "handshake_timeout",
+                                                     "rejected",
+                                                     "bad_proxy_header"};
+    size_t i = static_cast<size_t>(r);
+    return i < kCloseReasons ? names[i] : "?";
+}
+
+size_t connect_errno_slot(int err) {
+    for (size_t i = 0; i + 1 < kConnectErrnoSlots; ++i) {
+        if (kConnectErrnos[i] == err) {
+            return i;
+        }
+    }
+    return kConnectErrnoSlots - 1;
+}
+
+const char* connect_errno_name(size_t slot) {
+    switch (slot < kConnectErrnoSlots - 1 ? kConnectErrnos[slot] : 0) {
+        case ECONNREFUSED:
+            return "ECONNREFUSED";
+        case ETIMEDOUT:
+            return "ETIMEDOUT";
+        case EHOSTUNREACH:
+            return "EHOSTUNREACH";
+        case ENETUNREACH:
+            return "ENETUNREACH";
+        case ECONNRESET:
+            return "ECONNRESET";
+        case EACCES:
+            return "EACCES";
+        case EPERM:
+            return "EPERM";
+        case EADDRNOTAVAIL:
+            return "EADDRNOTAVAIL";
+        case EADDRINUSE:
+            return "EADDRINUSE";
+        case EAFNOSUPPORT:
+            return "EAFNOSUPPORT";
+        default:
+            return "other";
+    }
+}
+
+size_t connect_bucket(uint64_t us) {
+    size_t b = 0;
+    while (b + 1 < kConnectBuckets && us >= (uint64_t{1} << b)) {
+        ++b;
+    }
+    return b;
+}
+
+uint64_t ListenerSnapshot::closed_total() const {
+    uint64_t n = 0;
+    for (uint64_t c : closed)
+        n += c;
+    return n;
+}
+
 uint64_t StatsSnapshot::closed_total() const {
     uint64_t n = 0;
     for (uint64_t c : closed)

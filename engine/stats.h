@@ -4,6 +4,8 @@
 
 #include <array>
 #include <atomic>
+#include <cerrno>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -32,6 +34,76 @@ enum class CloseCause : uint8_t {
 };
 
 const char* close_cause_name(CloseCause c);
+
+// Why a connection ended, as operators read it (metrics, close records): the relay's cause
+// refined by the worker (which side sent the first FIN, whether the connect was refused).
+enum class CloseReason : uint8_t {
+    client_eof,    // the client finished first, then the upstream
+    upstream_eof,  // the upstream finished first
+    client_reset,
+    upstream_reset,
+    connect_refused,  // ECONNREFUSED
+    connect_failed,   // any other connect error (see the per-errno counters)
+    connect_timeout,
+    idle_timeout,
+    half_closed_timeout,
+    loop_refused,  // the original destination was one of our own listeners
+    no_origdst,
+    limit,  // no connection slot left in the worker
+    error,
+    shutdown,
+    handshake_failed,   // the upstream proxy refused or broke its handshake
+    handshake_timeout,  // ... or did not finish it in time
+    rejected,           // the route chose a `reject` upstream
+    bad_proxy_header,   // accept_proxy: no valid PROXY header from a trusted source
+    count_,
+};
+constexpr size_t kCloseReasons = static_cast<size_t>(CloseReason::count_);
+const char* close_reason_name(CloseReason r);
+
+// Connect failures are counted per errno for the common ones; the rest under "other".
+constexpr int kConnectErrnos[] = {ECONNREFUSED, ETIMEDOUT,   EHOSTUNREACH, ENETUNREACH,
+                                  ECONNRESET,   EACCES,      EPERM,        EADDRNOTAVAIL,
+                                  EADDRINUSE,   EAFNOSUPPORT};
+constexpr size_t kConnectErrnoSlots = sizeof kConnectErrnos / sizeof kConnectErrnos[0] + 1;
+size_t connect_errno_slot(int err);           // err > 0; the last slot is "other"
+const char* connect_errno_name(size_t slot);  // "ECONNREFUSED", ..., "other"
+
+// Connect time histogram: bucket i counts connects that took < 2^i microseconds (the last
+// bucket is everything longer), so 1 us ... ~8.4 s in 24 buckets.
+constexpr size_t kConnectBuckets = 24;
+size_t connect_bucket(uint64_t us);
+
+// One listener's counters summed over the workers.
+struct ListenerSnapshot {
+    std::string name;
+    uint64_t accepted = 0;
+    uint64_t active = 0;
+    uint64_t bytes_up = 0;
+    uint64_t bytes_down = 0;
+    uint64_t accept_paused_limit = 0;
+    uint64_t accept_paused_fd = 0;
+    uint64_t handshake_failures = 0;  // fed by protocol handshakes (SOCKS, TLS sniffing...)
+    std::array<uint64_t, kCloseReasons> closed{};
+    std::array<uint64_t, kConnectErrnoSlots> connect_errors{};
+    std::array<uint64_t, kConnectBuckets> connect_time{};  // per bucket, not cumulative
+    uint64_t connect_time_sum_us = 0;
+
+    uint64_t closed_total() const;
+};
+
+// One live connection, as a worker reports it between batches (ctl connections).
+struct ConnInfo {
+    unsigned worker = 0;
+    std::string listener;
+    std::string client;
+    std::string original;  // original destination (where the client was going)
+    std::string upstream;
+    uint64_t age_ms = 0;
+    uint64_t bytes_up = 0;
+    uint64_t bytes_down = 0;
+    const char* state = "";  // connecting, relaying, half-closed, closing
+};
 
 // Why a UDP flow ended.
 enum class UdpEnd : uint8_t {
@@ -90,8 +162,14 @@ struct StatsSnapshot {
     uint64_t mem_refused = 0;  // accepted as the pause began: reset, never relayed
     std::array<uint64_t, static_cast<size_t>(CloseCause::count_)> closed{};
     std::array<uint64_t, static_cast<size_t>(hs::Cause::count_)> handshake{};  // failures
+    uint64_t accept_paused_limit = 0;         // of accept_paused: max_connections reached
+    uint64_t accept_paused_fd = 0;            // of accept_paused: out of descriptors or memory
+    uint64_t buffer_grows = 0;                // chunks added to a provided-buffer ring
+    uint64_t buffer_starved = 0;              // receives that waited for a buffer (ring empty)
+    uint64_t buffers = 0;                     // buffers provided now (summed over workers)
+    std::vector<StatsSnapshot> per_worker;    // empty inside per_worker entries
+    std::vector<ListenerSnapshot> listeners;  // current listeners, plan order (total only)
     UdpSnapshot udp;
-    std::vector<StatsSnapshot> per_worker;  // empty inside per_worker entries
 
     uint64_t closed_total() const;
     std::string format() const;  // human-readable, one block, for SIGUSR1 and exit

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "engine/log.h"
 #include "engine/worker.h"
 #include "engine/worker_internal.h"
 
@@ -24,7 +25,8 @@ bool Worker::start_conn(uint32_t li, int fd) {
     plan::SockAddr client;
     bool routed = !l.shared->routes.empty();
     bool accept_proxy = lc.accept_proxy != plan::AcceptProxy::none;
-    if (lc.source != plan::SourceMode::proxy || cfg_.log_connections || routed || accept_proxy) {
+    bool want_addrs = cfg_.log_connections || cfg_.close_log != nullptr;
+    if (lc.source != plan::SourceMode::proxy || want_addrs || routed || accept_proxy) {
         client = peer_addr(fd);
     }
     // From a trusted proxy: addresses come from its PROXY header, read before anything else.
@@ -47,7 +49,7 @@ bool Worker::start_conn(uint32_t li, int fd) {
         outcome = StartOutcome::self_connect;
     } else {
         target = unmap_v4(lc.upstream_address);
-        if (cfg_.log_connections || routed) {
+        if (want_addrs || routed) {
             original_destination(fd, lc, orig);
         }
     }
@@ -66,6 +68,7 @@ bool Worker::start_conn(uint32_t li, int fd) {
                 pause_for_limit(li);
                 return false;
             }
+            ListenerCounters::add(l.ctr->connect_errors[connect_errno_slot(err)], 1);
             outcome = StartOutcome::error;
         } else {
             up_fd = up.value().release();
@@ -73,6 +76,7 @@ bool Worker::start_conn(uint32_t li, int fd) {
     }
     WorkerStats::add(stats_.accepted, 1);
     WorkerStats::add(stats_.active, 1);
+    ListenerCounters::add(l.ctr->accepted, 1);
     int64_t slot = pool_.acquire();
     if (slot < 0) {
         set_linger_reset(fd);
@@ -82,6 +86,7 @@ bool Worker::start_conn(uint32_t li, int fd) {
         }
         WorkerStats::add(stats_.closed[static_cast<size_t>(CloseCause::error)], 1);
         WorkerStats::sub(stats_.active, 1);
+        ListenerCounters::add(l.ctr->closed[static_cast<size_t>(CloseReason::limit)], 1);
         l.shared->active.fetch_sub(1, std::memory_order_relaxed);
         return true;
     }
@@ -93,6 +98,19 @@ bool Worker::start_conn(uint32_t li, int fd) {
     c.fd[1] = up_fd;
     c.listener = li;
     c.target = target;
+    c.ctr = l.ctr;
+    ListenerCounters::add(c.ctr->active, 1);
+    c.bytes[0] = c.bytes[1] = 0;
+    c.start_ms = now_;
+    c.connect_ns = 0;
+    c.connect_err = 0;
+    c.first_eof = -1;
+    if (cfg_.close_log != nullptr) {
+        if (log_addrs_.size() < pool_.capacity()) {
+            log_addrs_.resize(pool_.capacity());
+        }
+        log_addrs_[s] = LogAddrs{client, orig};
+    }
     for (int d = 0; d < 2; ++d) {
         c.pipe_r[d] = c.pipe_w[d] = -1;
         c.out_len[d] = 0;
@@ -113,9 +131,9 @@ bool Worker::start_conn(uint32_t li, int fd) {
                           : outcome == StartOutcome::self_connect ? " refused (own listener)"
                           : outcome == StartOutcome::no_origdst   ? " refused (no original dst)"
                                                                   : " refused (upstream socket)";
-        std::fprintf(stderr, "tpengine: worker %u: client %s original %s upstream %s%s\n",
-                     cfg_.index, format_addr(unmap_v4(client)).c_str(), format_addr(orig).c_str(),
-                     format_addr(c.target).c_str(), why);
+        log::write(log::Level::info, "tpengine: worker %u: client %s original %s upstream %s%s",
+                   cfg_.index, format_addr(unmap_v4(client)).c_str(), format_addr(orig).c_str(),
+                   format_addr(c.target).c_str(), why);
     }
     Actions acts;
     c.relay.on_start(now_, outcome, acts);
@@ -139,6 +157,14 @@ void Worker::handle_conn(const UserData& u, const io_uring_cqe* cqe) {
             if (res == 0 && (c.splice[0] || c.splice[1]) && !set_nonblock(c, Side::upstream)) {
                 res = -errno;  // splicing began while connecting and cannot go on safely
             }
+            if (res == 0 && c.connect_ns != 0) {
+                uint64_t us = (mono_ns() - c.connect_ns) / 1000;
+                ListenerCounters::add(c.ctr->connect_time[connect_bucket(us)], 1);
+                ListenerCounters::add(c.ctr->connect_time_sum_us, us);
+            } else if (res < 0 && res != -ECANCELED) {
+                c.connect_err = -res;
+                ListenerCounters::add(c.ctr->connect_errors[connect_errno_slot(-res)], 1);
+            }
             c.relay.on_connect(now_, res, acts);
             break;
         case Op::recv_client:
@@ -147,6 +173,9 @@ void Worker::handle_conn(const UserData& u, const io_uring_cqe* cqe) {
             bool has_buf = cqe->flags & IORING_CQE_F_BUFFER;
             bool more = cqe->flags & IORING_CQE_F_MORE;
             uint16_t bid = static_cast<uint16_t>(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+            if (res == 0 && c.first_eof < 0) {
+                c.first_eof = static_cast<int8_t>(idx(side));
+            }
             if (has_buf) {
                 bufs_.taken(bid);
                 ++recvs_since_trim_;
@@ -171,8 +200,7 @@ void Worker::handle_conn(const UserData& u, const io_uring_cqe* cqe) {
                 arm_recv(c, other(side), u.gen, u.slot);
             }
             if (res > 0) {
-                WorkerStats::add(side == Side::upstream ? stats_.bytes_up : stats_.bytes_down,
-                                 static_cast<uint64_t>(res));
+                count_bytes(c, side, static_cast<uint64_t>(res));
             }
             c.relay.on_send(now_, side, res, acts);
             break;
@@ -221,6 +249,7 @@ void Worker::execute(uint32_t s, const Actions& acts) {
             case ActionType::connect: {
                 io_uring_sqe* sqe = ring_.get_sqe();
                 io_uring_prep_connect(sqe, c.fd[1], c.target.get(), c.target.len);
+                c.connect_ns = mono_ns();
                 io_uring_sqe_set_data64(sqe, ud(Op::connect, gen, s));
                 break;
             }
@@ -229,6 +258,7 @@ void Worker::execute(uint32_t s, const Actions& acts) {
                 break;
             case ActionType::recv_later:
                 starved_.push_back(Starved{s, gen, a.side});
+                WorkerStats::add(stats_.buffer_starved, 1);
                 break;
             case ActionType::send: {
                 if (a.buf >= token_base_) {  // bytes in the direction's pipe
@@ -341,14 +371,14 @@ void Worker::execute(uint32_t s, const Actions& acts) {
                 break;
             case ActionType::finish: {
                 uint32_t li = c.listener;
-                WorkerStats::add(stats_.closed[static_cast<size_t>(a.cause)], 1);
                 if (a.cause == CloseCause::handshake_failed ||
                     a.cause == CloseCause::handshake_timeout) {
                     WorkerStats::add(
                         stats_.handshake[static_cast<size_t>(c.relay.handshake_cause())], 1);
+                    ListenerCounters::add(c.ctr->handshake_failures, 1);
                 }
                 c.routed.reset();
-                WorkerStats::sub(stats_.active, 1);
+                count_finish(s, c, a.cause);
                 listeners_[li]->shared->active.fetch_sub(1, std::memory_order_relaxed);
                 wheel_.disarm(s);
                 end_splice(c);
@@ -487,6 +517,9 @@ void Worker::splice_in(Conn& c, Side from, uint32_t gen, uint32_t slot, int res,
         free_tokens_.pop_back();
         c.relay.on_recv(now_, from, static_cast<int>(n), true, token, false, acts);
     } else if (n == 0) {
+        if (c.first_eof < 0) {
+            c.first_eof = static_cast<int8_t>(d);
+        }
         c.relay.on_recv(now_, from, 0, false, 0, false, acts);
     } else if (errno == EAGAIN) {
         if (c.relay.queued(from) > 0 && !local) {
@@ -521,8 +554,7 @@ void Worker::splice_out(Conn& c, Side to, uint32_t gen, uint32_t slot, int res, 
     }
     int r = n > 0 ? static_cast<int>(n) : (n == 0 ? -EIO : -errno);
     if (n > 0) {
-        WorkerStats::add(to == Side::upstream ? stats_.bytes_up : stats_.bytes_down,
-                         static_cast<uint64_t>(n));
+        count_bytes(c, to, static_cast<uint64_t>(n));
     }
     if (c.in_parked[d]) {  // the pipe has room again; the socket most likely has bytes
         c.in_parked[d] = false;
@@ -587,6 +619,129 @@ void Worker::check_lingering(bool force) {
         ::close(l.fd);
     }
     lingering_.resize(keep);
+}
+
+namespace {
+CloseReason reason_of(CloseCause cause, int first_eof, int connect_err) {
+    switch (cause) {
+        case CloseCause::normal:
+            return first_eof == idx(Side::upstream) ? CloseReason::upstream_eof
+                                                    : CloseReason::client_eof;
+        case CloseCause::client_reset:
+            return CloseReason::client_reset;
+        case CloseCause::upstream_reset:
+            return CloseReason::upstream_reset;
+        case CloseCause::connect_failed:
+            return connect_err == ECONNREFUSED ? CloseReason::connect_refused
+                                               : CloseReason::connect_failed;
+        case CloseCause::connect_timeout:
+            return CloseReason::connect_timeout;
+        case CloseCause::idle_timeout:
+            return CloseReason::idle_timeout;
+        case CloseCause::half_closed_timeout:
+            return CloseReason::half_closed_timeout;
+        case CloseCause::self_connect:
+            return CloseReason::loop_refused;
+        case CloseCause::no_origdst:
+            return CloseReason::no_origdst;
+        case CloseCause::shutdown:
+            return CloseReason::shutdown;
+        case CloseCause::handshake_failed:
+            return CloseReason::handshake_failed;
+        case CloseCause::handshake_timeout:
+            return CloseReason::handshake_timeout;
+        case CloseCause::rejected:
+            return CloseReason::rejected;
+        case CloseCause::bad_proxy_header:
+            return CloseReason::bad_proxy_header;
+        case CloseCause::error:
+        case CloseCause::count_:
+            break;
+    }
+    return CloseReason::error;
+}
+}  // namespace
+
+void Worker::count_finish(uint32_t slot, Conn& c, CloseCause cause) {
+    WorkerStats::add(stats_.closed[static_cast<size_t>(cause)], 1);
+    WorkerStats::sub(stats_.active, 1);
+    CloseReason r = reason_of(cause, c.first_eof, c.connect_err);
+    ListenerCounters::add(c.ctr->closed[static_cast<size_t>(r)], 1);
+    ListenerCounters::sub(c.ctr->active, 1);
+    if (cfg_.close_log != nullptr) {
+        CloseRecord rec;
+        uint64_t dur = now_ms() - c.start_ms;
+        timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        rec.start_unix_ms = static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000 -
+                            static_cast<int64_t>(dur);
+        rec.duration_ms = dur;
+        if (slot < log_addrs_.size()) {
+            set_record_addr(rec.client, unmap_v4(log_addrs_[slot].client));
+            set_record_addr(rec.original, log_addrs_[slot].original);
+        }
+        set_record_addr(rec.upstream, c.target);
+        const std::string& name = listeners_[c.listener]->shared->cfg.name;
+        std::snprintf(rec.listener, sizeof rec.listener, "%s", name.c_str());
+        rec.bytes_up = c.bytes[idx(Side::upstream)];
+        rec.bytes_down = c.bytes[idx(Side::client)];
+        rec.reason = r;
+        rec.worker = static_cast<uint16_t>(cfg_.index);
+        cfg_.close_log->push(rec);  // full: dropped and counted by the ring
+    }
+}
+
+// Runs on the worker between batches. Addresses are looked up now (getpeername/getsockname),
+// so accepting a connection pays nothing for this.
+void Worker::list_connections(ConnQuery& q) {
+    std::vector<ConnInfo> out;
+    uint32_t cap = pool_.capacity();
+    for (uint32_t i = 0; i < cap; ++i) {
+        Pool::Slot& slot = pool_.slot(i);
+        if (!slot.used) {
+            continue;
+        }
+        const Conn& c = slot.value;
+        const ListenerState& l = *listeners_[c.listener];
+        ConnInfo ci;
+        ci.worker = cfg_.index;
+        ci.listener = l.shared->cfg.name;
+        if (c.fd[0] >= 0) {
+            ci.client = format_addr(unmap_v4(peer_addr(c.fd[0])));
+            plan::SockAddr orig;
+            if (l.shared->cfg.target == plan::UpstreamTarget::original) {
+                orig = c.target;
+            } else {
+                orig = unmap_v4(local_addr(c.fd[0]));
+            }
+            ci.original = format_addr(orig);
+        }
+        ci.upstream = format_addr(c.target);
+        ci.age_ms = now_ms() - c.start_ms;
+        ci.bytes_up = c.bytes[idx(Side::upstream)];
+        ci.bytes_down = c.bytes[idx(Side::client)];
+        switch (c.relay.phase()) {
+            case Relay::Phase::idle:
+            case Relay::Phase::connecting:
+                ci.state = "connecting";
+                break;
+            case Relay::Phase::relaying:
+                ci.state = c.relay.half_closed() ? "half-closed" : "relaying";
+                break;
+            default:
+                ci.state = "closing";
+                break;
+        }
+        out.push_back(std::move(ci));
+    }
+    std::lock_guard<std::mutex> lock(q.mu);
+    for (ConnInfo& ci : out) {
+        q.conns.push_back(std::move(ci));
+    }
+    if (q.pending > 0) {
+        --q.pending;
+    }
+    q.cv.notify_all();
 }
 
 }  // namespace tp::engine

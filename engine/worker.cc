@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "engine/log.h"
 #include "engine/udp_flows.h"
 #include "engine/worker_internal.h"
 
@@ -80,7 +81,8 @@ void Worker::log_limited(const char* msg, int err) {
     }
     log_ever_ = true;
     last_log_ms_ = now_;
-    std::fprintf(stderr, "tpengine: worker %u: %s: %s\n", cfg_.index, msg, std::strerror(err));
+    log::write(log::Level::warning, "tpengine: worker %u: %s: %s", cfg_.index, msg,
+               std::strerror(err));
 }
 
 Result<void> Worker::setup() {
@@ -99,6 +101,7 @@ Result<void> Worker::setup() {
     if (auto r = bufs_.init(ring_.get(), 0, cfg_.buffers, cfg_.buffer_size); !r) {
         return r;
     }
+    stats_.buffers.store(bufs_.count(), std::memory_order_relaxed);
     token_base_ = bufs_.max_count();
     chain_next_.assign(token_base_ + kTokens, 0);
     chain_len_.assign(token_base_ + kTokens, 0);
@@ -116,7 +119,7 @@ Result<void> Worker::setup() {
         ring_, stats_,
         UdpConfig{cfg_.index, cfg_.bypass_mark, cfg_.udp_reply_sockets, cfg_.log_connections,
                   cfg_.udp_reply_mark, cfg_.udp_direct_send});
-    Command c{CommandType::set_listeners, std::move(initial_), self_set_};
+    Command c{CommandType::set_listeners, std::move(initial_), self_set_, nullptr};
     apply(c);
     return {};
 }
@@ -164,8 +167,10 @@ void Worker::loop() {
         }
         io_uring_cq_advance(ring, n);
         drain_local();
-        if (!starved_.empty()) {
-            bufs_.grow();  // the ring ran dry: add a chunk, up to the configured maximum
+        if (!starved_.empty() &&
+            bufs_.grow()) {  // the ring ran dry: add a chunk, up to the maximum
+            WorkerStats::add(stats_.buffer_grows, 1);
+            stats_.buffers.store(bufs_.count(), std::memory_order_relaxed);
         }
         udp_->after_pass(now_);
         if (trim_due_) {
@@ -303,6 +308,8 @@ void Worker::fd_exhausted(uint32_t li) {
     }
     l.resume_at_ms = now_ + kFdPauseMs;
     WorkerStats::add(stats_.accept_paused, 1);
+    WorkerStats::add(stats_.accept_paused_fd, 1);
+    ListenerCounters::add(l.ctr->accept_paused_fd, 1);
     if (l.armed) {
         cancel_accept(li);
     }
@@ -366,6 +373,8 @@ void Worker::pause_for_limit(uint32_t li) {
     }
     l.limit_paused = true;
     WorkerStats::add(stats_.accept_paused, 1);
+    WorkerStats::add(stats_.accept_paused_limit, 1);
+    ListenerCounters::add(l.ctr->accept_paused_limit, 1);
     if (l.armed) {
         cancel_accept(li);
     }
@@ -547,6 +556,7 @@ void Worker::apply(Command& cmd) {
                 auto st = std::make_unique<ListenerState>();
                 st->shared = w.shared;
                 st->fd = std::move(w.fd);
+                st->ctr = w.shared->counters ? &w.shared->counters->of(cfg_.index) : &spare_ctr_;
                 listeners_.push_back(std::move(st));
                 maybe_arm_accept(static_cast<uint32_t>(listeners_.size() - 1));
             }
@@ -557,6 +567,11 @@ void Worker::apply(Command& cmd) {
             return;
         case CommandType::close_all:
             close_all();
+            return;
+        case CommandType::list_connections:
+            if (cmd.query) {
+                list_connections(*cmd.query);
+            }
             return;
         case CommandType::exit:
             stop_accepting();
@@ -657,8 +672,7 @@ void Worker::force_close_remaining() {
             }
         }
         end_splice(c);
-        WorkerStats::add(stats_.closed[static_cast<size_t>(CloseCause::shutdown)], 1);
-        WorkerStats::sub(stats_.active, 1);
+        count_finish(i, c, CloseCause::shutdown);
         listeners_[c.listener]->shared->active.fetch_sub(1, std::memory_order_relaxed);
         pool_.release(i);
     }

@@ -4,6 +4,7 @@
 // post(), which queues a command and wakes the ring through an eventfd.
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -14,9 +15,11 @@
 
 #include "config/plan.h"
 #include "engine/buf_ring.h"
+#include "engine/conn_log.h"
 #include "engine/conn_pool.h"
 #include "engine/handshake/upstream.h"
 #include "engine/mem_guard.h"
+#include "engine/listener_stats.h"
 #include "engine/relay.h"
 #include "engine/result.h"
 #include "engine/ring.h"
@@ -43,6 +46,17 @@ struct ListenerShared {
     RouteTable routes;           // cfg.routes, ready for lookups
     std::shared_ptr<std::atomic<uint32_t>> counter = std::make_shared<std::atomic<uint32_t>>(0);
     std::atomic<uint32_t>& active = *counter;
+    // Per-worker counter blocks (engine.cc); kept, like `counter`, by an in-place reload.
+    std::shared_ptr<ListenerCounterSet> counters;
+};
+
+// A request for the live connections, answered by every worker between batches; the asker
+// waits on it with a deadline (a worker never waits for the asker).
+struct ConnQuery {
+    std::mutex mu;
+    std::condition_variable cv;
+    unsigned pending = 0;  // workers yet to answer
+    std::vector<ConnInfo> conns;
 };
 
 // A listener handed to one worker: the shared part plus this worker's own socket. An invalid
@@ -64,6 +78,7 @@ struct WorkerConfig {
     uint32_t buffer_size = 16384;
     uint32_t buffers = 4096;
     bool log_connections = false;
+    CloseRing* close_log = nullptr;  // close records go here (owned by the engine); null = off
     bool splice = true;       // bulk directions move bytes socket -> pipe -> socket (no copies)
     bool direct_send = true;  // a lone small send uses send(2) instead of a ring round trip
     uint32_t udp_reply_sockets = 4096;
@@ -74,11 +89,12 @@ struct WorkerConfig {
 
 class Worker {
   public:
-    enum class CommandType { set_listeners, stop_accepting, close_all, exit };
+    enum class CommandType { set_listeners, stop_accepting, close_all, exit, list_connections };
     struct Command {
         CommandType type;
         std::vector<WorkerListener> listeners;    // set_listeners
         std::shared_ptr<const SelfSet> self_set;  // set_listeners
+        std::shared_ptr<ConnQuery> query;         // list_connections
     };
 
     explicit Worker(const WorkerConfig& cfg);
@@ -122,6 +138,13 @@ class Worker {
         bool in_cancelled[2] = {false, false};    // ... and was cancelled meanwhile
         bool in_local[2] = {false, false};        // a splice-in tried without a poll first
         bool nonblock[2] = {false, false};        // O_NONBLOCK set (for splice, see below)
+        // Observability: plain fields written by this worker only (ctl connections, metrics).
+        ListenerCounters* ctr = nullptr;  // the listener's block for this worker
+        uint64_t bytes[2] = {0, 0};       // bytes delivered to client [0] / upstream [1]
+        uint64_t start_ms = 0;            // worker clock at accept
+        uint64_t connect_ns = 0;          // monotonic time the connect was issued
+        int connect_err = 0;              // errno of a failed connect
+        int8_t first_eof = -1;            // side that sent the first FIN (-1: none yet)
     };
     using Pool = ConnPool<Conn>;
 
@@ -129,12 +152,13 @@ class Worker {
         std::shared_ptr<ListenerShared> shared;
         UniqueFd fd;
         uint32_t arm_gen = 0;
-        bool armed = false;         // a multishot accept is in flight
-        bool retired = false;       // removed by reload or stopped
-        bool serve_queue = false;   // retired by reload: what its queue holds is still served
-        bool limit_paused = false;  // max_connections reached
-        uint64_t resume_at_ms = 0;  // fd exhaustion pause
-        std::vector<int> held;      // accepted, waiting for a place (max_connections, fds)
+        bool armed = false;               // a multishot accept is in flight
+        bool retired = false;             // removed by reload or stopped
+        bool serve_queue = false;         // retired by reload: what its queue holds is still served
+        bool limit_paused = false;        // max_connections reached
+        uint64_t resume_at_ms = 0;        // fd exhaustion pause
+        std::vector<int> held;            // accepted, waiting for a place (max_connections, fds)
+        ListenerCounters* ctr = nullptr;  // this worker's counter block of the listener
     };
 
     struct Lingering {  // closed by the relay, waiting for its send queue to drain before RST
@@ -204,9 +228,23 @@ class Worker {
     void check_memory();
     uint64_t now_ms() const;
     void log_limited(const char* msg, int err);
+    void count_finish(uint32_t slot, Conn& c, CloseCause cause);  // tcp_conn.cc
+    void count_bytes(Conn& c, Side to, uint64_t n) {              // bytes delivered to side `to`
+        bool up = to == Side::upstream;
+        WorkerStats::add(up ? stats_.bytes_up : stats_.bytes_down, n);
+        ListenerCounters::add(up ? c.ctr->bytes_up : c.ctr->bytes_down, n);
+        c.bytes[idx(to)] += n;
+    }
+    void list_connections(ConnQuery& q);  // tcp_conn.cc
 
     WorkerConfig cfg_;
     WorkerStats stats_;
+    ListenerCounters spare_ctr_;  // for a listener handed over without counters
+    struct LogAddrs {             // per slot, only while close records are on
+        plan::SockAddr client;
+        plan::SockAddr original;
+    };
+    std::vector<LogAddrs> log_addrs_;
     Ring ring_;
     BufRing bufs_;
     Pool pool_;

@@ -17,6 +17,11 @@ struct alignas(64) WorkerStats {
     Counter bytes_up{0};
     Counter bytes_down{0};
     Counter accept_paused{0};
+    Counter accept_paused_limit{0};
+    Counter accept_paused_fd{0};
+    Counter buffer_grows{0};
+    Counter buffer_starved{0};
+    Counter buffers{0};  // provided now (a gauge)
     Counter stale_dropped{0};
     Counter mem_paused{0};
     Counter mem_refused{0};
@@ -48,6 +53,11 @@ struct alignas(64) WorkerStats {
         s.bytes_up = bytes_up.load(std::memory_order_relaxed);
         s.bytes_down = bytes_down.load(std::memory_order_relaxed);
         s.accept_paused = accept_paused.load(std::memory_order_relaxed);
+        s.accept_paused_limit = accept_paused_limit.load(std::memory_order_relaxed);
+        s.accept_paused_fd = accept_paused_fd.load(std::memory_order_relaxed);
+        s.buffer_grows = buffer_grows.load(std::memory_order_relaxed);
+        s.buffer_starved = buffer_starved.load(std::memory_order_relaxed);
+        s.buffers = buffers.load(std::memory_order_relaxed);
         s.stale_dropped = stale_dropped.load(std::memory_order_relaxed);
         s.mem_paused = mem_paused.load(std::memory_order_relaxed);
         s.mem_refused = mem_refused.load(std::memory_order_relaxed);

@@ -15,6 +15,8 @@ packages=(
     pandoc dpkg-dev lintian systemd util-linux
     # peers for the performance comparison
     haproxy libnginx-mod-stream linux-perf valgrind
+    # observability tests: promtool checks the /metrics output (tests/relay/test_metrics.py)
+    prometheus
     # upstream proxies (issue 10): SOCKS5 and HTTP CONNECT servers for tests, redsocks to compare
     dante-server tinyproxy redsocks
     # the libFuzzer target (tests/fuzz, ctest label fuzz): clang with its fuzzer/ASan runtimes

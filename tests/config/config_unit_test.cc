@@ -181,7 +181,7 @@ TEST(ConfigKeys, UnknownKey) {
     EXPECT_EQ(first_error(std::string(kListener) + "rulez: []\n"),
               "t.yaml:4:1: rulez: unknown key \"rulez\" (allowed here: workers, routing, nftables, "
               "capture_local, allow_all, listeners, rules, drain_timeout, log_connections, "
-              "memory_limit, user, group, upstreams)");
+              "memory_limit, user, group, upstreams, metrics, control, log)");
     EXPECT_EQ(first_error("routing:\n  marc: 1\n"),
               "t.yaml:2:3: routing.marc: unknown key \"marc\" (allowed here: mark, mask, table, "
               "priority, bypass_mark, reply_mark)");

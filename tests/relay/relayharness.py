@@ -264,7 +264,8 @@ class Relay:
                 skip = False
                 continue
             if a in ("-L", "--workers", "--connect-timeout", "--idle-timeout", "--half-closed-timeout",
-                     "--max-connections", "--mark", "--drain-timeout"):
+                     "--max-connections", "--mark", "--drain-timeout", "--metrics", "--control",
+                     "--log-level", "--log-connections"):
                 skip = True
                 continue
             if a.startswith("-"):

@@ -6,5 +6,6 @@ namespace tp::tools {
 
 int relay_main(int argc, char** argv);   // relay_command.cc: tcprdr-compatible command line
 int config_main(int argc, char** argv);  // config_command.cc: tpengine -c FILE ...
+int ctl_main(int argc, char** argv);     // ctl.cc: tpengine ctl COMMAND (argv[0] is "ctl")
 
 }  // namespace tp::tools

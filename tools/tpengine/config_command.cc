@@ -26,9 +26,13 @@
 #include "config/preflight.h"
 #include "config/preflight_env.h"
 #include "config/preflight_tproxy.h"
+#include "config/rule_counters.h"
 #include "engine/engine.h"
+#include "engine/log.h"
+#include "engine/sock.h"
 #include "engine/uring_probe.h"
 #include "tools/tpengine/commands.h"
+#include "tools/tpengine/control.h"
 #include "tools/tpengine/privileges.h"
 #include "tools/tpengine/sd_notify.h"
 #include "tools/tpengine/serve.h"
@@ -73,6 +77,7 @@ const char kUsage[] =
     "                     --dry-run=nft output themselves)\n"
     "  --workers N        worker threads (overrides `workers:` in FILE)\n"
     "  -v, --verbose      log each kernel change and each connection\n"
+    "  --log-level LEVEL  error, warning, info or debug (overrides `log: {level}` in FILE)\n"
     "  -h, --help         this text\n"
     "  -V, --version      print the version\n"
     "\n"
@@ -93,6 +98,7 @@ struct Options {
     bool verbose = false;
     unsigned workers = 0;
     bool workers_set = false;
+    std::string log_level;  // "" = from FILE
 };
 
 int usage_error(const std::string& why) {
@@ -166,6 +172,11 @@ int parse(int argc, char** argv, Options& o) {
             o.strict = true;
         } else if (a == "-v" || a == "--verbose") {
             o.verbose = true;
+        } else if (a == "--log-level") {
+            log::Level lv;
+            if (!take_value(o.log_level) || !log::parse_level(o.log_level, lv)) {
+                return usage_error("--log-level: expected error, warning, info or debug");
+            }
         } else if (a == "--workers") {
             std::string n;
             if (!take_value(n)) {
@@ -196,18 +207,31 @@ int parse(int argc, char** argv, Options& o) {
 }
 
 void log_line(const std::string& text) {
-    std::fprintf(stderr, "tpengine: %s\n", text.c_str());
+    log::write(log::Level::info, "tpengine: %s", text.c_str());
+}
+
+void log_error(const std::string& text) {
+    log::write(log::Level::error, "tpengine: %s", text.c_str());
 }
 
 // Loads FILE; on errors prints every diagnostic and returns false.
-bool load(const Options& o, config::LoadedConfig& out, const char* consequence) {
+// `errors` (optional) receives the same text, for `tpengine ctl reload`.
+bool load(const Options& o, config::LoadedConfig& out, const char* consequence,
+          std::string* errors = nullptr) {
     config::LoadResult r = config::load_config_file(o.file);
     if (auto* diags = std::get_if<std::vector<config::Diagnostic>>(&r)) {
+        std::string text;
         for (const config::Diagnostic& d : *diags) {
-            std::fprintf(stderr, "%s\n", d.format().c_str());
+            text += d.format() + "\n";
         }
-        std::fprintf(stderr, "tpengine: %s: %zu error%s; %s\n", o.file.c_str(), diags->size(),
-                     diags->size() == 1 ? "" : "s", consequence);
+        char tail[512];
+        std::snprintf(tail, sizeof tail, "tpengine: %s: %zu error%s; %s\n", o.file.c_str(),
+                      diags->size(), diags->size() == 1 ? "" : "s", consequence);
+        text += tail;
+        std::fputs(text.c_str(), stderr);
+        if (errors) {
+            *errors = text;
+        }
         return false;
     }
     out = std::move(std::get<config::LoadedConfig>(r));
@@ -217,6 +241,8 @@ bool load(const Options& o, config::LoadedConfig& out, const char* consequence) 
     if (o.verbose) {
         out.plan.log_connections = true;
     }
+    out.plan.close_records = out.observe.log_connections;
+    out.plan.close_records_json = out.observe.log_format == "json";
     return true;
 }
 
@@ -506,6 +532,11 @@ int do_run(const Options& o) {
         return kExitFailure;
     }
     {
+        log::Level lv = log::Level::info;
+        log::parse_level(o.log_level.empty() ? current.observe.log_level : o.log_level, lv);
+        log::init(lv, log::Prefix::automatic);
+    }
+    {
         // The same look at the surroundings as --check, before anything is bound or applied.
         config::PreflightReport pre;
         config::check_environment(current, !o.no_rules, pre);
@@ -555,8 +586,8 @@ int do_run(const Options& o) {
     // Listeners first: rules must never point at a port nobody listens on.
     auto started = engine::Engine::start(current.plan);
     if (!started) {
-        log_line("cannot start the listeners: " + engine_error(started.error(), current.plan) +
-                 "; nothing applied");
+        log_error("cannot start the listeners: " + engine_error(started.error(), current.plan) +
+                  "; nothing applied");
         return kExitFailure;
     }
     std::unique_ptr<engine::Engine> engine = std::move(started.value());
@@ -564,6 +595,42 @@ int do_run(const Options& o) {
         engine->stop_accepting();
         engine->drain(std::chrono::milliseconds(0));
     };
+    RunState run_state;
+    if (applier) {
+        run_state.set_rule_table(current.kernel.nft_table);
+    }
+    std::unique_ptr<ControlServer> control;
+    {
+        ControlOptions copt;
+        copt.metrics = current.observe.metrics;
+        copt.socket_path = current.observe.control_socket;
+        copt.socket_group = current.observe.control_group;
+        if (applier) {
+            // Called on the control thread only: its own libnftables context, made on first use.
+            copt.rules = [&run_state,
+                          reader = std::shared_ptr<config::RuleCounterReader>()]() mutable {
+                std::vector<engine::RuleCounter> out;
+                if (!reader) {
+                    reader = config::RuleCounterReader::create();
+                }
+                if (reader) {
+                    for (auto& v : reader->read(run_state.rule_table())) {
+                        out.push_back(engine::RuleCounter{v.name, v.packets, v.bytes});
+                    }
+                }
+                return out;
+            };
+        }
+        if (copt.metrics.len != 0 || !copt.socket_path.empty()) {
+            std::string why;
+            control = ControlServer::start(*engine, run_state, copt, &why);
+            if (!control) {
+                log_line(why + "; nothing applied");
+                stop_engine();
+                return kExitFailure;
+            }
+        }
+    }
     if (applier) {
         config::SweepResult stale = applier->sweep_stale(current.kernel, true);
         if (stale.removed_anything()) {
@@ -601,11 +668,12 @@ int do_run(const Options& o) {
             log_line("stopping: removed " + r.summary());
         }
     };
-    hooks.on_reload = [&] {
+    hooks.on_reload = [&]() -> ReloadOutcome {
         ReturnMemory reclaim_after_reload;
         config::LoadedConfig next;
-        if (!load(o, next, "reload rejected; the running configuration stays in force")) {
-            return;
+        std::string errors;
+        if (!load(o, next, "reload rejected; the running configuration stays in force", &errors)) {
+            return {false, errors};
         }
         // A new table name needs its own lock before anything changes.
         std::unique_ptr<InstanceLock> next_lock;
@@ -613,16 +681,17 @@ int do_run(const Options& o) {
             next_lock = std::make_unique<InstanceLock>();
             if (std::string busy = next_lock->acquire(next.kernel.nft_table); !busy.empty()) {
                 log_line("reload rejected: " + busy);
-                return;
+                return {false, "reload rejected: " + busy};
             }
         }
         // Listeners the new file drops stay up until the new rules no longer point at them.
         plan::Plan bridge = with_retiring_listeners(next.plan, current.plan);
         if (Result<void> u = engine->update(bridge); !u) {
-            log_line(
+            std::string why =
                 "reload rejected: cannot update the listeners: " + engine_error(u.error(), bridge) +
-                "; the running configuration stays in force");
-            return;
+                "; the running configuration stays in force";
+            log_line(why);
+            return {false, why};
         }
         if (applier) {
             bool same = next.kernel.nft_table == current.kernel.nft_table &&
@@ -644,7 +713,7 @@ int do_run(const Options& o) {
                     log_line("could not restore the previous listeners: " +
                              engine_error(back.error(), current.plan));
                 }
-                return;
+                return {false, "reload rejected: cannot replace the rules:\n" + err};
             }
         }
         if (bridge.listeners.size() != next.plan.listeners.size()) {
@@ -663,8 +732,13 @@ int do_run(const Options& o) {
         keep_small(current);
         log_line("reloaded; " + running_line(current, o.no_rules));
         (void)sd_notify_state("STATUS=" + running_line(current, o.no_rules));
+        if (applier) {
+            run_state.set_rule_table(current.kernel.nft_table);
+        }
+        return {true, "reloaded; " + running_line(current, o.no_rules)};
     };
-    int rc = serve_until_signal(*engine, current.plan.drain_timeout_ms, hooks);
+    int rc = serve_until_signal(*engine, current.plan.drain_timeout_ms, hooks, &run_state);
+    control.reset();  // before the engine it reads
     engine.reset();
     if (rc == kExitOk && removal_failed) {
         rc = kExitFailure;

@@ -13,8 +13,10 @@
 
 #include "config/duration.h"
 #include "engine/engine.h"
+#include "engine/log.h"
 #include "engine/uring_probe.h"
 #include "tools/tpengine/commands.h"
+#include "tools/tpengine/control.h"
 #include "tools/tpengine/privileges.h"
 #include "tools/tpengine/sd_notify.h"
 #include "tools/tpengine/serve.h"
@@ -48,6 +50,10 @@ const char* kUsage =
     "  --drain-timeout DUR     graceful stop limit (default 10s)\n"
     "  --memory-limit SIZE     pause accepting near SIZE bytes (K, M, G suffixes: KiB...);\n"
     "                          default: the memory cgroup's limit, if any\n"
+    "  --metrics ADDR:PORT     Prometheus endpoint, e.g. 127.0.0.1:9469 (default off)\n"
+    "  --control PATH          control socket for `tpengine ctl` (default off)\n"
+    "  --log-level LEVEL       error, warning, info or debug (default info)\n"
+    "  --log-connections FMT   one close record per connection: logfmt or json (default off)\n"
     "  UDP (-u):\n"
     "  --udp-idle-timeout DUR  flow idle timeout (default 60s; none = no timeout)\n"
     "  --dns-idle-timeout DUR  for flows to port 53 (default 10s)\n"
@@ -176,6 +182,8 @@ int relay_main(int argc, char** argv) {
     bool verbose = false;
     bool udp = false;
     const char* listen_addr = nullptr;
+    ControlOptions control;
+    log::Level log_level = log::Level::info;
     plan::Plan p;
     plan::Listener l;
     l.name = "relay";
@@ -272,6 +280,33 @@ int relay_main(int argc, char** argv) {
                     return bad("--mark: expected a number (decimal or 0x hex), got '%s'", val);
                 }
                 p.bypass_mark = static_cast<uint32_t>(n);
+            } else if (name == "metrics") {
+                std::string v = val;
+                size_t colon = v.rfind(':');
+                uint64_t mp = 0;
+                if (colon == std::string::npos || !parse_u64(v.c_str() + colon + 1, 65535, mp) ||
+                    !parse_listen(v.substr(0, colon), static_cast<uint16_t>(mp), control.metrics)) {
+                    return bad("--metrics: expected ADDR:PORT (e.g. 127.0.0.1:9469), got '%s'",
+                               val);
+                }
+            } else if (name == "log-level") {
+                log::Level lv;
+                if (!log::parse_level(val, lv)) {
+                    return bad("--log-level: expected error, warning, info or debug, got '%s'",
+                               val);
+                }
+                log_level = lv;
+            } else if (name == "log-connections") {
+                if (std::strcmp(val, "logfmt") != 0 && std::strcmp(val, "json") != 0) {
+                    return bad("--log-connections: expected logfmt or json, got '%s'", val);
+                }
+                p.close_records = true;
+                p.close_records_json = std::strcmp(val, "json") == 0;
+            } else if (name == "control") {
+                if (val[0] != '/') {
+                    return bad("--control: expected an absolute path, got '%s'", val);
+                }
+                control.socket_path = val;
             } else {
                 return bad("unknown option --%s", name.c_str());
             }
@@ -380,6 +415,7 @@ int relay_main(int argc, char** argv) {
     }
     p.log_connections = verbose;
     p.listeners.push_back(l);
+    log::init(log_level, log::Prefix::automatic);
 
     if (engine::UringProbe uring = engine::probe_uring(); !uring.ok()) {
         for (const std::string& why : uring.problems) {
@@ -401,15 +437,31 @@ int relay_main(int argc, char** argv) {
     }
     engine::Engine& eng = *started.value();
     auto bound = eng.listening_addresses();
-    std::fprintf(stderr, "tpengine: relay listening on %s (%u workers)%s\n",
-                 addr_text(bound.empty() ? l.address : bound[0]).c_str(), eng.worker_count(),
-                 udp ? " udp" : "");
+    log::write(log::Level::info, "tpengine: relay listening on %s (%u workers)%s",
+               addr_text(bound.empty() ? l.address : bound[0]).c_str(), eng.worker_count(),
+               udp ? " udp" : "");
     if (verbose) {
-        std::fprintf(stderr, "tpengine: io_uring mode %s\n", eng.ring_mode());
+        log::write(log::Level::info, "tpengine: io_uring mode %s", eng.ring_mode());
+    }
+    RunState state;
+    std::unique_ptr<ControlServer> ctl;
+    if (control.metrics.len != 0 || !control.socket_path.empty()) {
+        std::string why;
+        ctl = ControlServer::start(eng, state, control, &why);
+        if (!ctl) {
+            std::fprintf(stderr, "tpengine relay: %s\n", why.c_str());
+            return 1;
+        }
+        if (control.metrics.len != 0) {
+            log::write(log::Level::info, "tpengine: metrics on http://%s/metrics",
+                       addr_text(ctl->metrics_address()).c_str());
+        }
     }
     std::fflush(stderr);
     notify_ready("relay listening on " + addr_text(bound.empty() ? l.address : bound[0]));
-    return serve_until_signal(eng, p.drain_timeout_ms, ServeHooks{});
+    int rc = serve_until_signal(eng, p.drain_timeout_ms, ServeHooks{}, &state);
+    ctl.reset();  // before the engine it reads
+    return rc;
 }
 
 }  // namespace tp::tools
