@@ -147,7 +147,19 @@ TEST(UdpEngine, BothServesTcpAndUdpOnOnePort) {
 
 TEST(UdpEngine, ReloadKeepsFlowsOfAnUnchangedListener) {
     UdpEcho echo;
+    // The TCP port the change to `both` below binds must stay free meanwhile: other processes'
+    // connections may take any ephemeral port. A bound SO_REUSEPORT socket keeps it ours, and
+    // the engine's listener joins its group.
+    int reserve = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    ASSERT_EQ(setsockopt(reserve, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one), 0);
+    plan::SockAddr any = loopback(0);
+    ASSERT_EQ(bind(reserve, any.get(), any.len), 0);
+    sockaddr_in bound{};
+    socklen_t bound_len = sizeof bound;
+    ASSERT_EQ(getsockname(reserve, reinterpret_cast<sockaddr*>(&bound), &bound_len), 0);
     plan::Plan p = udp_plan(echo.port(), plan::Protocol::udp);
+    p.listeners[0].address = loopback(ntohs(bound.sin_port));
     auto e = Engine::start(p);
     ASSERT_TRUE(e) << e.error().what;
     Engine& eng = *e.value();
@@ -174,7 +186,8 @@ TEST(UdpEngine, ReloadKeepsFlowsOfAnUnchangedListener) {
     // New sockets (udp -> both): the non-transparent listener's flows end, new ones work.
     p.listeners[0].protocol = plan::Protocol::both;
     p.listeners[0].address = loopback(port);
-    ASSERT_TRUE(eng.update(p));
+    auto r = eng.update(p);
+    ASSERT_TRUE(r) << r.error().what << ": " << std::strerror(r.error().code);
     EXPECT_TRUE(eventually(
         [&] { return eng.stats().udp.ended[static_cast<size_t>(UdpEnd::shutdown)] == 1; }));
     std::string third = ask(c, port, "c");
@@ -182,6 +195,7 @@ TEST(UdpEngine, ReloadKeepsFlowsOfAnUnchangedListener) {
     EXPECT_EQ(eng.stats().udp.flows_created, 2u);
     close(c);
     eng.drain(std::chrono::milliseconds(2000));
+    close(reserve);
 }
 
 TEST(UdpEngine, InvalidUdpPlansAreRefused) {
