@@ -30,6 +30,10 @@ bool parse_recvmsg(void* buf, int res, const msghdr& mh, RecvView& out);
 // The original destination in one control message, if it is one.
 bool origdst_from_cmsg(const cmsghdr* c, plan::SockAddr& out);
 
+// Name space the templates reserve: a sockaddr_in6 (28 bytes) rounded up to 8, because the
+// kernel lays the control messages right after it in the buffer, and a cmsghdr must be aligned.
+constexpr socklen_t kNameLen = (sizeof(sockaddr_in6) + 7) & ~size_t{7};
+
 // Control space the listener's template reserves: both families' ORIGDSTADDR.
 constexpr size_t kListenerControlLen =
     CMSG_SPACE(sizeof(sockaddr_in6)) + CMSG_SPACE(sizeof(sockaddr_in));

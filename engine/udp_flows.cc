@@ -20,8 +20,9 @@
 namespace tp::engine {
 
 namespace {
-// Room for the largest datagram plus the recvmsg header, name and control messages.
-constexpr uint32_t kBufSize = 65'507 + 512;
+// Room for the largest datagram plus the recvmsg header, name and control messages, rounded up
+// to a cache line so every buffer (and the io_uring_recvmsg_out at its start) stays aligned.
+constexpr uint32_t kBufSize = (65'507 + 512 + 63) & ~63u;
 constexpr uint32_t kBufCount = 256;
 constexpr uint32_t kBufInitial = 64;
 constexpr uint32_t kReplyRetryMs = 1000;  // a failed reply bind is retried at most once a second
@@ -73,9 +74,9 @@ uint64_t ud(Op op, uint32_t gen, uint32_t slot) {
 
 UdpFlows::UdpFlows(Ring& ring, WorkerStats& stats, const UdpConfig& cfg)
     : ring_(ring), stats_(stats), cfg_(cfg), table_(65'536, 4'096) {
-    listen_mh_.msg_namelen = sizeof(sockaddr_in6);
+    listen_mh_.msg_namelen = kNameLen;
     listen_mh_.msg_controllen = kListenerControlLen;
-    plain_mh_.msg_namelen = sizeof(sockaddr_in6);
+    plain_mh_.msg_namelen = kNameLen;
     plain_mh_.msg_controllen = 0;
 }
 

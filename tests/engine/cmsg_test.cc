@@ -22,7 +22,7 @@ struct Built {
 Built build(const void* name, socklen_t name_len, int level, int type, const void* data,
             size_t data_len, const std::string& payload, uint32_t real_len, bool trunc) {
     Built b;
-    b.mh.msg_namelen = sizeof(sockaddr_in6);
+    b.mh.msg_namelen = kNameLen;
     b.mh.msg_controllen = kListenerControlLen;
     size_t head = sizeof(io_uring_recvmsg_out) + b.mh.msg_namelen + b.mh.msg_controllen;
     b.buf.assign(head + payload.size(), 0);
@@ -131,7 +131,7 @@ TEST(Cmsg, TruncationIsReported) {
 
 TEST(Cmsg, ShortBufferIsRejected) {
     msghdr mh{};
-    mh.msg_namelen = sizeof(sockaddr_in6);
+    mh.msg_namelen = kNameLen;
     mh.msg_controllen = kListenerControlLen;
     std::vector<uint8_t> buf(sizeof(io_uring_recvmsg_out) + 4, 0);
     RecvView v;
