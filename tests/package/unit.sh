@@ -22,7 +22,7 @@ if [ -z "$(systemd-analyze verify --man=no "$work/bad/tpengine.service" 2>&1)" ]
     exit 1
 fi
 for line in 'Type=notify' "ExecStartPre=$tpengine -c /etc/tpengine/proxy.yaml --check" \
-    "ExecReload=$tpengine -c /etc/tpengine/proxy.yaml --check" 'ExecReload=/bin/kill -HUP $MAINPID' \
+    "ExecReload=$tpengine ctl reload" 'RuntimeDirectory=tpengine' \
     'Restart=on-failure' 'NoNewPrivileges=yes' 'ProtectSystem=strict' 'ProtectHome=yes' \
     'PrivateTmp=yes' 'AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW' \
     'RestrictAddressFamilies=AF_INET AF_INET6 AF_NETLINK AF_UNIX' 'SystemCallArchitectures=native'; do
