@@ -22,12 +22,24 @@ def test(ctx):
     srv = h.EchoServer(ctx, family=family)
     r = ctx.relay(["-L", host, h.free_port(family, host), host, srv.port], family=family,
                   upstream_ports=[srv.port], nofile=NOFILE).start()
+    # Holders one at a time, each served (its echo back) before the next connects, until one is
+    # not: a burst of connects would let the kernel accept them all at once, so that client
+    # sockets rather than relayed pairs take the descriptors (slow builds, e.g. ASan, did that).
     holders = []
     for i in range(HOLDERS):
         s = socket.socket(family, socket.SOCK_STREAM)
         s.settimeout(30)
         s.connect(r.addr())
         holders.append(s)
+        s.sendall(b"h")
+        s.settimeout(2)
+        try:
+            served = s.recv(1) == b"h"
+        except socket.timeout:
+            served = False
+        s.settimeout(30)
+        if not served:
+            break
     # the served holders prove the relay is full (their echo comes back); the rest wait
     h.wait_until(lambda: r.stats()["total"]["active"] >= 8, 20, "holders to take the fds")
     h.wait_until(lambda: "paused" in r.stderr(), 20, "accept paused on EMFILE")

@@ -156,7 +156,20 @@ def test_in(ctx, child):
     r.finish(timeout=60)
 
 
+def sanitized():
+    """An ASan build: its shadow memory, not the relay's own, would fill the 32 MiB cgroup."""
+    i = sys.argv.index("--tpengine") + 1 if "--tpengine" in sys.argv else 0
+    if not 0 < i < len(sys.argv):
+        return False
+    with open(sys.argv[i], "rb") as f:
+        return b"__asan_init" in f.read()
+
+
 def main():
+    if sanitized():
+        print("SKIP test_memory_limit.py: an ASan build (its shadow memory counts in the "
+              "cgroup); the release build runs this test", flush=True)
+        sys.exit(77)
     child = make_child()
     if child is None:
         print("SKIP test_memory_limit.py: no writable memory cgroup (needs root, cgroup v1 or v2 "
