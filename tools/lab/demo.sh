@@ -95,6 +95,7 @@ listeners:
     port: 50080
     transparent: true
     upstream: {to: original, source: client}
+    max_connections: 4096      # a lab's worth (the default 65536 wants ~131k descriptors)
 rules:
   - name: lan-to-servers
     interfaces: [lan0]
