@@ -9,27 +9,12 @@
 #include <cerrno>
 #include <cstdint>
 
+#include "config/scoped_fd.h"
 #include "config/yaml_tree.h"
 
 namespace tp::config {
 
 namespace {
-
-class Fd {
-  public:
-    explicit Fd(int fd) : fd_(fd) {}
-    Fd(const Fd&) = delete;
-    Fd& operator=(const Fd&) = delete;
-    ~Fd() {
-        if (fd_ >= 0) {
-            ::close(fd_);
-        }
-    }
-    int get() const { return fd_; }
-
-  private:
-    int fd_;
-};
 
 FileRead sys_error() {
     return {FileRead::Status::sys_error, errno};
@@ -39,7 +24,7 @@ FileRead sys_error() {
 
 FileRead read_file_text(const std::string& path, std::string& text) {
     text.clear();
-    Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
     if (fd.get() < 0) {
         return sys_error();
     }

@@ -63,9 +63,9 @@ struct Model {
     uint32_t drain_timeout_ms = 10'000;
     bool log_connections = false;
     uint64_t memory_limit = 0;  // bytes; 0 = the memory cgroup's limit, if any
-    std::string user;   // run as this user after start-up; "" = stay
-    std::string group;  // and this group; "" = the user's own group
-    Observe observe;    // metrics:, control:, log:
+    std::string user;           // run as this user after start-up; "" = stay
+    std::string group;          // and this group; "" = the user's own group
+    Observe observe;            // metrics:, control:, log:
     std::vector<plan::Listener> listeners;
     std::vector<Rule> rules;
 };

@@ -150,8 +150,8 @@ struct Plan {
     // Accepting pauses near this many bytes (engine/mem_guard.h); 0 = the memory cgroup's
     // limit, if any.
     uint64_t memory_limit = 0;
-    bool close_records = false;           // one close record per connection (log.connections)
-    bool close_records_json = false;      // ... as JSON instead of logfmt
+    bool close_records = false;       // one close record per connection (log.connections)
+    bool close_records_json = false;  // ... as JSON instead of logfmt
     // UDP replies leave from sockets bound to the original destination; each worker caches at
     // most this many (least recently used closed first). > 0.
     uint32_t udp_reply_sockets_per_worker = 4'096;

@@ -17,22 +17,10 @@
 #include "config/preflight_env.h"
 #include "config/preflight_tproxy.h"
 #include "config/route_apply.h"
+#include "config/scoped_fd.h"
 
 namespace tp::config {
 namespace {
-
-// RAII for the probe sockets.
-struct Fd {
-    int fd = -1;
-    explicit Fd(int f) : fd(f) {}
-    ~Fd() {
-        if (fd >= 0) {
-            close(fd);
-        }
-    }
-    Fd(const Fd&) = delete;
-    Fd& operator=(const Fd&) = delete;
-};
 
 std::string read_sysctl(const char* path) {
     std::ifstream in(path);
@@ -95,9 +83,9 @@ void check_nft(const LoadedConfig& config, PreflightReport& r) {
 
 void check_socket_options(const plan::Plan& plan, PreflightReport& r) {
     if (needs_transparent(plan)) {
-        Fd s(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        ScopedFd s(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
         int one = 1;
-        if (s.fd >= 0 && setsockopt(s.fd, SOL_IP, IP_TRANSPARENT, &one, sizeof one) != 0) {
+        if (s.get() >= 0 && setsockopt(s.get(), SOL_IP, IP_TRANSPARENT, &one, sizeof one) != 0) {
             r.failures.push_back(
                 std::string("IP_TRANSPARENT: ") + std::strerror(errno) +
                 ": transparent listeners and client-source upstreams need it; run as root or "
@@ -105,9 +93,9 @@ void check_socket_options(const plan::Plan& plan, PreflightReport& r) {
         }
     }
     if (plan.bypass_mark != 0) {
-        Fd s(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        ScopedFd s(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
         unsigned mark = plan.bypass_mark;
-        if (s.fd >= 0 && setsockopt(s.fd, SOL_SOCKET, SO_MARK, &mark, sizeof mark) != 0) {
+        if (s.get() >= 0 && setsockopt(s.get(), SOL_SOCKET, SO_MARK, &mark, sizeof mark) != 0) {
             r.failures.push_back(std::string("SO_MARK (routing.bypass_mark): ") +
                                  std::strerror(errno) +
                                  ": marking upstream sockets needs CAP_NET_ADMIN; run as root "
@@ -158,26 +146,26 @@ void check_listeners(const plan::Plan& plan, PreflightReport& r) {
         if ((family != AF_INET && family != AF_INET6) || l.protocol == plan::Protocol::udp) {
             continue;  // UDP ports: check_udp_listeners (preflight_tproxy.cc)
         }
-        Fd s(socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0));
-        if (s.fd < 0) {
+        ScopedFd s(socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        if (s.get() < 0) {
             r.failures.push_back("listener " + l.name + ": socket: " + std::strerror(errno));
             continue;
         }
         int one = 1;
-        setsockopt(s.fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+        setsockopt(s.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
         if (family == AF_INET6) {
             int v6only = l.v6only ? 1 : 0;
-            setsockopt(s.fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only);
+            setsockopt(s.get(), IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only);
         }
         if (l.transparent) {
             // Lets a non-local address bind as the engine would; failure is reported above.
             if (family == AF_INET) {
-                setsockopt(s.fd, SOL_IP, IP_TRANSPARENT, &one, sizeof one);
+                setsockopt(s.get(), SOL_IP, IP_TRANSPARENT, &one, sizeof one);
             } else {
-                setsockopt(s.fd, SOL_IPV6, IPV6_TRANSPARENT, &one, sizeof one);
+                setsockopt(s.get(), SOL_IPV6, IPV6_TRANSPARENT, &one, sizeof one);
             }
         }
-        if (bind(s.fd, l.address.get(), l.address.len) != 0 && errno != EADDRINUSE) {
+        if (bind(s.get(), l.address.get(), l.address.len) != 0 && errno != EADDRINUSE) {
             int e = errno;  // EADDRINUSE: check_environment says it (at start too)
             std::string fix = e == EADDRINUSE      ? "another program holds it; stop it or change "
                                                      "the listener's port"

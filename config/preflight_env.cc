@@ -20,6 +20,7 @@
 #include <string_view>
 
 #include "config/nft_apply.h"
+#include "config/scoped_fd.h"
 
 namespace tp::config {
 namespace {
@@ -215,26 +216,10 @@ std::string address_text(const sockaddr* sa) {
     return text;
 }
 
-class Fd {
-  public:
-    explicit Fd(int fd) : fd_(fd) {}
-    Fd(const Fd&) = delete;
-    Fd& operator=(const Fd&) = delete;
-    ~Fd() {
-        if (fd_ >= 0) {
-            ::close(fd_);
-        }
-    }
-    int get() const { return fd_; }
-
-  private:
-    int fd_;
-};
-
 // bind() as the engine's listener would, with or without SO_REUSEPORT; returns 0 or errno.
 int probe_bind(const plan::Listener& l, bool reuseport) {
     int family = l.address.family();
-    Fd s(socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    ScopedFd s(socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0));
     if (s.get() < 0) {
         return errno;
     }
@@ -313,7 +298,7 @@ bool is_local(const sockaddr* sa, socklen_t len) {
     sockaddr_storage copy{};
     std::memcpy(&copy, sa, len);
     reinterpret_cast<sockaddr_in*>(&copy)->sin_port = 0;  // same offset in sockaddr_in6
-    Fd s(socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    ScopedFd s(socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
     return s.get() >= 0 && bind(s.get(), reinterpret_cast<sockaddr*>(&copy), len) == 0;
 }
 
