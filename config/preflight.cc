@@ -146,30 +146,9 @@ void check_listeners(const plan::Plan& plan, PreflightReport& r) {
         if ((family != AF_INET && family != AF_INET6) || l.protocol == plan::Protocol::udp) {
             continue;  // UDP ports: check_udp_listeners (preflight_tproxy.cc)
         }
-        ScopedFd s(socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0));
-        if (s.get() < 0) {
-            r.failures.push_back("listener " + l.name + ": socket: " + std::strerror(errno));
-            continue;
-        }
-        int one = 1;
-        setsockopt(s.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-        if (family == AF_INET6) {
-            int v6only = l.v6only ? 1 : 0;
-            setsockopt(s.get(), IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only);
-        }
-        if (l.transparent) {
-            // Lets a non-local address bind as the engine would; failure is reported above.
-            if (family == AF_INET) {
-                setsockopt(s.get(), SOL_IP, IP_TRANSPARENT, &one, sizeof one);
-            } else {
-                setsockopt(s.get(), SOL_IPV6, IPV6_TRANSPARENT, &one, sizeof one);
-            }
-        }
-        if (bind(s.get(), l.address.get(), l.address.len) != 0 && errno != EADDRINUSE) {
-            int e = errno;  // EADDRINUSE: check_environment says it (at start too)
-            std::string fix = e == EADDRINUSE      ? "another program holds it; stop it or change "
-                                                     "the listener's port"
-                              : e == EACCES        ? "ports below 1024 need root or "
+        // EADDRINUSE: check_environment says it (at start too).
+        if (int e = probe_bind(l, true); e != 0 && e != EADDRINUSE) {
+            std::string fix = e == EACCES          ? "ports below 1024 need root or "
                                                      "CAP_NET_BIND_SERVICE"
                               : e == EADDRNOTAVAIL ? "the address is not on this host; use a "
                                                      "local or wildcard address"

@@ -216,7 +216,8 @@ std::string address_text(const sockaddr* sa) {
     return text;
 }
 
-// bind() as the engine's listener would, with or without SO_REUSEPORT; returns 0 or errno.
+}  // namespace
+
 int probe_bind(const plan::Listener& l, bool reuseport) {
     int family = l.address.family();
     ScopedFd s(socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0));
@@ -242,6 +243,8 @@ int probe_bind(const plan::Listener& l, bool reuseport) {
     }
     return bind(s.get(), l.address.get(), l.address.len) == 0 ? 0 : errno;
 }
+
+namespace {
 
 // Another socket listening on the port with SO_REUSEPORT (and our uid) would take a share of
 // the connections: the plain bind fails, the SO_REUSEPORT bind succeeds.

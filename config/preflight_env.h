@@ -17,6 +17,10 @@ namespace tp::config {
 // `with_rules` (--no-rules): a firewall that includes the rules has the same surroundings.
 void check_environment(const LoadedConfig& config, bool with_rules, PreflightReport& r);
 
+// bind() of a TCP socket as the engine's listener `l` would make it, with or without
+// SO_REUSEPORT; 0 or the errno of the first call that failed.
+int probe_bind(const plan::Listener& l, bool reuseport);
+
 // --- pure parts, on `nft list ruleset` text (tested without a kernel) ---
 
 // Base chains at the input hook of tables other than `own_table` that may drop packets
