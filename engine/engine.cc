@@ -115,31 +115,30 @@ struct ListenerFds {
 // A `both` listener binds TCP first; its UDP sockets take the same port.
 Result<std::vector<ListenerFds>> bind_all(plan::Listener& l, size_t workers, int index) {
     std::vector<ListenerFds> fds;
+    // One socket of `made`; the first one bound fixes a port 0 for all that follow.
+    auto take = [&](Result<UniqueFd> made, UniqueFd& into) -> Result<void> {
+        if (!made) {
+            Error e = made.error();
+            e.listener = index;
+            return e;
+        }
+        if (port_of(l.address) == 0) {
+            set_port(l.address, port_of(local_addr(made.value().get())));
+        }
+        into = std::move(made.value());
+        return {};
+    };
     for (size_t w = 0; w < workers; ++w) {
         ListenerFds lf;
         if (l.protocol != plan::Protocol::udp) {
-            auto fd = make_listener(l);
-            if (!fd) {
-                Error e = fd.error();
-                e.listener = index;
-                return e;
+            if (auto r = take(make_listener(l), lf.tcp); !r) {
+                return r.error();
             }
-            if (w == 0 && port_of(l.address) == 0) {
-                set_port(l.address, port_of(local_addr(fd.value().get())));
-            }
-            lf.tcp = std::move(fd.value());
         }
         if (l.protocol != plan::Protocol::tcp) {
-            auto fd = make_udp_listener(l);
-            if (!fd) {
-                Error e = fd.error();
-                e.listener = index;
-                return e;
+            if (auto r = take(make_udp_listener(l), lf.udp); !r) {
+                return r.error();
             }
-            if (w == 0 && port_of(l.address) == 0) {
-                set_port(l.address, port_of(local_addr(fd.value().get())));
-            }
-            lf.udp = std::move(fd.value());
         }
         fds.push_back(std::move(lf));
     }
