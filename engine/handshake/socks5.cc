@@ -13,6 +13,7 @@ constexpr uint8_t method_none = 0x00;
 constexpr uint8_t method_userpass = 0x02;
 constexpr uint8_t no_acceptable = 0xFF;
 constexpr uint8_t cmd_connect = 0x01;
+constexpr uint8_t cmd_udp_associate = 0x03;
 constexpr uint8_t atyp_v4 = 0x01;
 constexpr uint8_t atyp_domain = 0x03;
 constexpr uint8_t atyp_v6 = 0x04;
@@ -58,7 +59,7 @@ uint32_t Socks5Client::put_auth(uint8_t* p) const {
 uint32_t Socks5Client::put_request(uint8_t* p) const {
     uint32_t n = 0;
     p[n++] = ver5;
-    p[n++] = cmd_connect;
+    p[n++] = target_.udp_associate ? cmd_udp_associate : cmd_connect;
     p[n++] = 0x00;
     uint16_t port = target_.port;
     if (!target_.domain.empty()) {
@@ -115,6 +116,30 @@ std::span<const uint8_t> Socks5Client::start(const Socks5Options& opt, const Soc
     }
     state_ = State::method;
     return {out_, n};
+}
+
+bool Socks5Client::bound(plan::SockAddr& out) const {
+    if (state_ != State::done) {
+        return false;
+    }
+    out = plan::SockAddr{};
+    if (msg_[3] == atyp_v4) {
+        auto* sin = reinterpret_cast<sockaddr_in*>(&out.storage);
+        sin->sin_family = AF_INET;
+        std::memcpy(&sin->sin_addr, msg_ + 4, 4);
+        std::memcpy(&sin->sin_port, msg_ + 8, 2);
+        out.len = sizeof(sockaddr_in);
+        return true;
+    }
+    if (msg_[3] == atyp_v6) {
+        auto* sin6 = reinterpret_cast<sockaddr_in6*>(&out.storage);
+        sin6->sin6_family = AF_INET6;
+        std::memcpy(&sin6->sin6_addr, msg_ + 4, 16);
+        std::memcpy(&sin6->sin6_port, msg_ + 20, 2);
+        out.len = sizeof(sockaddr_in6);
+        return true;
+    }
+    return false;
 }
 
 std::span<const uint8_t> Socks5Client::take_out() {

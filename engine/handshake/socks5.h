@@ -20,10 +20,13 @@ struct Socks5Options {
 };
 
 // Where the proxy should connect: by address, or by name when `domain` is set.
+// With `udp_associate` the request is UDP ASSOCIATE (command 3) instead of CONNECT and the
+// address is where our datagrams will come from (0.0.0.0:0 or [::]:0: not known yet).
 struct Socks5Target {
     const plan::SockAddr* address = nullptr;  // used when domain is empty
     std::string_view domain;                  // 1..255 bytes
     uint16_t port = 0;                        // host order; used with domain
+    bool udp_associate = false;
 };
 
 class Socks5Client {
@@ -41,14 +44,17 @@ class Socks5Client {
     Step feed(std::span<const uint8_t> in);
     std::span<const uint8_t> take_out();
 
+    // After done: the reply's BND.ADDR and BND.PORT (for UDP ASSOCIATE, the relay address).
+    // False when the server named a domain instead of an address.
+    bool bound(plan::SockAddr& out) const;
+
     // The proxy closed its side before the handshake completed.
     static Step on_eof() { return Step{Status::failed, 0, Cause::closed}; }
 
   private:
     enum class State : uint8_t { idle, method, auth, reply, done, failed };
     uint32_t need() const;
-    uint8_t version() const;  // the first byte the current reply must carry  // bytes of the
-                              // current reply known to be needed so far
+    uint8_t version() const;  // the first byte the current reply must carry
     Step fail(uint32_t consumed, Cause c);
     Step next_message(std::span<const uint8_t> in, uint32_t used);
     uint32_t put_auth(uint8_t* p) const;

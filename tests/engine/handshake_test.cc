@@ -11,6 +11,7 @@
 #include "engine/handshake/proxy_protocol.h"
 #include "engine/handshake/sniff.h"
 #include "engine/handshake/socks5.h"
+#include "engine/handshake/socks5_udp.h"
 
 namespace tp::engine::hs {
 namespace {
@@ -53,6 +54,21 @@ plan::SockAddr v6(const char* ip, uint16_t port) {
     s->sin6_port = htons(port);
     a.len = sizeof *s;
     return a;
+}
+
+std::string format_for_test(const plan::SockAddr& a) {
+    char ip[INET6_ADDRSTRLEN] = "";
+    if (a.family() == AF_INET) {
+        auto* s = reinterpret_cast<const sockaddr_in*>(a.get());
+        inet_ntop(AF_INET, &s->sin_addr, ip, sizeof ip);
+        return std::string(ip) + ":" + std::to_string(ntohs(s->sin_port));
+    }
+    if (a.family() == AF_INET6) {
+        auto* s = reinterpret_cast<const sockaddr_in6*>(a.get());
+        inet_ntop(AF_INET6, &s->sin6_addr, ip, sizeof ip);
+        return "[" + std::string(ip) + "]:" + std::to_string(ntohs(s->sin6_port));
+    }
+    return "-";
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -220,6 +236,186 @@ TEST(Socks5, EveryReplyCodeMapsToItsCause) {
         EXPECT_STRNE(cause_name(r.last.cause), "?");
     }
     EXPECT_EQ(socks5_reply_cause(0xFF), Cause::socks_unknown_reply);
+}
+
+// ---------------------------------------------------------------------------------------------
+// SOCKS5 UDP ASSOCIATE (RFC 1928 section 7): the control connection's handshake and the UDP
+// header of every datagram.
+
+// Feeds the server's replies to a non-pipelined client one message at a time, each message
+// split in two reads at `split` (clamped): a client that answered early or consumed too much
+// fails. Returns the last step and every write.
+struct Assoc {
+    Step last;
+    std::vector<Bytes> sent;
+};
+Assoc associate(Socks5Client& c, const Socks5Options& opt, const plan::SockAddr& any,
+                const std::vector<Bytes>& replies, size_t split) {
+    Assoc r;
+    r.sent.push_back(span_bytes(c.start(opt, {&any, {}, 0, true})));
+    for (const Bytes& m : replies) {
+        size_t k = std::min(split, m.size());
+        Bytes pieces[2] = {Bytes(m.begin(), m.begin() + static_cast<long>(k)),
+                           Bytes(m.begin() + static_cast<long>(k), m.end())};
+        for (const Bytes& p : pieces) {
+            if (p.empty()) {
+                continue;
+            }
+            r.last = c.feed({p.data(), p.size()});
+            auto out = c.take_out();
+            if (!out.empty()) {
+                r.sent.push_back(span_bytes(out));
+            }
+            if (r.last.status != Status::need_more) {
+                return r;
+            }
+            EXPECT_EQ(r.last.consumed, p.size());
+        }
+    }
+    return r;
+}
+
+const Bytes assoc_any4 = B({5, 3, 0, 1, 0, 0, 0, 0, 0, 0});
+// BND 198.51.100.1:4000 (0x0FA0)
+const Bytes assoc_ok = B({5, 0, 0, 1, 198, 51, 100, 1, 0x0F, 0xA0});
+
+TEST(Socks5UdpAssociate, NoAuthRequestAndRelayAtEverySplit) {
+    plan::SockAddr any = v4("0.0.0.0", 0);
+    for (size_t split = 0; split <= assoc_ok.size(); ++split) {
+        Socks5Client c;
+        Assoc r = associate(c, {}, any, {B({5, 0}), assoc_ok}, split);
+        ASSERT_EQ(r.last.status, Status::done) << split;
+        EXPECT_EQ(r.last.consumed, split == 0 || split >= assoc_ok.size()
+                                       ? assoc_ok.size()
+                                       : assoc_ok.size() - split);
+        ASSERT_EQ(r.sent.size(), 2u);
+        EXPECT_EQ(r.sent[0], greet_none);
+        EXPECT_EQ(r.sent[1], assoc_any4);  // command 3, DST 0.0.0.0:0: our port is not known
+        plan::SockAddr b;
+        ASSERT_TRUE(c.bound(b));
+        EXPECT_EQ(format_for_test(b), "198.51.100.1:4000");
+    }
+}
+
+TEST(Socks5UdpAssociate, ByteByByteWithAuthOverIPv6) {
+    plan::SockAddr any = v6("::", 0);
+    Bytes ok6 = B({5, 0, 0, 4, 0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 0x13, 0x88});
+    Socks5Client c;
+    Assoc r = associate(c, {"a", "pw", false}, any, {B({5, 2}), B({1, 0}), ok6}, 1);
+    ASSERT_EQ(r.last.status, Status::done);
+    ASSERT_EQ(r.sent.size(), 3u);
+    EXPECT_EQ(r.sent[0], greet_user);
+    EXPECT_EQ(r.sent[1], auth_ab);
+    Bytes want = B({5, 3, 0, 4});
+    want.resize(4 + 16 + 2, 0);  // [::]:0
+    EXPECT_EQ(r.sent[2], want);
+    plan::SockAddr b;
+    ASSERT_TRUE(c.bound(b));
+    EXPECT_EQ(format_for_test(b), "[2001:db8::9]:5000");
+    // Every byte of the final reply alone.
+    Socks5Client d;
+    r = associate(d, {"a", "pw", false}, any, {B({5, 2}), B({1, 0})}, 1);
+    for (size_t i = 0; i < ok6.size(); ++i) {
+        Step s = d.feed({&ok6[i], 1});
+        EXPECT_EQ(s.status, i + 1 == ok6.size() ? Status::done : Status::need_more) << i;
+    }
+}
+
+TEST(Socks5UdpAssociate, RefusalsAndBadAuthMapToCauses) {
+    plan::SockAddr any = v4("0.0.0.0", 0);
+    // Dante without a `command: udpassociate` rule answers REP 2; servers without UDP, REP 7.
+    for (auto [rep, cause] :
+         {std::pair{2, Cause::socks_not_allowed}, std::pair{7, Cause::socks_cmd_unsupported},
+          std::pair{1, Cause::socks_general}, std::pair{8, Cause::socks_atyp_unsupported}}) {
+        for (size_t split = 0; split <= 4; ++split) {
+            Socks5Client c;
+            Assoc r = associate(c, {}, any, {B({5, 0}), B({5, rep, 0, 1})}, split);
+            EXPECT_EQ(r.last.status, Status::failed) << rep << " " << split;
+            EXPECT_EQ(r.last.cause, cause) << rep;
+        }
+    }
+    Socks5Client c;
+    EXPECT_EQ(associate(c, {"a", "pw", false}, any, {B({5, 2}), B({1, 1})}, 1).last.cause,
+              Cause::socks_auth_refused);
+    Socks5Client n;
+    EXPECT_EQ(associate(n, {}, any, {B({5, 0xFF})}, 1).last.cause, Cause::socks_no_method);
+    // A relay named by domain is not an address we could send to.
+    Socks5Client d;
+    Bytes dom = cat(cat(B({5, 0, 0, 3, 4}), S("prox")), B({0, 80}));
+    ASSERT_EQ(associate(d, {}, any, {B({5, 0}), dom}, 3).last.status, Status::done);
+    plan::SockAddr b;
+    EXPECT_FALSE(d.bound(b));
+}
+
+TEST(Socks5UdpAssociate, UnspecifiedRelayIsTheServersAddress) {
+    plan::SockAddr server = v4("192.0.2.10", 1080);
+    plan::SockAddr r = socks5_relay_address(v4("0.0.0.0", 4000), server);
+    ASSERT_EQ(r.family(), AF_INET);
+    EXPECT_EQ(format_for_test(r), "192.0.2.10:4000");
+    EXPECT_EQ(format_for_test(socks5_relay_address(v4("198.51.100.1", 4001), server)),
+              "198.51.100.1:4001");
+    plan::SockAddr server6 = v6("2001:db8::10", 1080);
+    EXPECT_EQ(format_for_test(socks5_relay_address(v6("::", 4002), server6)),
+              "[2001:db8::10]:4002");
+    // [::] from a server reached over IPv4: still the server's address.
+    EXPECT_EQ(format_for_test(socks5_relay_address(v6("::", 4003), server)), "192.0.2.10:4003");
+    // Unusable: port 0, or a concrete address of the other family.
+    EXPECT_EQ(socks5_relay_address(v4("198.51.100.1", 0), server).len, 0u);
+    EXPECT_EQ(socks5_relay_address(v6("2001:db8::1", 9), server).len, 0u);
+    EXPECT_EQ(socks5_relay_address(plan::SockAddr{}, server).len, 0u);
+}
+
+TEST(Socks5UdpHeader, EncodesV4V6AndMapped) {
+    uint8_t h[kSocks5UdpMaxHeader];
+    uint32_t n = socks5_udp_header(v4("203.0.113.5", 53), h);
+    EXPECT_EQ(Bytes(h, h + n), B({0, 0, 0, 1, 203, 0, 113, 5, 0, 53}));
+    n = socks5_udp_header(v6("::ffff:203.0.113.5", 53), h);
+    EXPECT_EQ(Bytes(h, h + n), B({0, 0, 0, 1, 203, 0, 113, 5, 0, 53}));
+    n = socks5_udp_header(v6("2001:db8::5", 443), h);
+    EXPECT_EQ(Bytes(h, h + n),
+              B({0, 0, 0, 4, 0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 1, 0xBB}));
+    EXPECT_EQ(socks5_udp_header(plan::SockAddr{}, h), 0u);
+}
+
+TEST(Socks5UdpHeader, ParsesRepliesAndRejectsBadOnes) {
+    Bytes p4 = cat(B({0, 0, 0, 1, 203, 0, 113, 5, 0, 53}), S("answer"));
+    Socks5UdpReply r = parse_socks5_udp({p4.data(), p4.size()});
+    ASSERT_EQ(r.status, UdpHeader::ok);
+    EXPECT_EQ(r.header_len, 10u);
+    EXPECT_EQ(r.port, 53);
+    EXPECT_EQ(format_for_test(r.from), "203.0.113.5:53");
+    Bytes p6 = cat(B({0, 0, 0, 4, 0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 1, 0xBB}),
+                   S("x"));
+    r = parse_socks5_udp({p6.data(), p6.size()});
+    ASSERT_EQ(r.status, UdpHeader::ok);
+    EXPECT_EQ(r.header_len, 22u);
+    EXPECT_EQ(format_for_test(r.from), "[2001:db8::5]:443");
+    Bytes pd = cat(cat(B({0, 0, 0, 3, 11}), S("example.com")), B({0, 53}));
+    r = parse_socks5_udp({pd.data(), pd.size()});  // a header with no payload is valid
+    ASSERT_EQ(r.status, UdpHeader::ok);
+    EXPECT_EQ(r.header_len, pd.size());
+    EXPECT_EQ(r.domain, "example.com");
+    EXPECT_EQ(r.from.len, 0u);
+    EXPECT_EQ(r.port, 53);
+    // Every prefix shorter than a header is short, never read past the end.
+    for (const Bytes* full : {&p4, &p6, &pd}) {
+        size_t hlen = full == &p4 ? 10 : full == &p6 ? 22 : pd.size();
+        for (size_t len = 0; len < hlen; ++len) {
+            EXPECT_EQ(parse_socks5_udp({full->data(), len}).status, UdpHeader::short_input) << len;
+        }
+    }
+    Bytes frag = p4;
+    frag[2] = 1;
+    EXPECT_EQ(parse_socks5_udp({frag.data(), frag.size()}).status, UdpHeader::fragment);
+    Bytes rsv = p4;
+    rsv[1] = 1;
+    EXPECT_EQ(parse_socks5_udp({rsv.data(), rsv.size()}).status, UdpHeader::malformed);
+    Bytes atyp = p4;
+    atyp[3] = 2;
+    EXPECT_EQ(parse_socks5_udp({atyp.data(), atyp.size()}).status, UdpHeader::malformed);
+    Bytes empty_name = B({0, 0, 0, 3, 0, 0, 53});
+    EXPECT_EQ(parse_socks5_udp({empty_name.data(), empty_name.size()}).status,
+              UdpHeader::malformed);
 }
 
 TEST(Socks5, MethodAndAuthFailures) {
