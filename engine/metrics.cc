@@ -4,6 +4,7 @@
 
 #include <cinttypes>
 #include <cstdio>
+#include <cstring>
 
 namespace tp::engine {
 namespace {
@@ -51,6 +52,10 @@ constexpr Family kFamilies[] = {
     {"tpengine_udp_bytes_total", "counter", "UDP payload bytes relayed per direction."},
     {"tpengine_udp_flows_ended_total", "counter", "UDP flows ended per reason."},
     {"tpengine_udp_datagrams_dropped_total", "counter", "UDP datagrams dropped per reason."},
+    {"tpengine_udp_socks_flows_total", "counter",
+     "UDP flows relayed through a SOCKS5 UDP ASSOCIATE."},
+    {"tpengine_udp_socks_failures_total", "counter",
+     "SOCKS5 UDP associations that could not be set up, per cause."},
     {"tpengine_rule_packets_total", "counter", "Packets matched per nftables rule."},
     {"tpengine_rule_bytes_total", "counter", "Bytes matched per nftables rule."},
 };
@@ -259,6 +264,17 @@ std::string render_prometheus(const MetricsInput& in) {
     for (size_t i = 0; i < u.dropped.size(); ++i) {
         w.sample("tpengine_udp_datagrams_dropped_total",
                  {"reason", udp_drop_name(static_cast<UdpDrop>(i))}, u.dropped[i]);
+    }
+    w.head("tpengine_udp_socks_flows_total");
+    w.sample("tpengine_udp_socks_flows_total", {}, u.socks_flows);
+    w.head("tpengine_udp_socks_failures_total");
+    w.sample("tpengine_udp_socks_failures_total", {"cause", "connect"}, u.socks_connect_failed);
+    for (size_t i = 1; i < u.socks_failed.size(); ++i) {  // 0 is Cause::none
+        const char* cause = hs::cause_name(static_cast<hs::Cause>(i));
+        if (std::strncmp(cause, "http", 4) == 0) {
+            continue;  // HTTP CONNECT never carries UDP
+        }
+        w.sample("tpengine_udp_socks_failures_total", {"cause", cause}, u.socks_failed[i]);
     }
     w.head("tpengine_rule_packets_total");
     for (const auto& r : in.rules) {

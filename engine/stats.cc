@@ -56,6 +56,10 @@ const char* udp_end_name(UdpEnd e) {
             return "error";
         case UdpEnd::shutdown:
             return "shutdown";
+        case UdpEnd::socks_closed:
+            return "socks_closed";
+        case UdpEnd::socks_failed:
+            return "socks_failed";
         case UdpEnd::count_:
             break;
     }
@@ -80,6 +84,14 @@ const char* udp_drop_name(UdpDrop d) {
             return "reply_socket";
         case UdpDrop::no_flow:
             return "no_flow";
+        case UdpDrop::rejected:
+            return "rejected";
+        case UdpDrop::socks_queue:
+            return "socks_queue";
+        case UdpDrop::socks_fragment:
+            return "socks_fragment";
+        case UdpDrop::socks_malformed:
+            return "socks_malformed";
         case UdpDrop::count_:
             break;
     }
@@ -113,6 +125,10 @@ void UdpSnapshot::add(const UdpSnapshot& o) {
         ended[i] += o.ended[i];
     for (size_t i = 0; i < dropped.size(); ++i)
         dropped[i] += o.dropped[i];
+    socks_flows += o.socks_flows;
+    socks_connect_failed += o.socks_connect_failed;
+    for (size_t i = 0; i < socks_failed.size(); ++i)
+        socks_failed[i] += o.socks_failed[i];
 }
 
 const char* close_reason_name(CloseReason r) {
@@ -268,6 +284,19 @@ void append_block(std::string& out, const char* title, const StatsSnapshot& s) {
         out += line;
     }
     out += '\n';
+    if (u.socks_flows != 0 || u.socks_connect_failed != 0) {
+        std::snprintf(line, sizeof line, "  udp_socks: flows=%llu connect_failed=%llu",
+                      ull(u.socks_flows), ull(u.socks_connect_failed));
+        out += line;
+        for (size_t i = 0; i < u.socks_failed.size(); ++i) {
+            if (u.socks_failed[i] != 0) {
+                std::snprintf(line, sizeof line, " %s=%llu",
+                              hs::cause_name(static_cast<hs::Cause>(i)), ull(u.socks_failed[i]));
+                out += line;
+            }
+        }
+        out += '\n';
+    }
 }
 }  // namespace
 

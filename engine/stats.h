@@ -113,20 +113,26 @@ enum class UdpEnd : uint8_t {
     icmp,          // the upstream reported an error (port unreachable, ...)
     error,         // local failure (socket(), bind, EMFILE, ...)
     shutdown,      // engine stop
+    socks_closed,  // the SOCKS5 server closed the association's control connection
+    socks_failed,  // the UDP ASSOCIATE could not be set up (udp_socks_failures says why)
     count_,
 };
 const char* udp_end_name(UdpEnd e);
 
 // Why a UDP datagram was dropped.
 enum class UdpDrop : uint8_t {
-    oversize,      // larger than max_datagram or the buffer (truncated on receive)
-    no_origdst,    // no original destination (non-transparent listener, target original)
-    self,          // the destination is one of tpengine's own addresses
-    shed,          // no flow could be created (limit reached with only busy flows, fd limit)
-    emsgsize,      // EMSGSIZE on send (path MTU, IP_PMTUDISC_DO)
-    send_failed,   // socket buffer full or other send error
-    reply_socket,  // no reply socket for the original destination (EADDRINUSE, ...)
-    no_flow,       // arrived for a flow that had just ended
+    oversize,         // larger than max_datagram or the buffer (truncated on receive)
+    no_origdst,       // no original destination (non-transparent listener, target original)
+    self,             // the destination is one of tpengine's own addresses
+    shed,             // no flow could be created (limit reached with only busy flows, fd limit)
+    emsgsize,         // EMSGSIZE on send (path MTU, IP_PMTUDISC_DO)
+    send_failed,      // socket buffer full or other send error
+    reply_socket,     // no reply socket for the original destination (EADDRINUSE, ...)
+    no_flow,          // arrived for a flow that had just ended
+    rejected,         // the flow's route chose a reject upstream
+    socks_queue,      // the SOCKS5 association was not ready and its small queue was full
+    socks_fragment,   // a reply from the SOCKS5 relay with FRAG != 0 (never reassembled)
+    socks_malformed,  // a reply from the SOCKS5 relay with a bad or unusable header
     count_,
 };
 const char* udp_drop_name(UdpDrop d);
@@ -142,6 +148,9 @@ struct UdpSnapshot {
     uint64_t reply_sockets = 0;  // open now
     std::array<uint64_t, static_cast<size_t>(UdpEnd::count_)> ended{};
     std::array<uint64_t, static_cast<size_t>(UdpDrop::count_)> dropped{};
+    uint64_t socks_flows = 0;           // flows relayed through a SOCKS5 UDP ASSOCIATE
+    uint64_t socks_connect_failed = 0;  // associations whose control connect failed
+    std::array<uint64_t, static_cast<size_t>(hs::Cause::count_)> socks_failed{};  // by cause
 
     bool any() const { return flows_created != 0 || flows_shed != 0 || dropped_total() != 0; }
     uint64_t ended_total() const;

@@ -73,7 +73,11 @@ uint64_t ud(Op op, uint32_t gen, uint32_t slot) {
 }  // namespace
 
 UdpFlows::UdpFlows(Ring& ring, WorkerStats& stats, const UdpConfig& cfg)
-    : ring_(ring), stats_(stats), cfg_(cfg), table_(65'536, 4'096) {
+    : ring_(ring),
+      stats_(stats),
+      cfg_(cfg),
+      table_(65'536, 4'096),
+      socks_(ring, stats, cfg.bypass_mark) {
     listen_mh_.msg_namelen = kNameLen;
     listen_mh_.msg_controllen = kListenerControlLen;
     plain_mh_.msg_namelen = kNameLen;
@@ -234,6 +238,14 @@ void UdpFlows::handle(const UserData& u, const io_uring_cqe* cqe, uint64_t now_m
         bufs_.release(static_cast<uint16_t>(u.slot));
         return;
     }
+    if (u.op == Op::udp_socks) {
+        UdpEnd why = UdpEnd::socks_failed;
+        uint32_t id = socks_.handle(u, cqe, why);
+        if (id != UdpSocks::npos) {
+            end_flow(id, why);
+        }
+        return;
+    }
     bool has_buf = (cqe->flags & IORING_CQE_F_BUFFER) != 0;
     uint16_t bid = static_cast<uint16_t>(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
     cur_bid_ = bid;
@@ -305,7 +317,19 @@ void UdpFlows::relay_up(uint32_t li, const RecvView& v) {
             drop(UdpDrop::self);
             return;
         }
-        id = new_flow(li, k, v, dst);
+        // Routes choose once per flow; domains are never known for UDP (docs/config.md).
+        const plan::Upstream* up = nullptr;
+        if (int r = listeners_[li]->shared->routes.match(dst, true, {}); r >= 0) {
+            up = &cfg.upstreams[cfg.routes[static_cast<size_t>(r)].upstream];
+            if (up->kind == plan::UpstreamKind::reject) {
+                drop(UdpDrop::rejected);
+                return;
+            }
+            if (up->kind != plan::UpstreamKind::socks5) {
+                up = nullptr;  // direct: the listener's own path
+            }
+        }
+        id = new_flow(li, k, v, dst, up);
         if (id == FlowTable::npos) {
             return;
         }
@@ -327,6 +351,10 @@ void UdpFlows::relay_up(uint32_t li, const RecvView& v) {
     }
     if (f.dns) {
         ++f.dns_pending;  // before the send: its answer may be handled in the same pass
+    }
+    if (f.socks) {
+        socks_.send_up(id, dst, v.payload, v.len);
+        return;
     }
     send_dgram(true, id, f.fd.get(), v, &f.dst, f.dst_len);
 }
@@ -388,7 +416,7 @@ void UdpFlows::sent(bool up, uint32_t id, uint32_t gen, int res, uint32_t len) {
 }
 
 uint32_t UdpFlows::new_flow(uint32_t li, const FlowKey& k, const RecvView& v,
-                            const plan::SockAddr& dst) {
+                            const plan::SockAddr& dst, const plan::Upstream* up) {
     const plan::Listener& cfg = listeners_[li]->shared->cfg;
     table_.set_limits(cfg.udp.max_flows_per_worker, cfg.udp.max_flows_per_client);
     FlowTable::Admission a = table_.admit(k, now_);
@@ -401,11 +429,14 @@ uint32_t UdpFlows::new_flow(uint32_t li, const FlowKey& k, const RecvView& v,
         end_flow(a.victim, UdpEnd::evicted);
     }
     plan::SockAddr client = to_plan(v.name, v.namelen);
-    if (cfg.source != plan::SourceMode::proxy && client.family() != dst.family()) {
+    if (!up && cfg.source != plan::SourceMode::proxy && client.family() != dst.family()) {
         drop(UdpDrop::shed);  // a transparent source must be of the destination's family
         return FlowTable::npos;
     }
-    auto fd = make_udp_upstream(dst.family(), cfg.source, client, cfg_.bypass_mark);
+    // Through SOCKS5 the socket talks to the relay, of the SOCKS server's family.
+    auto fd = up ? make_udp_upstream(unmap_v4(up->address).family(), plan::SourceMode::proxy,
+                                     client, cfg_.bypass_mark)
+                 : make_udp_upstream(dst.family(), cfg.source, client, cfg_.bypass_mark);
     if (!fd) {
         WorkerStats::add(stats_.udp_shed, 1);
         drop(UdpDrop::shed);
@@ -439,6 +470,13 @@ uint32_t UdpFlows::new_flow(uint32_t li, const FlowKey& k, const RecvView& v,
     WorkerStats::add(stats_.udp_created, 1);
     WorkerStats::add(stats_.udp_active, 1);
     arm_flow(id);
+    if (up) {
+        f.socks = true;
+        if (!socks_.start(id, f.gen, f.fd.get(), *up, cfg.timeouts.handshake_ms, now_)) {
+            end_flow(id, UdpEnd::socks_failed);
+            return FlowTable::npos;
+        }
+    }
     if (cfg_.log) {
         std::fprintf(stderr, "tpengine: udp flow %s -> %s\n", format_addr(client).c_str(),
                      format_addr(dst).c_str());
@@ -456,6 +494,10 @@ void UdpFlows::end_flow(uint32_t id, UdpEnd why) {
         f.armed = false;
     }
     close_later(std::move(f.fd));
+    if (f.socks) {
+        close_later(socks_.end(id));  // the association ends with its control connection
+        f.socks = false;
+    }
     f.gen = (f.gen + 1) & UserData::gen_mask;  // late completions of this flow are stale
     --listeners_[f.li]->flows;
     table_.remove(id);
@@ -499,8 +541,12 @@ void UdpFlows::on_upstream(const UserData& u, const io_uring_cqe* cqe, void* buf
     }
 }
 
-void UdpFlows::relay_down(uint32_t id, const RecvView& v) {
+void UdpFlows::relay_down(uint32_t id, RecvView v) {
     Flow& f = flows_[id];
+    plan::SockAddr from;  // through SOCKS5: the remote the header names, the reply's source
+    if (f.socks && !socks_.unwrap(id, v, from)) {
+        return;
+    }
     Listener& l = *listeners_[f.li];
     const plan::Listener& cfg = l.shared->cfg;
     if (v.truncated || v.full_len > cfg.udp.max_datagram) {
@@ -657,6 +703,7 @@ void UdpFlows::after_pass(uint64_t now_ms) {
 void UdpFlows::on_tick(uint64_t now_ms) {
     now_ = now_ms;
     table_.expire(now_ms, [this](uint32_t id) { end_flow(id, UdpEnd::expired); });
+    socks_.on_tick(now_ms, [this](uint32_t id) { end_flow(id, UdpEnd::socks_failed); });
 }
 
 }  // namespace tp::engine

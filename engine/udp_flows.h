@@ -18,6 +18,7 @@
 #include "engine/flow_table.h"
 #include "engine/ring.h"
 #include "engine/sock.h"
+#include "engine/udp_socks.h"
 #include "engine/unique_fd.h"
 #include "engine/user_data.h"
 #include "engine/worker_stats.h"
@@ -81,6 +82,7 @@ class UdpFlows {
         uint32_t dns_pending = 0;
         bool dns = false;
         bool armed = false;
+        bool socks = false;  // through a SOCKS5 UDP ASSOCIATE (socks_)
         socklen_t client_len = 0;
         socklen_t dst_len = 0;
         sockaddr_in6 client{};     // as received (v4 may be sockaddr_in or v4-mapped)
@@ -114,8 +116,9 @@ class UdpFlows {
     void on_listener(const UserData& u, const io_uring_cqe* cqe, void* buf);
     void on_upstream(const UserData& u, const io_uring_cqe* cqe, void* buf);
     void relay_up(uint32_t li, const RecvView& v);
-    void relay_down(uint32_t id, const RecvView& v);
-    uint32_t new_flow(uint32_t li, const FlowKey& k, const RecvView& v, const plan::SockAddr& dst);
+    void relay_down(uint32_t id, RecvView v);
+    uint32_t new_flow(uint32_t li, const FlowKey& k, const RecvView& v, const plan::SockAddr& dst,
+                      const plan::Upstream* up);
     void cancel(uint64_t target);
     void send_dgram(bool up, uint32_t id, int fd, const RecvView& v, const void* to,
                     socklen_t to_len);
@@ -140,6 +143,7 @@ class UdpFlows {
     std::vector<std::unique_ptr<Listener>> listeners_;
     FlowTable table_;
     std::vector<Flow> flows_;  // indexed by flow id
+    UdpSocks socks_;
     std::unordered_map<FlowKey, Reply, FlowKeyHash> replies_;
     std::list<FlowKey> reply_lru_;        // front = most recently used
     UniqueFd raw4_, raw6_;                // created on the first EADDRINUSE of each family

@@ -31,6 +31,7 @@ enum class Op : uint8_t {
     udp_listen,    // multishot recvmsg on a UDP listener: slot = UDP listener index
     udp_upstream,  // multishot recvmsg on a flow's upstream socket: slot = flow id
     udp_send,      // sendmsg of one datagram: slot = the UDP buffer id it was received into
+    udp_socks,     // poll on a SOCKS5 UDP association's control connection: slot = flow id
 };
 
 struct UserData {

@@ -238,6 +238,7 @@ void Worker::handle(const io_uring_cqe* cqe) {
         case Op::udp_listen:
         case Op::udp_upstream:
         case Op::udp_send:
+        case Op::udp_socks:
             udp_->handle(u, cqe, now_);
             return;
         case Op::ignore:

@@ -38,6 +38,9 @@ struct alignas(64) WorkerStats {
     Counter udp_reply_sockets{0};
     Counter udp_ended[static_cast<size_t>(UdpEnd::count_)]{};
     Counter udp_dropped[static_cast<size_t>(UdpDrop::count_)]{};
+    Counter udp_socks_flows{0};
+    Counter udp_socks_connect_failed{0};
+    Counter udp_socks_failed[static_cast<size_t>(hs::Cause::count_)]{};
 
     static void add(Counter& c, uint64_t n) {
         c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
@@ -78,6 +81,11 @@ struct alignas(64) WorkerStats {
         s.udp.reply_sockets = ld(udp_reply_sockets);
         for (size_t i = 0; i < s.udp.ended.size(); ++i) {
             s.udp.ended[i] = ld(udp_ended[i]);
+        }
+        s.udp.socks_flows = ld(udp_socks_flows);
+        s.udp.socks_connect_failed = ld(udp_socks_connect_failed);
+        for (size_t i = 0; i < s.udp.socks_failed.size(); ++i) {
+            s.udp.socks_failed[i] = ld(udp_socks_failed[i]);
         }
         for (size_t i = 0; i < s.udp.dropped.size(); ++i) {
             s.udp.dropped[i] = ld(udp_dropped[i]);
