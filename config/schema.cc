@@ -515,7 +515,15 @@ void Reader::read_routes(const YamlNode& n, const std::string& path, plan::Liste
             }
         }
         if (const YamlNode* v = rn.find("domains")) {
-            ups_.read_domains(*v, join(rp, "domains"), r);
+            if (l.protocol == plan::Protocol::udp) {
+                // No name is ever known for a UDP flow: such a route could never match.
+                err(*v, join(rp, "domains"),
+                    "domains never match UDP flows (no name is sniffed from datagrams), and "
+                    "listener \"" +
+                        l.name + "\" serves udp only; route by destinations or ports");
+            } else {
+                ups_.read_domains(*v, join(rp, "domains"), r);
+            }
         }
         if (const YamlNode* v = rn.find("upstream")) {
             if (auto idx = ups_.use(*v, join(rp, "upstream"), l)) {

@@ -200,6 +200,24 @@ std::optional<uint32_t> UpstreamReader::use(const YamlNode& n, const std::string
             "upstream \"" + *nm + "\" has udp: true, but listener \"" + l.name + "\" is TCP-only");
         return std::nullopt;
     }
+    if (l.protocol != plan::Protocol::tcp) {
+        // A route of a listener that serves UDP also routes its flows: an upstream that cannot
+        // carry them would otherwise let them leak out directly.
+        const plan::Upstream& u = it->second;
+        if (u.kind == plan::UpstreamKind::socks5 && !u.udp) {
+            err(n, path,
+                "upstream \"" + *nm + "\" is socks5 without udp: true, but listener \"" + l.name +
+                    "\" serves udp; set udp: true on the upstream (UDP ASSOCIATE) or "
+                    "protocol: tcp on the listener");
+            return std::nullopt;
+        }
+        if (u.kind == plan::UpstreamKind::http) {
+            err(n, path,
+                "upstream \"" + *nm + "\" is http (CONNECT carries no UDP), but listener \"" +
+                    l.name + "\" serves udp; route UDP through a socks5 upstream with udp: true");
+            return std::nullopt;
+        }
+    }
     for (size_t i = 0; i < l.upstreams.size(); ++i) {
         if (l.upstreams[i].name == *nm) {
             return static_cast<uint32_t>(i);

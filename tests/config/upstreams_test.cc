@@ -166,6 +166,60 @@ TEST(ConfigUpstreams, UdpUpstreamOnATcpListener) {
               "has udp: true, but listener \"web\" is TCP-only");
 }
 
+// Routes on listeners that serve UDP (issue 10): every upstream they name must carry UDP, and
+// domain routes, which no datagram can match, are refused on a UDP-only listener.
+std::string udp_listener(const std::string& protocol, const std::string& routes) {
+    return "listeners:\n"
+           "  - name: dns\n"
+           "    port: 50053\n"
+           "    protocol: " +
+           protocol +
+           "\n"
+           "    routes:\n" +
+           routes;
+}
+
+TEST(ConfigUpstreams, UdpRoutesNeedUpstreamsThatCarryUdp) {
+    std::string ups =
+        "upstreams:\n  - name: s\n    type: socks5\n    address: 192.0.2.1:1080\n"
+        "  - name: h\n    type: http\n    address: 192.0.2.1:3128\n"
+        "  - name: su\n    type: socks5\n    address: 192.0.2.1:1080\n    udp: true\n"
+        "  - name: drop\n    type: reject\n";
+    EXPECT_EQ(first_error(ups + udp_listener("udp", "      - upstream: s\n")),
+              "t.yaml:19:19: listeners[0].routes[0].upstream: upstream \"s\" is socks5 without "
+              "udp: true, but listener \"dns\" serves udp; set udp: true on the upstream (UDP "
+              "ASSOCIATE) or protocol: tcp on the listener");
+    EXPECT_NE(first_error(ups + udp_listener("both", "      - upstream: h\n"))
+                  .find("t.yaml:19:19: listeners[0].routes[0].upstream: upstream \"h\" is http"),
+              std::string::npos);
+    std::string ok = ups + udp_listener("udp",
+                                        "      - ports: [53]\n        upstream: su\n"
+                                        "      - destinations: [198.51.100.0/24]\n"
+                                        "        upstream: drop\n");
+    auto r = load_config_text(ok, "t.yaml");
+    ASSERT_TRUE(std::holds_alternative<LoadedConfig>(r)) << first_error(ok);
+    const plan::Listener& l = std::get<LoadedConfig>(r).plan.listeners.at(0);
+    ASSERT_EQ(l.routes.size(), 2u);
+    EXPECT_TRUE(l.upstreams.at(l.routes[0].upstream).udp);
+    EXPECT_EQ(l.upstreams.at(l.routes[1].upstream).kind, plan::UpstreamKind::reject);
+}
+
+TEST(ConfigUpstreams, DomainRoutesOnAUdpOnlyListenerAreRefused) {
+    std::string ups =
+        "upstreams:\n  - name: su\n    type: socks5\n    address: 192.0.2.1:1080\n    udp: true\n";
+    EXPECT_EQ(first_error(ups + udp_listener("udp",
+                                             "      - domains: [example.com]\n"
+                                             "        upstream: su\n")),
+              "t.yaml:11:18: listeners[0].routes[0].domains: domains never match UDP flows (no "
+              "name is sniffed from datagrams), and listener \"dns\" serves udp only; route by "
+              "destinations or ports");
+    // On a listener serving both, the route is for its TCP connections (docs/config.md).
+    EXPECT_EQ(first_error(ups + udp_listener("both",
+                                             "      - domains: [example.com]\n"
+                                             "        upstream: su\n")),
+              "(accepted)");
+}
+
 TEST(ConfigUpstreams, KeysByType) {
     std::string yaml = "upstreams:\n  - name: r\n    type: reject\n    address: 192.0.2.1:1\n" +
                        listener("      - upstream: r\n");
