@@ -217,6 +217,16 @@ std::optional<uint32_t> UpstreamReader::use(const YamlNode& n, const std::string
                     l.name + "\" serves udp; route UDP through a socks5 upstream with udp: true");
             return std::nullopt;
         }
+        if (l.protocol == plan::Protocol::udp && u.kind == plan::UpstreamKind::direct &&
+            (u.target != plan::UpstreamTarget::original || u.source != plan::SourceMode::proxy ||
+             u.proxy_protocol != plan::ProxyProtocol::none)) {
+            // UDP flows of a direct route take the listener's own path (docs/config.md).
+            err(n, path,
+                "upstream \"" + *nm + "\" sets to, source or proxy_protocol, which UDP flows do "
+                    "not use, and listener \"" + l.name + "\" serves udp only; set them in "
+                    "the listener's upstream: instead");
+            return std::nullopt;
+        }
     }
     for (size_t i = 0; i < l.upstreams.size(); ++i) {
         if (l.upstreams[i].name == *nm) {

@@ -192,6 +192,11 @@ TEST(ConfigUpstreams, UdpRoutesNeedUpstreamsThatCarryUdp) {
     EXPECT_NE(first_error(ups + udp_listener("both", "      - upstream: h\n"))
                   .find("t.yaml:19:19: listeners[0].routes[0].upstream: upstream \"h\" is http"),
               std::string::npos);
+    std::string pp = "upstreams:\n  - name: pp\n    to: 198.51.100.5:53\n";
+    EXPECT_EQ(first_error(pp + udp_listener("udp", "      - upstream: pp\n")),
+              "t.yaml:9:19: listeners[0].routes[0].upstream: upstream \"pp\" sets to, source or "
+              "proxy_protocol, which UDP flows do not use, and listener \"dns\" serves udp "
+              "only; set them in the listener's upstream: instead");
     std::string ok = ups + udp_listener("udp",
                                         "      - ports: [53]\n        upstream: su\n"
                                         "      - destinations: [198.51.100.0/24]\n"
