@@ -222,8 +222,11 @@ std::optional<uint32_t> UpstreamReader::use(const YamlNode& n, const std::string
              u.proxy_protocol != plan::ProxyProtocol::none)) {
             // UDP flows of a direct route take the listener's own path (docs/config.md).
             err(n, path,
-                "upstream \"" + *nm + "\" sets to, source or proxy_protocol, which UDP flows do "
-                    "not use, and listener \"" + l.name + "\" serves udp only; set them in "
+                "upstream \"" + *nm +
+                    "\" sets to, source or proxy_protocol, which UDP flows do "
+                    "not use, and listener \"" +
+                    l.name +
+                    "\" serves udp only; set them in "
                     "the listener's upstream: instead");
             return std::nullopt;
         }
