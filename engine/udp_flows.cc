@@ -541,12 +541,18 @@ void UdpFlows::on_upstream(const UserData& u, const io_uring_cqe* cqe, void* buf
     }
 }
 
-void UdpFlows::relay_down(uint32_t id, RecvView v) {
+void UdpFlows::relay_down(uint32_t id, const RecvView& in) {
     Flow& f = flows_[id];
-    plan::SockAddr from;  // through SOCKS5: the remote the header names, the reply's source
-    if (f.socks && !socks_.unwrap(id, v, from)) {
-        return;
+    // Through SOCKS5: the payload past the header, from the remote the header names.
+    RecvView unwrapped;
+    plan::SockAddr from;
+    if (f.socks) {
+        unwrapped = in;
+        if (!socks_.unwrap(id, unwrapped, from)) {
+            return;
+        }
     }
+    const RecvView& v = f.socks ? unwrapped : in;
     Listener& l = *listeners_[f.li];
     const plan::Listener& cfg = l.shared->cfg;
     if (v.truncated || v.full_len > cfg.udp.max_datagram) {

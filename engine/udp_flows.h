@@ -116,7 +116,7 @@ class UdpFlows {
     void on_listener(const UserData& u, const io_uring_cqe* cqe, void* buf);
     void on_upstream(const UserData& u, const io_uring_cqe* cqe, void* buf);
     void relay_up(uint32_t li, const RecvView& v);
-    void relay_down(uint32_t id, RecvView v);
+    void relay_down(uint32_t id, const RecvView& in);
     uint32_t new_flow(uint32_t li, const FlowKey& k, const RecvView& v, const plan::SockAddr& dst,
                       const plan::Upstream* up);
     void cancel(uint64_t target);
