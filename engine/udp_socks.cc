@@ -67,6 +67,7 @@ bool UdpSocks::start(uint32_t id, uint32_t gen, int udp_fd, const plan::Upstream
     a->server = unmap_v4(up.address);
     a->username = up.username;
     a->password = up.password;
+    a->pipeline = up.pipeline;
     a->deadline = handshake_ms == 0 ? 0 : now_ms + handshake_ms;
     a->any.storage.ss_family = static_cast<sa_family_t>(a->server.family());
     a->any.len = a->server.family() == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
@@ -134,7 +135,7 @@ uint32_t UdpSocks::on_connected(uint32_t id, Assoc& a, UdpEnd& why) {
         why = UdpEnd::socks_failed;
         return id;
     }
-    hs::Socks5Options opt{a.username, a.password, false};
+    hs::Socks5Options opt{a.username, a.password, a.pipeline};
     hs::Socks5Target t{&a.any, {}, 0, true};
     auto first = a.hs.start(opt, t);
     if (first.empty() || !send_all(a, first.data(), first.size())) {

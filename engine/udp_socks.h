@@ -84,6 +84,7 @@ class UdpSocks {
         plan::SockAddr relay;
         plan::SockAddr any;  // DST of the request: 0.0.0.0:0 or [::]:0 (our port is not known)
         std::string username, password;
+        bool pipeline = false;
         hs::Socks5Client hs;
         std::vector<std::vector<uint8_t>> queue;  // header + payload, ready to send
         uint32_t queued_bytes = 0;

@@ -210,7 +210,7 @@ struct FakeSocks {
 
 // A UDP listener on loopback whose flows go to 127.0.0.1:`dst_port` (fixed target), routed
 // for that port to a socks5 upstream with udp: true.
-plan::Plan socks_plan(uint16_t dst_port, uint16_t socks_port, bool auth) {
+plan::Plan socks_plan(uint16_t dst_port, uint16_t socks_port, bool auth, bool pipeline = false) {
     plan::Plan p;
     p.workers = 1;
     p.buffers_per_worker = 64;
@@ -226,6 +226,7 @@ plan::Plan socks_plan(uint16_t dst_port, uint16_t socks_port, bool auth) {
     up.kind = plan::UpstreamKind::socks5;
     up.address = loopback(socks_port);
     up.udp = true;
+    up.pipeline = pipeline;
     if (auth) {
         up.username = "u";
         up.password = "pw";
@@ -303,6 +304,20 @@ TEST(UdpSocks, RelaysThroughTheAssociationAndEndsWithItsControlConnection) {
         << open_fds() << " descriptors, " << fds0 << " before the flow";
     close(c);
     eng.drain(std::chrono::milliseconds(1000));
+}
+
+TEST(UdpSocks, PipelinedGreetingCredentialsAndRequest) {
+    FakeSocks fs;  // it reads by message length, so one write of all three is fine
+    fs.auth = true;
+    fs.start();
+    auto e = Engine::start(socks_plan(5395, fs.port(), true, true));
+    ASSERT_TRUE(e) << e.error().what;
+    int c = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    send_text(c, listener_port(*e.value()), "p");
+    EXPECT_EQ(recv_text(c), "pong:p");
+    EXPECT_TRUE(fs.request_ok);
+    close(c);
+    e.value()->drain(std::chrono::milliseconds(1000));
 }
 
 TEST(UdpSocks, HoldsABoundedQueueUntilTheAssociationIsReady) {
