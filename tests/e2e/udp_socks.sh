@@ -81,13 +81,9 @@ YAML
 tp_pid=$TP_PID_us
 fds0=$(in_x ls /proc/"$tp_pid"/fd | wc -l)
 
-# uwho: Y's answer must come from Z:PORT itself, and Z must have seen the given source.
-uwho via-danted "$Z_ADDR" 7101 "$Z_ADDR"
-uwho via-danted-v6 "$Z_ADDR6" 7101 "$Z_ADDR6"
-uwho via-danted-auth "$Z_ADDR" 7102 "$Z_ADDR"
-uwho direct "$Z_ADDR" 7104 "$X_WAN"
 # No answer through a reject route, a SOCKS server that is down or one that never answers
-# (the three at once: each waits out its 2 s).
+# (the three at once: each waits out its 2 s). First, while no other flow lives: a client port
+# the kernel hands out again joins the live flow of that port, whose route is already chosen.
 waits=()
 for port in 7103 7105 7106; do
     in_y $PEER uclient --timeout 2 --bind "$Y_ADDR" "$Z_ADDR" "$port" >"$TMP/noanswer-$port.txt" 2>&1 &
@@ -98,6 +94,11 @@ for port in 7103 7105 7106; do
     grep -q '^reply_from1=' "$TMP/noanswer-$port.txt" && fail "port $port: Y got an answer" ||
         ok "port $port: Y's datagram got no answer"
 done
+# uwho: Y's answer must come from Z:PORT itself, and Z must have seen the given source.
+uwho via-danted "$Z_ADDR" 7101 "$Z_ADDR"
+uwho via-danted-v6 "$Z_ADDR6" 7101 "$Z_ADDR6"
+uwho via-danted-auth "$Z_ADDR" 7102 "$Z_ADDR"
+uwho direct "$Z_ADDR" 7104 "$X_WAN"
 grep -qi 'udpassociate' "$TMP/danted-1080.log" &&
     ok "danted (no auth) logged the association: $(grep -i -m1 udpassociate "$TMP/danted-1080.log" | cut -c1-120)" ||
     fail "danted 1080 log shows no udpassociate: $(tail -3 "$TMP/danted-1080.log")"
