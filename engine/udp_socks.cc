@@ -88,6 +88,7 @@ bool UdpSocks::start(uint32_t id, uint32_t gen, int udp_fd, const plan::Upstream
         return false;
     }
     assocs_[id] = std::move(a);
+    ++pending_;
     poll(id, *assocs_[id], POLLOUT);  // connected (or failed): writable, or an error
     return true;
 }
@@ -103,6 +104,9 @@ UniqueFd UdpSocks::end(uint32_t id) {
         io_uring_sqe_set_data64(sqe, UserData{Op::ignore, 0, 0}.pack());
     }
     UniqueFd fd = std::move(a.ctl);
+    if (a.state != State::ready) {
+        --pending_;
+    }
     assocs_[id].reset();
     return fd;
 }
@@ -181,6 +185,7 @@ uint32_t UdpSocks::on_readable(uint32_t id, Assoc& a, UdpEnd& why) {
     }
     a.state = State::ready;
     a.deadline = 0;
+    --pending_;
     for (auto& d : a.queue) {
         send_one(a, d.data(), static_cast<uint32_t>(d.size()), nullptr, 0);
     }

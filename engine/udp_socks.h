@@ -57,7 +57,7 @@ class UdpSocks {
     // Associations not ready by their deadline fail (Cause::timeout); `end(id)` ends each flow.
     template <class F>
     void on_tick(uint64_t now_ms, F&& end) {
-        for (uint32_t id = 0; id < assocs_.size(); ++id) {
+        for (uint32_t id = 0; pending_ > 0 && id < assocs_.size(); ++id) {
             Assoc* a = assocs_[id].get();
             if (a != nullptr && a->state != State::ready && a->deadline != 0 &&
                 now_ms >= a->deadline) {
@@ -107,6 +107,7 @@ class UdpSocks {
     WorkerStats& stats_;
     uint32_t mark_;
     std::vector<std::unique_ptr<Assoc>> assocs_;  // indexed by flow id
+    uint32_t pending_ = 0;  // associations not ready yet: the tick looks only while some are
 };
 
 }  // namespace tp::engine

@@ -5,7 +5,8 @@
 // client; fragments, malformed headers and strangers' datagrams are dropped and counted; the
 // server closing the control connection ends the flow with no descriptor left behind.
 // Datagrams beyond the queue while the association is pending are dropped and counted;
-// refusals and bad credentials fail the association by cause.
+// refusals, bad credentials, a mute server (handshake timeout) and a closed port fail the
+// association by cause; `pipeline` sends greeting, credentials and request in one write.
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <gtest/gtest.h>
@@ -372,6 +373,25 @@ TEST(UdpSocks, RefusalsFailTheAssociationByCause) {
         })) << hs::cause_name(k.cause);
         close(c);
         eng.drain(std::chrono::milliseconds(1000));
+    }
+    // A server that never answers the request: the handshake timeout fails it.
+    {
+        FakeSocks fs;
+        fs.release = false;
+        fs.start();
+        plan::Plan p = socks_plan(5394, fs.port(), false);
+        p.listeners[0].timeouts.handshake_ms = 200;
+        auto e = Engine::start(p);
+        ASSERT_TRUE(e) << e.error().what;
+        int c = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        send_text(c, listener_port(*e.value()), "x");
+        EXPECT_TRUE(eventually([&] {
+            StatsSnapshot s = e.value()->stats();
+            return s.udp.socks_failed[static_cast<size_t>(hs::Cause::timeout)] == 1 &&
+                   s.udp.flows_active == 0;
+        }));
+        close(c);
+        e.value()->drain(std::chrono::milliseconds(1000));
     }
     // Nobody listening: the connect fails, counted apart.
     int probe = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
