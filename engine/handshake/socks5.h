@@ -1,8 +1,9 @@
 #pragma once
-// SOCKS5 CONNECT client (RFC 1928, username/password RFC 1929) as a pure codec: it produces the
-// bytes to send and consumes the proxy's replies, however they are split across reads. One
-// method is offered (none, or username/password when a username is set), so the server's choice
-// is predictable and pipelining (greeting, credentials and request in one write) is possible.
+// SOCKS5 CONNECT and UDP ASSOCIATE client (RFC 1928, username/password RFC 1929) as a pure
+// codec: it produces the bytes to send and consumes the proxy's replies, however they are split
+// across reads. One method is offered (none, or username/password when a username is set), so
+// the server's choice is predictable and pipelining (greeting, credentials and request in one
+// write) is possible.
 
 #include <cstdint>
 #include <span>
