@@ -544,15 +544,11 @@ void UdpFlows::on_upstream(const UserData& u, const io_uring_cqe* cqe, void* buf
 void UdpFlows::relay_down(uint32_t id, const RecvView& in) {
     Flow& f = flows_[id];
     // Through SOCKS5: the payload past the header, from the remote the header names.
-    RecvView unwrapped;
-    plan::SockAddr from;
-    if (f.socks) {
-        unwrapped = in;
-        if (!socks_.unwrap(id, unwrapped, from)) {
-            return;
-        }
+    const RecvView* unwrapped = f.socks ? socks_.unwrap(id, in) : &in;
+    if (unwrapped == nullptr) {
+        return;
     }
-    const RecvView& v = f.socks ? unwrapped : in;
+    const RecvView& v = *unwrapped;
     Listener& l = *listeners_[f.li];
     const plan::Listener& cfg = l.shared->cfg;
     if (v.truncated || v.full_len > cfg.udp.max_datagram) {

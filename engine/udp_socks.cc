@@ -252,35 +252,36 @@ void UdpSocks::send_up(uint32_t id, const plan::SockAddr& dst, const uint8_t* pa
     a.queue.push_back(std::move(d));
 }
 
-bool UdpSocks::unwrap(uint32_t id, RecvView& v, plan::SockAddr& from) {
+const RecvView* UdpSocks::unwrap(uint32_t id, const RecvView& in) {
     if (id >= assocs_.size() || !assocs_[id] || assocs_[id]->state != State::ready) {
         drop(UdpDrop::socks_malformed);  // nothing can be expected before the relay is known
-        return false;
+        return nullptr;
     }
     Assoc& a = *assocs_[id];
     plan::SockAddr sender;
-    std::memcpy(&sender.storage, v.name, std::min<size_t>(v.namelen, sizeof sender.storage));
-    sender.len = v.namelen;
+    std::memcpy(&sender.storage, in.name, std::min<size_t>(in.namelen, sizeof sender.storage));
+    sender.len = in.namelen;
     if (!same_endpoint(unmap_v4(sender), a.relay)) {
         drop(UdpDrop::socks_malformed);  // RFC 1928: only the relay may send to this socket
-        return false;
+        return nullptr;
     }
-    hs::Socks5UdpReply r = hs::parse_socks5_udp({v.payload, v.len});
+    hs::Socks5UdpReply r = hs::parse_socks5_udp({in.payload, in.len});
     if (r.status == hs::UdpHeader::fragment) {
         drop(UdpDrop::socks_fragment);
-        return false;
+        return nullptr;
     }
     if (r.status != hs::UdpHeader::ok || r.from.len == 0) {
         drop(UdpDrop::socks_malformed);  // a domain source cannot be a reply's source address
-        return false;
+        return nullptr;
     }
-    from = unmap_v4(r.from);
-    v.name = from.get();
-    v.namelen = from.len;
-    v.payload += r.header_len;
-    v.len -= r.header_len;
-    v.full_len -= r.header_len;
-    return true;
+    from_ = unmap_v4(r.from);
+    view_ = in;
+    view_.name = from_.get();
+    view_.namelen = from_.len;
+    view_.payload += r.header_len;
+    view_.len -= r.header_len;
+    view_.full_len -= r.header_len;
+    return &view_;
 }
 
 }  // namespace tp::engine

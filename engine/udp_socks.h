@@ -47,9 +47,9 @@ class UdpSocks {
     void send_up(uint32_t id, const plan::SockAddr& dst, const uint8_t* payload, uint32_t len);
 
     // A datagram the flow's socket received: it must come from the relay and carry a usable
-    // header. On true, `v` is the payload alone and v.name points at `from`, the remote the
-    // header names. False: drop it (counted).
-    bool unwrap(uint32_t id, RecvView& v, plan::SockAddr& from);
+    // header. Returns the payload alone, its name the remote the header names (valid until the
+    // next call), or nullptr: drop it (counted).
+    const RecvView* unwrap(uint32_t id, const RecvView& in);
 
     // A completion of Op::udp_socks. Returns the flow that must end (and why), or npos.
     uint32_t handle(const UserData& u, const io_uring_cqe* cqe, UdpEnd& why);
@@ -107,7 +107,10 @@ class UdpSocks {
     WorkerStats& stats_;
     uint32_t mark_;
     std::vector<std::unique_ptr<Assoc>> assocs_;  // indexed by flow id
-    uint32_t pending_ = 0;  // associations not ready yet: the tick looks only while some are
+    uint32_t pending_ = 0;
+    RecvView view_;  // unwrap's result: kept here, not built per datagram by direct flows
+    plan::SockAddr
+        from_;  // its name  // associations not ready yet: the tick looks only while some are
 };
 
 }  // namespace tp::engine
