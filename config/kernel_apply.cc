@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <map>
+#include <optional>
 #include <sstream>
 
 #include "config/cleanup.h"
@@ -13,6 +14,9 @@
 
 namespace tp::config {
 namespace {
+
+// update_in_place's answer when the batches do not allow it (then only a replacement will do).
+const char* const kNoInPlace = "(no in-place update)";
 
 const char* family_digit(int family) {
     return family == AF_INET6 ? "6" : "4";
@@ -184,6 +188,7 @@ std::string KernelApplier::apply(const KernelSetup& setup) {
         if (!err.empty()) {
             err = "table inet " + setup.nft_table + ": " + err;
         } else {
+            live_names_.clear();
             log("replaced table inet " + setup.nft_table);
         }
     }
@@ -244,19 +249,26 @@ std::string KernelApplier::replace(const KernelSetup& current, const KernelSetup
 
 std::string KernelApplier::replace_table(const KernelSetup& current, const KernelSetup& next) {
     if (current.nft_table == next.nft_table) {
-        std::string inplace = inplace_batch(next.nft_table, current.nft_batch, next.nft_batch);
-        if (!inplace.empty() && nft_->table_state(next.nft_table) == 1) {
-            std::string err = nft_->run(inplace);
-            if (err.empty()) {
-                log("updated table inet " + next.nft_table + " in place");
-                return {};
-            }
-            // Someone changed our table under us: replacing it whole still works.
+        bool retry = false;
+        std::string err = update_in_place(current, next, &retry);
+        if (err.empty()) {
+            return {};
+        }
+        if (!retry) {
+            return err;  // the kernel refused the new elements: a replacement would fail too
+        }
+        if (err != kNoInPlace) {
+            // Someone changed our table under us: replacing it whole still works, but only
+            // try that with a batch the kernel accepts (the replacement goes in steps).
             log("updating table inet " + next.nft_table + " in place failed; replacing it:\n" +
                 err);
+            if (std::string check = nft_->run(next.nft_batch, true); !check.empty()) {
+                return err;
+            }
         }
-        std::string err = nft_->run(next.nft_batch);
+        err = nft_->run(next.nft_batch);
         if (err.empty()) {
+            live_names_.clear();
             log("replaced table inet " + next.nft_table);
         }
         return err;
@@ -268,6 +280,7 @@ std::string KernelApplier::replace_table(const KernelSetup& current, const Kerne
     if (!err.empty()) {
         return err;
     }
+    live_names_.clear();
     log("replaced table inet " + next.nft_table);
     if (!current.nft_table.empty()) {
         bool deleted = false;
@@ -279,6 +292,70 @@ std::string KernelApplier::replace_table(const KernelSetup& current, const Kerne
         }
     }
     return {};
+}
+
+std::string KernelApplier::update_in_place(const KernelSetup& current, const KernelSetup& next,
+                                           bool* retry) {
+    *retry = true;
+    const std::string& table = next.nft_table;
+    // Both batches with the names the kernel has now.
+    std::string live = rename_sets(current.nft_batch, live_names_);
+    std::string want = rename_sets(next.nft_batch, live_names_);
+    std::string inplace = inplace_batch(table, live, want);
+    if (inplace.empty() || nft_->table_state(table) != 1) {
+        return kNoInPlace;
+    }
+    // Big sets whose elements changed: filled under a new name first.
+    std::vector<std::string> unchanged;
+    (void)without_unchanged_sets(live, want, &unchanged);
+    std::map<std::string, std::string> fresh;  // kernel name now -> the new one
+    std::vector<std::string> fresh_names;
+    std::map<std::string, std::string> next_names = live_names_;
+    if (std::optional<SplitBatch> split = split_big_sets(want)) {
+        for (const BigSet& s : split->sets) {
+            if (std::find(unchanged.begin(), unchanged.end(), s.name) != unchanged.end()) {
+                continue;
+            }
+            std::string base = base_set_name(s.name);
+            std::string name = base + "/" + std::to_string(++generation_);
+            fresh[s.name] = name;
+            fresh_names.push_back(name);
+            next_names[base] = name;
+        }
+    }
+    if (!fresh.empty()) {
+        inplace.clear();
+        inplace.shrink_to_fit();
+        want = rename_sets(want, fresh);
+        if (std::string err = nft_->fill_sets(want, fresh_names); !err.empty()) {
+            *retry = false;
+            return err;  // nothing else changed yet
+        }
+        log("filled set(s) of table inet " + table + " under new names for the switch");
+        // The switch: the rules to the new sets, the old ones deleted, in one transaction;
+        // the new sets are not declared again (they exist, filled).
+        inplace = inplace_batch(table, live, without_sets(want, fresh_names));
+    }
+    std::string err = nft_->run(inplace);
+    if (!err.empty()) {
+        if (!fresh.empty()) {
+            if (std::string undo = nft_->drop_sets(want, fresh_names); !undo.empty()) {
+                err += "\nand removing the new sets failed: " + undo;
+            }
+        }
+        return err;
+    }
+    live_names_ = std::move(next_names);
+    log("updated table inet " + table + " in place");
+    return {};
+}
+
+std::string KernelApplier::restore_table(const KernelSetup& setup) {
+    std::string err = nft_->run(setup.nft_batch);
+    if (err.empty()) {
+        live_names_.clear();
+    }
+    return err;
 }
 
 SweepResult KernelApplier::remove(const KernelSetup& setup) {

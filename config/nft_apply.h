@@ -4,6 +4,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 struct nft_ctx;
 
@@ -24,6 +25,15 @@ class NftContext {
     // sets, elements over nfnetlink, chains), all or nothing; check mode then checks all
     // but the big sets' elements.
     std::string run(const std::string& batch, bool check_only = false);
+
+    // Creates the sets in `names` of generator batch `batch` in its (existing) table, empty,
+    // and loads their elements over nfnetlink: a reload fills a changed big set under a new
+    // name while the rules still use the old one. Nothing matches the new sets yet. On
+    // failure they are removed again. "" on success, else the error.
+    std::string fill_sets(const std::string& batch, const std::vector<std::string>& names);
+
+    // Removes the sets in `names` of `batch` from its table if they exist. "" or the error.
+    std::string drop_sets(const std::string& batch, const std::vector<std::string>& names);
 
     // Deletes `table inet NAME` if it exists (safe when it does not). *deleted tells whether
     // it was there. Returns "" on success, else the error.

@@ -134,20 +134,52 @@ TEST(NftBigSets, CompactKeepsStructureAndHashesTheElements) {
     EXPECT_EQ(compact_batch(big_batch()), c);
 }
 
-TEST(NftBigSets, UnchangedBigSetsAreDeclaredWithoutElements) {
+TEST(NftBigSets, UnchangedBigSetsAreLeftOut) {
     std::string batch = big_batch();
     std::string running = compact_batch(batch);
     std::vector<std::string> unchanged;
     std::string next = without_unchanged_sets(running, batch, &unchanged);
     ASSERT_EQ(unchanged, std::vector<std::string>{"dst4-big"});
-    auto split = split_big_sets(batch);
-    ASSERT_TRUE(split.has_value());
-    EXPECT_EQ(next, split->skeleton);  // the batch less the unchanged set's elements
+    // The batch less the whole set: not even declared (libnftables would read the elements of
+    // an auto-merge set back from the kernel).
+    size_t b = batch.find("\tset dst4-big {\n");
+    ASSERT_NE(b, std::string::npos);
+    size_t e = batch.find("\n\t}\n", b) + 4;
+    EXPECT_EQ(next, batch.substr(0, b) + batch.substr(e));
+    EXPECT_EQ(next, without_sets(batch, {"dst4-big"}));
+    EXPECT_EQ(count(next, "dst6-big"), count(batch, "dst6-big"));
     // One address fewer: the set changed, so it goes in whole.
     unchanged.clear();
     std::string other = big_batch(1234);
     EXPECT_EQ(without_unchanged_sets(running, other, &unchanged), other);
     EXPECT_TRUE(unchanged.empty());
+}
+
+TEST(NftBigSets, RenameSetsRenamesDeclarationsAndReferencesOnly) {
+    std::string batch = big_batch();
+    ASSERT_EQ(count(batch, "@dst4-big "), 1u);
+    std::string r = rename_sets(batch, {{"dst4-big", "dst4-big/7"}});
+    EXPECT_EQ(count(r, "\tset dst4-big/7 {\n"), 1u);
+    EXPECT_EQ(count(r, "@dst4-big/7 "), 1u);
+    EXPECT_EQ(count(r, "dst4-big "), 0u);
+    EXPECT_EQ(count(r, "dst4-big {"), 0u);
+    // Nothing else changes: the other set, the elements, the counters.
+    EXPECT_EQ(r.size(), batch.size() + 2 * 2);
+    EXPECT_EQ(rename_sets(r, {{"dst4-big/7", "dst4-big"}}), batch);
+    // A name that is only a prefix of a reference is not one.
+    EXPECT_EQ(rename_sets(batch, {{"dst4-bi", "x"}}), batch);
+    EXPECT_EQ(rename_sets(batch, {}), batch);
+    EXPECT_EQ(rename_sets("flush table inet t\n", {{"a", "b"}}), "flush table inet t\n");
+}
+
+TEST(NftBigSets, AddSetCommandsHaveNoElements) {
+    std::string batch = big_batch();
+    EXPECT_EQ(add_set_commands(batch, {"dst4-big", "dst6-big"}),
+              "add set inet tpengine dst4-big { type ipv4_addr; flags interval; auto-merge; }\n"
+              "add set inet tpengine dst6-big { type ipv6_addr; flags interval; auto-merge; }\n");
+    EXPECT_EQ(add_set_commands("nonsense", {"dst4-big"}), "");
+    EXPECT_EQ(base_set_name("dst4-big/12"), "dst4-big");
+    EXPECT_EQ(base_set_name("dst4-big"), "dst4-big");
 }
 
 TEST(NftBigSets, TextHashIsStableAndSensitive) {

@@ -1,7 +1,10 @@
 """A batch with a big set (5,000 elements: the nfnetlink path of nft_apply.cc, in three steps)
 applied with apply_driver: it works; and when the kernel refuses the elements (two overlapping
 entries) or the chains (a rule naming a set that does not exist), the namespace is left
-byte-identical to before, the half-built table removed."""
+byte-identical to before, the half-built table removed. A replace (reload) that changes the big
+set fills it under a new name (dst4-big/1) that the rule then uses, the old set gone; when the
+kernel refuses the new elements or the switch, the running table is left byte-identical and
+the new set removed; a sweep after the switch still removes everything."""
 import atexit
 import os
 import shutil
@@ -78,6 +81,50 @@ def main():
     chain = ns.run(["nft", "list", "chain", "inet", "tpa", "pre"], check=True).stdout
     if "@dst4-big" not in chain:
         nslib.fail("good: the chain is missing:\n" + chain)
+
+    # Replace (reload) with a changed big set: 100.64.0.0 gone, 100.64.0.1 in.
+    changed = ["100.64.0.1/32"] + hosts(5000)[1:]
+    cases = {
+        "changed": batch(changed),
+        # The new elements overlap: the kernel refuses them while filling the new set.
+        "changed-overlap": batch(["100.64.0.0/24"] + changed[1:]),
+        # The switch itself is refused (a rule names a set that does not exist).
+        "changed-no-such-set": batch(changed, rule_set="nope"),
+    }
+    for name, text in cases.items():
+        with open(os.path.join(tmp, name + ".nft"), "w") as f:
+            f.write(text)
+    good = os.path.join(tmp, "good.nft")
+    def fresh_apply():
+        ns.run([driver, "sweep", "--table", "tpa", "--batch", good], check=True)
+        ns.run([driver, "apply", "--table", "tpa", "--batch", good], check=True)
+
+    for bad, expected in (("changed-overlap", "adding the elements of set dst4-big/1"),
+                          ("changed-no-such-set", "@nope")):
+        fresh_apply()
+        running = nslib.nft_table(ns, "tpa")
+        r = ns.run([driver, "replace", "--table", "tpa", "--batch", good, "--next-batch",
+                    os.path.join(tmp, bad + ".nft")])
+        if r.returncode == 0 or expected not in r.stderr:
+            nslib.fail(f"{bad}: replace should be refused ({expected}):\n{r.stdout}{r.stderr}")
+        if nslib.nft_table(ns, "tpa") != running:
+            nslib.fail(f"{bad}: the running table changed:\n" + nslib.nft_table(ns, "tpa"))
+        print(f"{bad}: refused, the running table intact")
+    fresh_apply()
+    r = ns.run([driver, "replace", "--table", "tpa", "--batch", good, "--next-batch",
+                os.path.join(tmp, "changed.nft")])
+    if r.returncode != 0:
+        nslib.fail(f"changed: {r.stdout}{r.stderr}")
+    table = nslib.nft_table(ns, "tpa")
+    if "set dst4-big {" in table or "ip daddr @dst4-big/1 return" not in table:
+        nslib.fail("changed: the rule should use the new set, the old one gone:\n" + table)
+    listed = ns.run(["nft", "list", "set", "inet", "tpa", "dst4-big/1"], check=True).stdout
+    if listed.count("100.64.") != 5000 or "100.64.0.1" not in listed or "100.64.0.0," in listed:
+        nslib.fail("changed: the new set does not hold the new list:\n" + listed[:400])
+    r = ns.run([driver, "sweep", "--table", "tpa", "--batch", good])
+    if r.returncode != 0:
+        nslib.fail(f"sweep: {r.stdout}{r.stderr}")
+    nslib.expect_same(before, ns.snapshot(), "after the sweep of a switched table")
     print("PASS")
 
 
