@@ -298,48 +298,46 @@ std::string KernelApplier::update_in_place(const KernelSetup& current, const Ker
                                            bool* retry) {
     *retry = true;
     const std::string& table = next.nft_table;
-    // Both batches with the names the kernel has now.
-    std::string live = rename_sets(current.nft_batch, live_names_);
-    std::string want = rename_sets(next.nft_batch, live_names_);
-    std::string inplace = inplace_batch(table, live, want);
-    if (inplace.empty() || nft_->table_state(table) != 1) {
+    if (nft_->table_state(table) != 1) {
         return kNoInPlace;
     }
-    // Big sets whose elements changed: filled under a new name first.
+    // Worked out with the generator's set names; the kernel's (live_names_) only in the
+    // small texts at the end: no copy of a big list's text is made.
     std::vector<std::string> unchanged;
-    (void)without_unchanged_sets(live, want, &unchanged);
-    std::map<std::string, std::string> fresh;  // kernel name now -> the new one
-    std::vector<std::string> fresh_names;
-    std::map<std::string, std::string> next_names = live_names_;
-    if (std::optional<SplitBatch> split = split_big_sets(want)) {
+    (void)without_unchanged_sets(current.nft_batch, next.nft_batch, &unchanged);
+    std::map<std::string, std::string> fresh;  // big sets whose elements changed -> new name
+    std::vector<std::string> changed;
+    if (std::optional<SplitBatch> split = split_big_sets(next.nft_batch)) {
         for (const BigSet& s : split->sets) {
-            if (std::find(unchanged.begin(), unchanged.end(), s.name) != unchanged.end()) {
-                continue;
+            if (std::find(unchanged.begin(), unchanged.end(), s.name) == unchanged.end()) {
+                fresh[s.name] = s.name + "/" + std::to_string(++generation_);
+                changed.push_back(s.name);
             }
-            std::string base = base_set_name(s.name);
-            std::string name = base + "/" + std::to_string(++generation_);
-            fresh[s.name] = name;
-            fresh_names.push_back(name);
-            next_names[base] = name;
         }
     }
+    std::map<std::string, std::string> next_names = live_names_;
+    for (const auto& [name, kernel_name] : fresh) {
+        next_names[name] = kernel_name;
+    }
+    // The switch: the rules to the new sets, the old ones deleted, in one transaction; the
+    // new sets are not declared again (they exist, filled).
+    std::string inplace =
+        inplace_batch(table, rename_sets(current.nft_batch, live_names_),
+                      rename_sets(without_sets(next.nft_batch, changed), next_names));
+    if (inplace.empty()) {
+        return kNoInPlace;
+    }
     if (!fresh.empty()) {
-        inplace.clear();
-        inplace.shrink_to_fit();
-        want = rename_sets(want, fresh);
-        if (std::string err = nft_->fill_sets(want, fresh_names); !err.empty()) {
+        if (std::string err = nft_->fill_sets(next.nft_batch, fresh); !err.empty()) {
             *retry = false;
             return err;  // nothing else changed yet
         }
         log("filled set(s) of table inet " + table + " under new names for the switch");
-        // The switch: the rules to the new sets, the old ones deleted, in one transaction;
-        // the new sets are not declared again (they exist, filled).
-        inplace = inplace_batch(table, live, without_sets(want, fresh_names));
     }
     std::string err = nft_->run(inplace);
     if (!err.empty()) {
         if (!fresh.empty()) {
-            if (std::string undo = nft_->drop_sets(want, fresh_names); !undo.empty()) {
+            if (std::string undo = nft_->drop_sets(next.nft_batch, fresh); !undo.empty()) {
                 err += "\nand removing the new sets failed: " + undo;
             }
         }

@@ -102,18 +102,20 @@ std::string NftContext::run(const std::string& batch, bool check_only) {
     return {};
 }
 
-std::string NftContext::fill_sets(const std::string& batch, const std::vector<std::string>& names) {
+std::string NftContext::fill_sets(const std::string& batch,
+                                  const std::map<std::string, std::string>& names) {
     std::optional<SplitBatch> split = split_big_sets(batch);
     std::string create = add_set_commands(batch, names);
     if (!split || create.empty()) {
         return "filling new sets: not a generator batch with big sets";
     }
-    std::erase_if(split->sets, [&](const BigSet& s) {
-        return std::find(names.begin(), names.end(), s.name) == names.end();
-    });
+    std::erase_if(split->sets, [&](const BigSet& s) { return names.count(s.name) == 0; });
+    for (BigSet& s : split->sets) {
+        s.name = names.at(s.name);  // the elements are read from `batch`, sent to the new set
+    }
     // Flushed too: a set of that name left by an earlier failure starts empty.
-    for (const std::string& n : names) {
-        create += "flush set inet " + split->table + " " + n + "\n";
+    for (const auto& [_, name] : names) {
+        create += "flush set inet " + split->table + " " + name + "\n";
     }
     std::string err = run_text(create, false);
     if (err.empty()) {
@@ -127,7 +129,8 @@ std::string NftContext::fill_sets(const std::string& batch, const std::vector<st
     return {};
 }
 
-std::string NftContext::drop_sets(const std::string& batch, const std::vector<std::string>& names) {
+std::string NftContext::drop_sets(const std::string& batch,
+                                  const std::map<std::string, std::string>& names) {
     std::string cmd = add_set_commands(batch, names);
     // A generator batch starts "add table inet T\n".
     const std::string head = "add table inet ";
@@ -136,8 +139,8 @@ std::string NftContext::drop_sets(const std::string& batch, const std::vector<st
         return {};  // nothing to drop (adding the sets would create the table)
     }
     // Added first, so the delete succeeds whether or not they exist.
-    for (const std::string& n : names) {
-        cmd += "delete set inet " + table + " " + n + "\n";
+    for (const auto& [_, name] : names) {
+        cmd += "delete set inet " + table + " " + name + "\n";
     }
     std::string err = run_text(cmd, false);
     reset();

@@ -263,7 +263,8 @@ std::string without_sets(const std::string& batch, const std::vector<std::string
     return out + "}\n";
 }
 
-std::string add_set_commands(const std::string& batch, const std::vector<std::string>& names) {
+std::string add_set_commands(const std::string& batch,
+                             const std::map<std::string, std::string>& names) {
     std::string table;
     std::vector<Object> objects;
     size_t body = 0;
@@ -272,10 +273,11 @@ std::string add_set_commands(const std::string& batch, const std::vector<std::st
     }
     std::string out;
     for (const Object& o : objects) {
-        if (o.kind != "set" || !listed(names, o.name)) {
+        auto it = o.kind == "set" ? names.find(o.name) : names.end();
+        if (it == names.end()) {
             continue;
         }
-        out += "add set inet " + table + " " + o.name + " {";
+        out += "add set inet " + table + " " + it->second + " {";
         size_t next = 0;
         for (size_t p = batch.find('\n', o.begin) + 1; p < o.end; p = next) {
             std::string_view l = line_at(batch, p, &next);
@@ -292,10 +294,6 @@ std::string add_set_commands(const std::string& batch, const std::vector<std::st
         out += " }\n";
     }
     return out;
-}
-
-std::string base_set_name(const std::string& name) {
-    return name.substr(0, name.find('/'));
 }
 
 std::string text_hash(std::string_view text) {

@@ -90,15 +90,13 @@ std::string rename_sets(const std::string& batch, const std::map<std::string, st
 // exist in the kernel as wanted.
 std::string without_sets(const std::string& batch, const std::vector<std::string>& names);
 
-// "add set inet T NAME { type ...; flags ...; }\n" for each set in `names` (no elements): adds
-// them to an existing table. Commands, not a "table T { set ... }" block: for the block
-// libnftables first reads every element of the table's auto-merge sets from the kernel
-// (0.7 s and 130 MiB with 100,000 of them). "" when `batch` is not a generator batch.
-std::string add_set_commands(const std::string& batch, const std::vector<std::string>& names);
-
-// The generator's name of a set a reload renamed ("dst4-big/3" -> "dst4-big"): rule names have
-// no '/', nft identifiers may.
-std::string base_set_name(const std::string& name);
+// "add set inet T NEW { type ...; flags ...; }\n" for each set of `batch` in `names` (its name
+// in `batch` -> NEW), no elements: adds them to an existing table. Commands, not a
+// "table T { set ... }" block: for the block libnftables first reads every element of the
+// table's auto-merge sets from the kernel (0.7 s and 130 MiB with 100,000 of them). "" when
+// `batch` is not a generator batch.
+std::string add_set_commands(const std::string& batch,
+                             const std::map<std::string, std::string>& names);
 
 // A 128-bit hash of `text` as 32 hex digits (two independent 64-bit hashes).
 std::string text_hash(std::string_view text);

@@ -174,12 +174,11 @@ TEST(NftBigSets, RenameSetsRenamesDeclarationsAndReferencesOnly) {
 
 TEST(NftBigSets, AddSetCommandsHaveNoElements) {
     std::string batch = big_batch();
-    EXPECT_EQ(add_set_commands(batch, {"dst4-big", "dst6-big"}),
-              "add set inet tpengine dst4-big { type ipv4_addr; flags interval; auto-merge; }\n"
+    EXPECT_EQ(add_set_commands(batch, {{"dst4-big", "dst4-big/3"}, {"dst6-big", "dst6-big"}}),
+              "add set inet tpengine dst4-big/3 { type ipv4_addr; flags interval; auto-merge; }\n"
               "add set inet tpengine dst6-big { type ipv6_addr; flags interval; auto-merge; }\n");
-    EXPECT_EQ(add_set_commands("nonsense", {"dst4-big"}), "");
-    EXPECT_EQ(base_set_name("dst4-big/12"), "dst4-big");
-    EXPECT_EQ(base_set_name("dst4-big"), "dst4-big");
+    EXPECT_EQ(add_set_commands(batch, {{"nope", "x"}}), "");
+    EXPECT_EQ(add_set_commands("nonsense", {{"dst4-big", "x"}}), "");
 }
 
 TEST(NftBigSets, TextHashIsStableAndSensitive) {
