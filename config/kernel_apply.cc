@@ -305,11 +305,20 @@ std::string KernelApplier::update_in_place(const KernelSetup& current, const Ker
     // small texts at the end: no copy of a big list's text is made.
     std::vector<std::string> unchanged;
     (void)without_unchanged_sets(current.nft_batch, next.nft_batch, &unchanged);
-    std::map<std::string, std::string> fresh;  // big sets whose elements changed -> new name
+    // New sets, filled before the switch: big ones whose elements changed, and any whose
+    // declaration changed (a big list of hosts is a hash set of its size, others interval
+    // sets: an existing set cannot be redeclared).
+    std::map<std::string, std::string> fresh;  // name -> the new set's name
     std::vector<std::string> changed;
-    if (std::optional<SplitBatch> split = split_big_sets(next.nft_batch)) {
+    if (std::optional<SplitBatch> split = split_big_sets(next.nft_batch, 1)) {
         for (const BigSet& s : split->sets) {
-            if (std::find(unchanged.begin(), unchanged.end(), s.name) == unchanged.end()) {
+            std::map<std::string, std::string> same{{s.name, s.name}};
+            std::string before = add_set_commands(current.nft_batch, same);
+            bool big_changed =
+                s.elements >= kBigSetElements &&
+                std::find(unchanged.begin(), unchanged.end(), s.name) == unchanged.end();
+            bool redeclared = !before.empty() && before != add_set_commands(next.nft_batch, same);
+            if (big_changed || redeclared) {
                 fresh[s.name] = s.name + "/" + std::to_string(++generation_);
                 changed.push_back(s.name);
             }

@@ -104,7 +104,7 @@ std::string NftContext::run(const std::string& batch, bool check_only) {
 
 std::string NftContext::fill_sets(const std::string& batch,
                                   const std::map<std::string, std::string>& names) {
-    std::optional<SplitBatch> split = split_big_sets(batch);
+    std::optional<SplitBatch> split = split_big_sets(batch, 1);  // small ones too
     std::string create = add_set_commands(batch, names);
     if (!split || create.empty()) {
         return "filling new sets: not a generator batch with big sets";

@@ -25,6 +25,7 @@ struct Object {
     size_t elems_close_end = 0;             // just past kElementsClose
     size_t elements = 0;
     int family = 0;
+    bool interval = false;
 };
 
 std::string_view line_at(const std::string& s, size_t p, size_t* next) {
@@ -79,6 +80,8 @@ bool scan(const std::string& batch, std::string* table, std::vector<Object>* obj
                 o.family = AF_INET;
             } else if (o.kind == "set" && l == "\t\ttype ipv6_addr\n") {
                 o.family = AF_INET6;
+            } else if (o.kind == "set" && l == "\t\tflags interval\n") {
+                o.interval = true;
             } else if (o.kind == "set" && l == kElementsOpen) {
                 o.elems_open = p;
                 o.elems_begin = next;
@@ -135,7 +138,8 @@ std::optional<SplitBatch> split_big_sets(const std::string& batch, size_t min_el
         if (is_big(o, min_elements)) {
             append_without_elements(s.skeleton, batch, o);
             append_without_elements(s.sets_stage, batch, o);
-            s.sets.push_back({o.name, o.family, o.elems_begin, o.elems_end, o.elements});
+            s.sets.push_back(
+                {o.name, o.family, o.elems_begin, o.elems_end, o.elements, o.interval});
             continue;
         }
         s.skeleton.append(batch, o.begin, o.end - o.begin);

@@ -24,6 +24,7 @@ struct BigSet {
     size_t begin = 0;  // byte range of the element lines ("\t\t\tCIDR,\n") in the batch
     size_t end = 0;
     size_t elements = 0;
+    bool interval = true;
 };
 
 struct SplitBatch {

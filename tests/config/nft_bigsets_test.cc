@@ -19,7 +19,7 @@ namespace fs = std::filesystem;
 
 // 5,000 IPv4 hosts (every other address from 100.64.0.0) and 10 IPv6 /64s: one big set, one
 // small one, plus the `lan` rule's chain lines.
-std::string big_batch(int skip = -1) {
+std::string big_batch(int skip = -1, const char* extra = "") {
     char dir_template[] = "/tmp/tpcfg-bigsets-XXXXXX";
     EXPECT_NE(mkdtemp(dir_template), nullptr);
     fs::path dir = dir_template;
@@ -37,6 +37,7 @@ std::string big_batch(int skip = -1) {
         for (int i = 0; i < 10; ++i) {
             list << "2001:db8:" << i << "::/64\n";
         }
+        list << extra;
     }
     std::string yaml = R"(listeners:
   - name: web
@@ -77,13 +78,17 @@ TEST(NftBigSets, SplitsOnlyTheBigSetAndKeepsEverythingElse) {
     EXPECT_EQ(s.name, "dst4-big");
     EXPECT_EQ(s.family, AF_INET);
     EXPECT_EQ(s.elements, 5000u);
+    // 5,000 single addresses and nothing else: a hash set of that size, not an interval set.
+    EXPECT_FALSE(s.interval);
+    EXPECT_EQ(count(batch, "\tset dst4-big {\n\t\ttype ipv4_addr\n\t\tsize 5000\n\t\telements"),
+              1u);
 
     // The elements, last first, are exactly the list.
     std::vector<std::string> seen;
     for_each_element_descending(batch, s, [&](std::string_view e) { seen.emplace_back(e); });
     ASSERT_EQ(seen.size(), 5000u);
-    EXPECT_EQ(seen.front(), "100.64.39.14/32");  // 100.64.0.0 + 2 * 4999
-    EXPECT_EQ(seen.back(), "100.64.0.0/32");
+    EXPECT_EQ(seen.front(), "100.64.39.14");  // 100.64.0.0 + 2 * 4999
+    EXPECT_EQ(seen.back(), "100.64.0.0");
 
     // Skeleton: the batch without those 5000 lines and their "elements = {" block.
     EXPECT_EQ(count(split->skeleton, "\t\t\t100.64."), 0u);
@@ -102,6 +107,18 @@ TEST(NftBigSets, SplitsOnlyTheBigSetAndKeepsEverythingElse) {
     EXPECT_EQ(count(split->rules_stage, "\tchain "), count(batch, "\tchain "));
     EXPECT_EQ(count(split->rules_stage, "delete"), 0u);
     EXPECT_EQ(count(split->rules_stage, "\tset "), 0u);
+}
+
+TEST(NftBigSets, ABigListWithAPrefixStaysAnIntervalSet) {
+    std::string batch = big_batch(-1, "198.51.100.0/24\n");
+    auto split = split_big_sets(batch);
+    ASSERT_TRUE(split.has_value());
+    ASSERT_EQ(split->sets.size(), 1u);
+    EXPECT_TRUE(split->sets[0].interval);
+    EXPECT_EQ(count(batch, "\tset dst4-big {\n\t\ttype ipv4_addr\n\t\tflags interval\n"), 1u);
+    EXPECT_EQ(count(batch, "\t\t\t100.64.0.0/32,\n"), 1u);
+    EXPECT_EQ(count(batch, "\t\t\t198.51.100.0/24\n"), 1u);
+    EXPECT_EQ(count(batch, "size "), 0u);
 }
 
 TEST(NftBigSets, SmallOrForeignBatchesAreNotSplit) {
@@ -175,7 +192,7 @@ TEST(NftBigSets, RenameSetsRenamesDeclarationsAndReferencesOnly) {
 TEST(NftBigSets, AddSetCommandsHaveNoElements) {
     std::string batch = big_batch();
     EXPECT_EQ(add_set_commands(batch, {{"dst4-big", "dst4-big/3"}, {"dst6-big", "dst6-big"}}),
-              "add set inet tpengine dst4-big/3 { type ipv4_addr; flags interval; auto-merge; }\n"
+              "add set inet tpengine dst4-big/3 { type ipv4_addr; size 5000; }\n"
               "add set inet tpengine dst6-big { type ipv6_addr; flags interval; auto-merge; }\n");
     EXPECT_EQ(add_set_commands(batch, {{"nope", "x"}}), "");
     EXPECT_EQ(add_set_commands("nonsense", {{"dst4-big", "x"}}), "");

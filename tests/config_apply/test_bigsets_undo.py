@@ -4,7 +4,8 @@ entries) or the chains (a rule naming a set that does not exist), the namespace 
 byte-identical to before, the half-built table removed. A replace (reload) that changes the big
 set fills it under a new name (dst4-big/1) that the rule then uses, the old set gone; when the
 kernel refuses the new elements or the switch, the running table is left byte-identical and
-the new set removed; a sweep after the switch still removes everything."""
+the new set removed; a sweep after the switch still removes everything. A set whose
+declaration changes (hash set of hosts -> interval set) is switched the same way, in place."""
 import atexit
 import os
 import shutil
@@ -13,16 +14,14 @@ import tempfile
 import nslib
 
 
-def batch(elements, rule_set="dst4-big"):
+def batch(elements, rule_set="dst4-big", decl="\t\tflags interval\n\t\tauto-merge\n"):
     lines = ",\n".join("\t\t\t" + e for e in elements)
     return f"""add table inet tpa
 delete table inet tpa
 table inet tpa {{
 \tset dst4-big {{
 \t\ttype ipv4_addr
-\t\tflags interval
-\t\tauto-merge
-\t\telements = {{
+{decl}\t\telements = {{
 {lines}
 \t\t}}
 \t}}
@@ -125,6 +124,26 @@ def main():
     if r.returncode != 0:
         nslib.fail(f"sweep: {r.stdout}{r.stderr}")
     nslib.expect_same(before, ns.snapshot(), "after the sweep of a switched table")
+
+    # A set whose declaration changes (a big list of hosts is a hash set of its size; a small
+    # list an interval set) cannot be redeclared: it is filled anew too, still in place.
+    hashed = os.path.join(tmp, "hashed.nft")
+    with open(hashed, "w") as f:
+        f.write(batch([h[:-3] for h in hosts(5000)], decl="\t\tsize 5000\n"))
+    small = os.path.join(tmp, "small.nft")
+    with open(small, "w") as f:
+        f.write(batch(hosts(10)))
+    ns.run([driver, "apply", "--table", "tpa", "--batch", hashed], check=True)
+    r = ns.run([driver, "replace", "--table", "tpa", "--batch", hashed, "--next-batch", small])
+    if r.returncode != 0 or "updated table inet tpa in place" not in r.stderr or \
+            "replacing it" in r.stderr:
+        nslib.fail(f"hash to interval: not updated in place:\n{r.stdout}{r.stderr}")
+    table = nslib.nft_table(ns, "tpa")
+    if "set dst4-big {" in table or "ip daddr @dst4-big/1 return" not in table or \
+            "flags interval" not in table or table.count("100.64.") != 10:
+        nslib.fail("hash to interval: the rule should use the new interval set:\n" + table)
+    ns.run([driver, "sweep", "--table", "tpa", "--batch", small], check=True)
+    nslib.expect_same(before, ns.snapshot(), "after the sweep of the redeclared set")
     print("PASS")
 
 
