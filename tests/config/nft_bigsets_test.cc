@@ -121,6 +121,26 @@ TEST(NftBigSets, ABigListWithAPrefixStaysAnIntervalSet) {
     EXPECT_EQ(count(batch, "size "), 0u);
 }
 
+TEST(NftBigSets, ABigListOfAdjacentHostsStaysAnIntervalSet) {
+    // 100.64.0.0 .. 100.64.0.5 (adjacent to 100.64.0.0, 2, 4 of the list) and every other
+    // address after: 4,997 runs for 5,003 hosts would still be a hash set; 2,500 more adjacent
+    // hosts make the runs fewer than half the hosts: an interval set (fewer tree nodes).
+    std::string few;
+    for (int i = 0; i < 3; ++i) {
+        few += "100.64.0." + std::to_string(2 * i + 1) + "\n";
+    }
+    EXPECT_EQ(count(big_batch(-1, few.c_str()), "\t\tsize 5003\n"), 1u);
+    std::string many;
+    for (int i = 0; i < 2500; ++i) {
+        uint32_t a = ((100u << 24) | (64u << 16)) + 2 * static_cast<uint32_t>(i) + 1;
+        many += std::to_string(a >> 24) + "." + std::to_string((a >> 16) & 255) + "." +
+                std::to_string((a >> 8) & 255) + "." + std::to_string(a & 255) + "\n";
+    }
+    std::string batch = big_batch(-1, many.c_str());
+    EXPECT_EQ(count(batch, "size "), 0u);
+    EXPECT_EQ(count(batch, "\tset dst4-big {\n\t\ttype ipv4_addr\n\t\tflags interval\n"), 1u);
+}
+
 TEST(NftBigSets, SmallOrForeignBatchesAreNotSplit) {
     std::string batch = big_batch();
     EXPECT_FALSE(split_big_sets(batch, 6000).has_value());  // no set that big
