@@ -2,7 +2,9 @@
 // Big address sets in the generator's nft batch, as text: splitting a batch so the elements of
 // big sets can go to the kernel without libnftables' parser (which needs ~700 bytes and ~10 µs
 // per element), and compacting a batch a running process keeps (its big element lists
-// replaced by a count and a hash). Pure functions over the generator's exact format.
+// replaced by a count and a hash), and the pieces of a reload that fills a changed set under a
+// new name (renaming, leaving sets out, `add set` commands). Pure functions over the
+// generator's exact format.
 
 #include <cstddef>
 #include <cstdint>

@@ -1,4 +1,4 @@
-// Interval-set elements over nfnetlink: the batch is built in large buffers of whole
+// Set elements (interval or plain) over nfnetlink: the batch is built in large buffers of whole
 // messages and handed to the kernel in one sendmsg (a transaction is one datagram).
 
 #include "config/nft_elements.h"
