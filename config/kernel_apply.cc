@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <map>
+#include <optional>
 #include <sstream>
 
 #include "config/cleanup.h"
@@ -13,6 +14,9 @@
 
 namespace tp::config {
 namespace {
+
+// update_in_place's answer when the batches do not allow it (then only a replacement will do).
+const char* const kNoInPlace = "(no in-place update)";
 
 const char* family_digit(int family) {
     return family == AF_INET6 ? "6" : "4";
@@ -184,6 +188,7 @@ std::string KernelApplier::apply(const KernelSetup& setup) {
         if (!err.empty()) {
             err = "table inet " + setup.nft_table + ": " + err;
         } else {
+            live_names_.clear();
             log("replaced table inet " + setup.nft_table);
         }
     }
@@ -244,19 +249,26 @@ std::string KernelApplier::replace(const KernelSetup& current, const KernelSetup
 
 std::string KernelApplier::replace_table(const KernelSetup& current, const KernelSetup& next) {
     if (current.nft_table == next.nft_table) {
-        std::string inplace = inplace_batch(next.nft_table, current.nft_batch, next.nft_batch);
-        if (!inplace.empty() && nft_->table_state(next.nft_table) == 1) {
-            std::string err = nft_->run(inplace);
-            if (err.empty()) {
-                log("updated table inet " + next.nft_table + " in place");
-                return {};
-            }
-            // Someone changed our table under us: replacing it whole still works.
+        bool retry = false;
+        std::string err = update_in_place(current, next, &retry);
+        if (err.empty()) {
+            return {};
+        }
+        if (!retry) {
+            return err;  // the kernel refused the new elements: a replacement would fail too
+        }
+        if (err != kNoInPlace) {
+            // Someone changed our table under us: replacing it whole still works, but only
+            // try that with a batch the kernel accepts (the replacement goes in steps).
             log("updating table inet " + next.nft_table + " in place failed; replacing it:\n" +
                 err);
+            if (std::string check = nft_->run(next.nft_batch, true); !check.empty()) {
+                return err;
+            }
         }
-        std::string err = nft_->run(next.nft_batch);
+        err = nft_->run(next.nft_batch);
         if (err.empty()) {
+            live_names_.clear();
             log("replaced table inet " + next.nft_table);
         }
         return err;
@@ -268,6 +280,7 @@ std::string KernelApplier::replace_table(const KernelSetup& current, const Kerne
     if (!err.empty()) {
         return err;
     }
+    live_names_.clear();
     log("replaced table inet " + next.nft_table);
     if (!current.nft_table.empty()) {
         bool deleted = false;
@@ -279,6 +292,77 @@ std::string KernelApplier::replace_table(const KernelSetup& current, const Kerne
         }
     }
     return {};
+}
+
+std::string KernelApplier::update_in_place(const KernelSetup& current, const KernelSetup& next,
+                                           bool* retry) {
+    *retry = true;
+    const std::string& table = next.nft_table;
+    if (nft_->table_state(table) != 1) {
+        return kNoInPlace;
+    }
+    // Worked out with the generator's set names; the kernel's (live_names_) only in the
+    // small texts at the end: no copy of a big list's text is made.
+    std::vector<std::string> unchanged;
+    (void)without_unchanged_sets(current.nft_batch, next.nft_batch, &unchanged);
+    // New sets, filled before the switch: big ones whose elements changed, and any whose
+    // declaration changed (a big list of hosts is a hash set of its size, others interval
+    // sets: an existing set cannot be redeclared).
+    std::map<std::string, std::string> fresh;  // name -> the new set's name
+    std::vector<std::string> changed;
+    if (std::optional<SplitBatch> split = split_big_sets(next.nft_batch, 1)) {
+        for (const BigSet& s : split->sets) {
+            std::map<std::string, std::string> same{{s.name, s.name}};
+            std::string before = add_set_commands(current.nft_batch, same);
+            bool big_changed =
+                s.elements >= kBigSetElements &&
+                std::find(unchanged.begin(), unchanged.end(), s.name) == unchanged.end();
+            bool redeclared = !before.empty() && before != add_set_commands(next.nft_batch, same);
+            if (big_changed || redeclared) {
+                fresh[s.name] = s.name + "/" + std::to_string(++generation_);
+                changed.push_back(s.name);
+            }
+        }
+    }
+    std::map<std::string, std::string> next_names = live_names_;
+    for (const auto& [name, kernel_name] : fresh) {
+        next_names[name] = kernel_name;
+    }
+    // The switch: the rules to the new sets, the old ones deleted, in one transaction; the
+    // new sets are not declared again (they exist, filled).
+    std::string inplace =
+        inplace_batch(table, rename_sets(current.nft_batch, live_names_),
+                      rename_sets(without_sets(next.nft_batch, changed), next_names));
+    if (inplace.empty()) {
+        return kNoInPlace;
+    }
+    if (!fresh.empty()) {
+        if (std::string err = nft_->fill_sets(next.nft_batch, fresh); !err.empty()) {
+            *retry = false;
+            return err;  // nothing else changed yet
+        }
+        log("filled set(s) of table inet " + table + " under new names for the switch");
+    }
+    std::string err = nft_->run(inplace);
+    if (!err.empty()) {
+        if (!fresh.empty()) {
+            if (std::string undo = nft_->drop_sets(next.nft_batch, fresh); !undo.empty()) {
+                err += "\nand removing the new sets failed: " + undo;
+            }
+        }
+        return err;
+    }
+    live_names_ = std::move(next_names);
+    log("updated table inet " + table + " in place");
+    return {};
+}
+
+std::string KernelApplier::restore_table(const KernelSetup& setup) {
+    std::string err = nft_->run(setup.nft_batch);
+    if (err.empty()) {
+        live_names_.clear();
+    }
+    return err;
 }
 
 SweepResult KernelApplier::remove(const KernelSetup& setup) {

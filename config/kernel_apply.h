@@ -4,6 +4,7 @@
 // a failure at any step leaves the namespace as it was. Reload changes only what differs.
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -48,8 +49,14 @@ class KernelApplier {
     // Reload from `current` to `next`: new routes and rules first, then the table updated in
     // place in one transaction (see inplace_batch; a new table name: the new table first, the
     // old one deleted after it), then the routes and rules no longer wanted. On failure
-    // `current` stays in force.
+    // `current` stays in force. A big set whose elements changed is filled first under a new
+    // name ("dst4-big/N", over nfnetlink), and the in-place transaction switches the rules to
+    // it and deletes the old one: libnftables never parses the elements, and no packet meets
+    // a half-filled set.
     std::string replace(const KernelSetup& current, const KernelSetup& next);
+
+    // Puts `setup`'s table back whole (after someone removed it). "" or the error.
+    std::string restore_table(const KernelSetup& setup);
 
     // Removes everything of `setup` (sweep: table, rules, routes).
     SweepResult remove(const KernelSetup& setup);
@@ -63,12 +70,19 @@ class KernelApplier {
     KernelApplier() = default;
     std::string inject(const std::string& step) const;
     std::string replace_table(const KernelSetup& current, const KernelSetup& next);
+    // The table updated in place (see replace); kNoInPlace when the batches do not allow it.
+    // *retry: whether replacing the table whole may still work after a failure (not when the
+    // kernel refused the new elements).
+    std::string update_in_place(const KernelSetup& current, const KernelSetup& next, bool* retry);
     std::string add_routing(const KernelSetup& setup, const KernelSetup* skip, UndoJournal& j);
     void log(const std::string& line) const {
         if (log_) {
             log_(line);
         }
     }
+    // The generator's name of each big set that a reload renamed -> its name in the kernel.
+    std::map<std::string, std::string> live_names_;
+    unsigned generation_ = 0;
     std::unique_ptr<NftContext> nft_;
     std::unique_ptr<Rtnl> rtnl_;
     Log log_;

@@ -11,6 +11,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cstdio>
@@ -99,6 +100,51 @@ std::string NftContext::run(const std::string& batch, bool check_only) {
         return err + (undo.empty() ? "" : "\nand removing the half-built table failed: " + undo);
     }
     return {};
+}
+
+std::string NftContext::fill_sets(const std::string& batch,
+                                  const std::map<std::string, std::string>& names) {
+    std::optional<SplitBatch> split = split_big_sets(batch, 1);  // small ones too
+    std::string create = add_set_commands(batch, names);
+    if (!split || create.empty()) {
+        return "filling new sets: not a generator batch with big sets";
+    }
+    std::erase_if(split->sets, [&](const BigSet& s) { return names.count(s.name) == 0; });
+    for (BigSet& s : split->sets) {
+        s.name = names.at(s.name);  // the elements are read from `batch`, sent to the new set
+    }
+    // Flushed too: a set of that name left by an earlier failure starts empty.
+    for (const auto& [_, name] : names) {
+        create += "flush set inet " + split->table + " " + name + "\n";
+    }
+    std::string err = run_text(create, false);
+    if (err.empty()) {
+        err = load_set_elements(batch, *split);
+    }
+    reset();
+    if (!err.empty()) {
+        std::string undo = drop_sets(batch, names);
+        return err + (undo.empty() ? "" : "\nand removing the new sets failed: " + undo);
+    }
+    return {};
+}
+
+std::string NftContext::drop_sets(const std::string& batch,
+                                  const std::map<std::string, std::string>& names) {
+    std::string cmd = add_set_commands(batch, names);
+    // A generator batch starts "add table inet T\n".
+    const std::string head = "add table inet ";
+    std::string table = batch.substr(head.size(), batch.find('\n') - head.size());
+    if (cmd.empty() || table_state(table) != 1) {
+        return {};  // nothing to drop (adding the sets would create the table)
+    }
+    // Added first, so the delete succeeds whether or not they exist.
+    for (const auto& [_, name] : names) {
+        cmd += "delete set inet " + table + " " + name + "\n";
+    }
+    std::string err = run_text(cmd, false);
+    reset();
+    return err;
 }
 
 void NftContext::reset() {

@@ -2,8 +2,10 @@
 // nftables through libnftables, in-process: run tpengine's batch as one transaction (or in
 // check mode), delete the owned table, and explain failures with the batch lines nft names.
 
+#include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 struct nft_ctx;
 
@@ -24,6 +26,18 @@ class NftContext {
     // sets, elements over nfnetlink, chains), all or nothing; check mode then checks all
     // but the big sets' elements.
     std::string run(const std::string& batch, bool check_only = false);
+
+    // Creates the sets of generator batch `batch` named in `names` (a name in the batch -> the
+    // name to give the new set) in its (existing) table, empty, and loads their elements from
+    // `batch` over nfnetlink: a reload fills a changed big set under a new name while the rules
+    // still use the old one. Nothing matches the new sets yet. On failure they are removed
+    // again. "" on success, else the error.
+    std::string fill_sets(const std::string& batch,
+                          const std::map<std::string, std::string>& names);
+
+    // Removes the sets fill_sets(batch, names) made, if they exist. "" or the error.
+    std::string drop_sets(const std::string& batch,
+                          const std::map<std::string, std::string>& names);
 
     // Deletes `table inet NAME` if it exists (safe when it does not). *deleted tells whether
     // it was there. Returns "" on success, else the error.

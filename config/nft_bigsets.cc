@@ -4,6 +4,8 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <functional>
 
@@ -23,6 +25,7 @@ struct Object {
     size_t elems_close_end = 0;             // just past kElementsClose
     size_t elements = 0;
     int family = 0;
+    bool interval = false;
 };
 
 std::string_view line_at(const std::string& s, size_t p, size_t* next) {
@@ -77,6 +80,8 @@ bool scan(const std::string& batch, std::string* table, std::vector<Object>* obj
                 o.family = AF_INET;
             } else if (o.kind == "set" && l == "\t\ttype ipv6_addr\n") {
                 o.family = AF_INET6;
+            } else if (o.kind == "set" && l == "\t\tflags interval\n") {
+                o.interval = true;
             } else if (o.kind == "set" && l == kElementsOpen) {
                 o.elems_open = p;
                 o.elems_begin = next;
@@ -133,7 +138,8 @@ std::optional<SplitBatch> split_big_sets(const std::string& batch, size_t min_el
         if (is_big(o, min_elements)) {
             append_without_elements(s.skeleton, batch, o);
             append_without_elements(s.sets_stage, batch, o);
-            s.sets.push_back({o.name, o.family, o.elems_begin, o.elems_end, o.elements});
+            s.sets.push_back(
+                {o.name, o.family, o.elems_begin, o.elems_end, o.elements, o.interval});
             continue;
         }
         s.skeleton.append(batch, o.begin, o.end - o.begin);
@@ -188,7 +194,8 @@ std::string without_unchanged_sets(const std::string& compact_current,
                                   text_hash(elems) + "\n" +
                                   next_batch.substr(o.elems_end, o.end - o.elems_end);
             if (compact_current.find(compact) != std::string::npos) {
-                append_without_elements(out, next_batch, o);
+                // Not even declared: for an auto-merge set, libnftables would read all its
+                // elements back from the kernel first (seconds and ~1 KiB an element).
                 unchanged->push_back(o.name);
                 continue;
             }
@@ -196,6 +203,101 @@ std::string without_unchanged_sets(const std::string& compact_current,
         out.append(next_batch, o.begin, o.end - o.begin);
     }
     return out + "}\n";
+}
+
+namespace {
+
+bool ident_char(char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_' || c == '.' || c == '-' ||
+           c == '/';
+}
+
+bool listed(const std::vector<std::string>& names, const std::string& name) {
+    return std::find(names.begin(), names.end(), name) != names.end();
+}
+
+}  // namespace
+
+std::string rename_sets(const std::string& batch, const std::map<std::string, std::string>& names) {
+    std::string table;
+    std::vector<Object> objects;
+    size_t body = 0;
+    if (names.empty() || !scan(batch, &table, &objects, &body)) {
+        return batch;
+    }
+    std::string out(batch, 0, body);
+    out.reserve(batch.size() + 64);
+    for (const Object& o : objects) {
+        auto it = o.kind == "set" ? names.find(o.name) : names.end();
+        size_t p = o.begin;
+        if (it != names.end()) {
+            out += "\tset " + it->second + " {\n";
+            p = batch.find('\n', o.begin) + 1;
+        }
+        // Element lines hold no references: copied whole.
+        size_t stop = o.elems_open != std::string::npos ? o.elems_begin : o.end;
+        for (size_t at; (at = batch.find('@', p)) < stop;) {
+            size_t e = at + 1;
+            while (e < stop && ident_char(batch[e])) {
+                ++e;
+            }
+            auto ref = names.find(batch.substr(at + 1, e - at - 1));
+            out.append(batch, p, at + 1 - p);
+            out += ref != names.end() ? ref->second : batch.substr(at + 1, e - at - 1);
+            p = e;
+        }
+        out.append(batch, p, o.end - p);
+    }
+    return out + "}\n";
+}
+
+std::string without_sets(const std::string& batch, const std::vector<std::string>& names) {
+    std::string table;
+    std::vector<Object> objects;
+    size_t body = 0;
+    if (!scan(batch, &table, &objects, &body)) {
+        return batch;
+    }
+    std::string out(batch, 0, body);
+    for (const Object& o : objects) {
+        if (o.kind != "set" || !listed(names, o.name)) {
+            out.append(batch, o.begin, o.end - o.begin);
+        }
+    }
+    return out + "}\n";
+}
+
+std::string add_set_commands(const std::string& batch,
+                             const std::map<std::string, std::string>& names) {
+    std::string table;
+    std::vector<Object> objects;
+    size_t body = 0;
+    if (!scan(batch, &table, &objects, &body)) {
+        return {};
+    }
+    std::string out;
+    for (const Object& o : objects) {
+        auto it = o.kind == "set" ? names.find(o.name) : names.end();
+        if (it == names.end()) {
+            continue;
+        }
+        out += "add set inet " + table + " " + it->second + " {";
+        size_t next = 0;
+        for (size_t p = batch.find('\n', o.begin) + 1; p < o.end; p = next) {
+            std::string_view l = line_at(batch, p, &next);
+            if (l == kElementsOpen) {
+                next = o.elems_close_end;
+            } else if (l != "\t}\n") {
+                l.remove_prefix(l.find_first_not_of('\t'));
+                l.remove_suffix(1);
+                out += " ";
+                out += l;
+                out += ";";
+            }
+        }
+        out += " }\n";
+    }
+    return out;
 }
 
 std::string text_hash(std::string_view text) {

@@ -1,4 +1,4 @@
-// Interval-set elements over nfnetlink: the batch is built in large buffers of whole
+// Set elements (interval or plain) over nfnetlink: the batch is built in large buffers of whole
 // messages and handed to the kernel in one sendmsg (a transaction is one datagram).
 
 #include "config/nft_elements.h"
@@ -97,6 +97,10 @@ class SetWriter {
         if (!c || c->addr.family != set_.family) {
             return "set " + set_.name + ": bad element \"" + std::string(text) + "\"";
         }
+        if (!set_.interval) {
+            element(c->addr.bytes, false);
+            return {};
+        }
         std::array<uint8_t, 16> start = c->addr.bytes, end = start;
         bool bounded = interval_end(end, bytes_, c->prefix);
         if (pending_ && bounded && std::memcmp(end.data(), pending_start_.data(), bytes_) == 0) {
@@ -114,7 +118,7 @@ class SetWriter {
     void finish() {
         flush();
         std::array<uint8_t, 16> zero{};
-        if (any_ && std::memcmp(lowest_.data(), zero.data(), bytes_) != 0) {
+        if (set_.interval && any_ && std::memcmp(lowest_.data(), zero.data(), bytes_) != 0) {
             element(zero, true);
         }
         close_message();

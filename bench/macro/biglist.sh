@@ -1,7 +1,8 @@
 #!/bin/bash
 # Big address lists: time and memory of `tpengine -c --check` and of a real start with N CIDRs
 # from an @file (one bypass rule with the list, one tproxy rule), and the steady RSS after the
-# rules are applied, and after a reload that changed the list, against an idle tpengine with a
+# rules are applied, and the time and own peak RSS of a reload that changed the list (and the
+# steady RSS after it), against an idle tpengine with a
 # one-line list. Runs in a scratch network namespace (root); the list is only loaded into a set,
 # never routed to.
 #   bench/macro/biglist.sh [N]        N: CIDRs (default 1000000; one @file holds 16 MiB at most)
@@ -85,24 +86,31 @@ start() {  # NAME -> "SECONDS PEAK_KIB STEADY_KIB"
     t1=$(date +%s.%N)
     pid=$(pgrep -P $tpid | head -1)
     sleep 2
-    local steady reloaded=0 hwm
+    local steady reloaded=0 hwm reload_s=0 reload_hwm=0
     steady=$(rss "$pid")
     hwm=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
     if [ "$1" = big ]; then
-        # A reload with the list changed by one entry (through libnftables, in place).
+        # A reload with the list changed by one entry (a new set filled over nfnetlink, then
+        # the rules switched to it). Its own peak: writing 5 to clear_refs resets VmHWM.
         echo 198.51.100.1 >>"$WORK/big.txt"
+        echo 5 >"/proc/$pid/clear_refs"
+        local r0 r1
+        r0=$(date +%s.%N)
         kill -HUP "$pid"
         for _ in $(seq 1200); do grep -q "reloaded;" "$log" && break; sleep 0.05; done
+        r1=$(date +%s.%N)
+        reload_s=$(echo "$r1 - $r0" | bc)
+        reload_hwm=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
         sleep 2
         reloaded=$(rss "$pid")
     fi
     kill -TERM "$pid"
     wait $tpid
     read -r _ peak < <(timed "$WORK/$1.time")
-    echo "$(echo "$t1 - $t0" | bc) $hwm $steady $reloaded $peak"
+    echo "$(echo "$t1 - $t0" | bc) $hwm $steady $reloaded $peak $reload_s $reload_hwm"
 }
-read -r IDLE_S IDLE_PEAK IDLE_RSS _ _ < <(start tiny)
-read -r BIG_S BIG_PEAK BIG_RSS BIG_RELOADED RELOAD_PEAK < <(start big)
+read -r IDLE_S IDLE_PEAK IDLE_RSS _ _ _ _ < <(start tiny)
+read -r BIG_S BIG_PEAK BIG_RSS BIG_RELOADED _ RELOAD_S RELOAD_PEAK < <(start big)
 
 mib() { echo "scale=1; $1 / 1024" | bc; }
 printf 'biglist: %d CIDRs from an @file (%s)\n' "$N" "$(uname -r)"
@@ -113,6 +121,6 @@ printf '  idle (1 CIDR)     %6.2f s   peak %7s MiB   steady RSS %7s MiB\n' "$IDL
     "$(mib "$IDLE_PEAK")" "$(mib "$IDLE_RSS")"
 printf '  steady RSS over idle: %s MiB after start, %s MiB after a reload that changed the list\n' \
     "$(mib $((BIG_RSS - IDLE_RSS)))" "$(mib $((BIG_RELOADED - IDLE_RSS)))"
-printf '  reload that changed the list: peak %s MiB (libnftables, in place, one transaction)\n' \
-    "$(mib "$RELOAD_PEAK")"
+printf '  reload that changed the list %6.2f s   peak %7s MiB (new set over nfnetlink, then the switch)\n' \
+    "$RELOAD_S" "$(mib "$RELOAD_PEAK")"
 

@@ -89,7 +89,8 @@ TEST(ConfigGolden, EveryCase) {
 }
 
 // 100,000 non-adjacent /32s (every other address from 100.64.0.0) plus some IPv6 /64s, as an
-// @file list: one interval set per family, one lookup each.
+// @file list: one set per family, one lookup each (the hosts-only IPv4 list a hash set of its
+// size, the IPv6 /64s an interval set).
 TEST(ConfigGolden, HundredThousandCidrs) {
     char dir_template[] = "/tmp/tpcfg-golden-XXXXXX";
     ASSERT_NE(mkdtemp(dir_template), nullptr);

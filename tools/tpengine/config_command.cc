@@ -702,7 +702,7 @@ int do_run(const Options& o) {
                 err = applier->replace(current.kernel, next.kernel);
             } else if (applier->nft().table_state(next.kernel.nft_table) == 0) {
                 // Someone removed it (`nft flush ruleset`): a reload puts it back.
-                err = applier->nft().run(next.kernel.nft_batch);
+                err = applier->restore_table(next.kernel);
                 if (err.empty()) {
                     log_line("table inet " + next.kernel.nft_table + " was gone; restored");
                 }
