@@ -147,6 +147,20 @@ bool conntrack_destination(int fd, int family, plan::SockAddr& out) {
     out.len = 0;
     return false;
 }
+
+// A non-transparent listener on one address and port: every connection it accepts has exactly
+// that local address.
+bool bound_to_one_address(const plan::Listener& l) {
+    if (l.address.family() == AF_INET) {
+        const auto* s = reinterpret_cast<const sockaddr_in*>(&l.address.storage);
+        return s->sin_addr.s_addr != htonl(INADDR_ANY) && s->sin_port != 0;
+    }
+    if (l.address.family() == AF_INET6) {
+        const auto* s = reinterpret_cast<const sockaddr_in6*>(&l.address.storage);
+        return !IN6_IS_ADDR_UNSPECIFIED(&s->sin6_addr) && s->sin6_port != 0;
+    }
+    return false;
+}
 }  // namespace
 
 bool original_destination(int fd, const plan::Listener& l, plan::SockAddr& out) {
@@ -167,8 +181,12 @@ bool original_destination(int fd, const plan::Listener& l, plan::SockAddr& out,
         case plan::OrigDst::automatic:
             // TPROXY keeps the original destination as the socket's local address; conntrack
             // would not know it (HAProxy skips SO_ORIGINAL_DST on transparent sockets too).
-            if (l.transparent || !conntrack_destination(fd, family(), out)) {
+            if (l.transparent) {
                 out = local_addr(fd);
+            } else if (!conntrack_destination(fd, family(), out)) {
+                // Not translated: the local address, which on a socket bound to one address
+                // is that address (a system call fewer per connection while logging).
+                out = bound_to_one_address(l) ? l.address : local_addr(fd);
             }
             break;
     }
