@@ -33,9 +33,18 @@ plan::Plan to_plan(const Model& m) {
     p.listeners = m.listeners;
     // How each listener finds the original destination follows from the rules that feed it.
     std::vector<int> seen(m.listeners.size(), 0);  // bit 1 = tproxy, bit 2 = redirect
+    std::vector<int> tcp_rules(m.listeners.size(), 0);
     for (const Rule& r : m.rules) {
         if (r.listener >= 0) {
             seen[r.listener] |= r.action == Action::tproxy ? 1 : 2;
+            if ((r.protocols & kProtoTcp) != 0 && ++tcp_rules[r.listener] == 1) {
+                p.listeners[r.listener].rule = r.name;
+            }
+        }
+    }
+    for (size_t i = 0; i < p.listeners.size(); ++i) {
+        if (tcp_rules[i] != 1) {
+            p.listeners[i].rule.clear();  // several rules: which one matched is not known
         }
     }
     for (size_t i = 0; i < p.listeners.size(); ++i) {

@@ -133,6 +133,10 @@ struct Listener {
     AcceptProxy accept_proxy = AcceptProxy::none;
     std::vector<Prefix> accept_proxy_from;  // trusted sources; others connect without a header
 
+    // Close records name it: the only TCP rule that sends connections here; "" when none or
+    // several do (the engine cannot tell which one matched) and in `tpengine relay`.
+    std::string rule;
+
     Protocol protocol = Protocol::tcp;  // TCP-only fields above are ignored for a udp listener
     Udp udp;                            // used when protocol is udp or both
 };

@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 
 #include <atomic>
+#include <climits>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -17,13 +18,17 @@
 
 namespace tp::engine {
 
+// Plain data, filled by the worker with copies and no system call: the writer thread turns the
+// monotonic stamp into wall-clock time and formats it.
 struct CloseRecord {
-    int64_t start_unix_ms = 0;
+    int64_t start_unix_ms = 0;  // wall clock; the writer sets it from end_mono_ms when that is set
     uint64_t duration_ms = 0;
-    sockaddr_in6 client{};  // AF_INET addresses are stored as sockaddr_in in the same bytes
+    uint64_t end_mono_ms = 0;  // CLOCK_MONOTONIC at close (worker); 0 = start_unix_ms is set
+    sockaddr_in6 client{};     // AF_INET addresses are stored as sockaddr_in in the same bytes
     sockaddr_in6 original{};
     sockaddr_in6 upstream{};
     char listener[48] = {};
+    char rule[48] = {};  // the rule that sent the connection here; "" = not known for sure
     uint64_t bytes_up = 0;
     uint64_t bytes_down = 0;
     CloseReason reason = CloseReason::client_eof;
@@ -31,8 +36,26 @@ struct CloseRecord {
 };
 
 void set_record_addr(sockaddr_in6& dst, const plan::SockAddr& src);
+void set_record_name(char (&dst)[48], const std::string& src);  // truncated to 47 bytes
 
-// One line, without the newline: logfmt (`key=value ...`) or a JSON object (pure; tested).
+// Formatting without allocation: the writer thread formats every record, so its cost counts
+// in the relay's CPU. It remembers the text of the last second it formatted.
+class CloseFormatter {
+  public:
+    // The largest line format() writes (three IPv6 addresses, two names, every number).
+    static constexpr size_t kMaxLine = 768;
+    // One line, without the newline: logfmt (`key=value ...`) or a JSON object. `out` has room
+    // for kMaxLine bytes; returns the length.
+    size_t format(const CloseRecord& r, bool json, char* out);
+    // "2023-11-14T22:13:20.123Z" (24 bytes, no terminator).
+    void iso_ms(int64_t unix_ms, char* out);
+
+  private:
+    int64_t sec_ = INT64_MIN;
+    char sec_text_[20] = {};  // "YYYY-MM-DDTHH:MM:SS"
+};
+
+// The same line as a string (tests, and anything that is not the writer thread).
 std::string format_close_record(const CloseRecord& r, bool json);
 
 // Single producer (the worker), single consumer (the writer thread).
@@ -63,9 +86,11 @@ class ConnLog {
 
   private:
     void run();
-    bool drain(std::string& buf);
+    bool drain(char* buf, size_t cap, size_t& len);
     std::vector<std::unique_ptr<CloseRing>> rings_;
     bool json_;
+    CloseFormatter fmt_;    // writer thread only
+    size_t next_ring_ = 0;  // writer thread only
     std::atomic<bool> stop_{false};
     std::thread thread_;
 };

@@ -86,7 +86,8 @@ bool same_listener(const plan::Listener& a, const plan::Listener& b) {
            a.max_connections == b.max_connections &&
            a.timeouts.handshake_ms == b.timeouts.handshake_ms &&
            a.timeouts.sniff_ms == b.timeouts.sniff_ms && a.protocol == b.protocol &&
-           a.udp.idle_ms == b.udp.idle_ms && a.udp.dns_idle_ms == b.udp.dns_idle_ms &&
+           a.rule == b.rule && a.udp.idle_ms == b.udp.idle_ms &&
+           a.udp.dns_idle_ms == b.udp.dns_idle_ms &&
            a.udp.dns_close_after_answer == b.udp.dns_close_after_answer &&
            a.udp.quic_idle_ms == b.udp.quic_idle_ms &&
            a.udp.max_flows_per_worker == b.udp.max_flows_per_worker &&

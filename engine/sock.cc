@@ -130,15 +130,15 @@ plan::SockAddr local_addr(int fd) {
 }
 
 namespace {
-bool conntrack_destination(int fd, plan::SockAddr& out) {
-    plan::SockAddr peer = unmap_v4(peer_addr(fd));
+// `family`: the client's (v4-mapped counts as AF_INET).
+bool conntrack_destination(int fd, int family, plan::SockAddr& out) {
     out = plan::SockAddr{};
-    if (peer.family() == AF_INET) {
+    if (family == AF_INET) {
         out.len = sizeof(sockaddr_in);
         if (getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &out.storage, &out.len) == 0) {
             return true;
         }
-    } else if (peer.family() == AF_INET6) {
+    } else if (family == AF_INET6) {
         out.len = sizeof(sockaddr_in6);
         if (getsockopt(fd, SOL_IPV6, kIp6tSoOriginalDst, &out.storage, &out.len) == 0) {
             return true;
@@ -147,21 +147,46 @@ bool conntrack_destination(int fd, plan::SockAddr& out) {
     out.len = 0;
     return false;
 }
+
+// A non-transparent listener on one address and port: every connection it accepts has exactly
+// that local address.
+bool bound_to_one_address(const plan::Listener& l) {
+    if (l.address.family() == AF_INET) {
+        const auto* s = reinterpret_cast<const sockaddr_in*>(&l.address.storage);
+        return s->sin_addr.s_addr != htonl(INADDR_ANY) && s->sin_port != 0;
+    }
+    if (l.address.family() == AF_INET6) {
+        const auto* s = reinterpret_cast<const sockaddr_in6*>(&l.address.storage);
+        return !IN6_IS_ADDR_UNSPECIFIED(&s->sin6_addr) && s->sin6_port != 0;
+    }
+    return false;
+}
 }  // namespace
 
 bool original_destination(int fd, const plan::Listener& l, plan::SockAddr& out) {
+    return original_destination(fd, l, out, plan::SockAddr{});
+}
+
+bool original_destination(int fd, const plan::Listener& l, plan::SockAddr& out,
+                          const plan::SockAddr& peer) {
+    // The client's family picks the conntrack option; asked for only when not known yet.
+    auto family = [&] { return unmap_v4(peer.len != 0 ? peer : peer_addr(fd)).family(); };
     switch (l.orig_dst) {
         case plan::OrigDst::local_address:
             out = local_addr(fd);
             break;
         case plan::OrigDst::conntrack:
-            conntrack_destination(fd, out);
+            conntrack_destination(fd, family(), out);
             break;
         case plan::OrigDst::automatic:
             // TPROXY keeps the original destination as the socket's local address; conntrack
             // would not know it (HAProxy skips SO_ORIGINAL_DST on transparent sockets too).
-            if (l.transparent || !conntrack_destination(fd, out)) {
+            if (l.transparent) {
                 out = local_addr(fd);
+            } else if (!conntrack_destination(fd, family(), out)) {
+                // Not translated: the local address, which on a socket bound to one address
+                // is that address (a system call fewer per connection while logging).
+                out = bound_to_one_address(l) ? l.address : local_addr(fd);
             }
             break;
     }

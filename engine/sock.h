@@ -23,6 +23,9 @@ void update_listener(int fd, const plan::Listener& was, const plan::Listener& no
 
 // The original destination of accepted socket `fd`. False when it cannot be found.
 bool original_destination(int fd, const plan::Listener& l, plan::SockAddr& out);
+// The same, with the client address known (one getpeername fewer); an unset `peer` = unknown.
+bool original_destination(int fd, const plan::Listener& l, plan::SockAddr& out,
+                          const plan::SockAddr& peer);
 
 // v4-mapped IPv6 (::ffff:a.b.c.d) becomes plain IPv4; everything else is copied.
 plan::SockAddr unmap_v4(const plan::SockAddr& a);

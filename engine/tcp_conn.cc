@@ -38,7 +38,7 @@ bool Worker::start_conn(uint32_t li, int fd) {
     if (proxied) {
         // Decided once the header is in (proxy_header in routed_conn.cc).
     } else if (lc.target == plan::UpstreamTarget::original) {
-        if (!original_destination(fd, lc, orig)) {
+        if (!original_destination(fd, lc, orig, client)) {
             outcome = StartOutcome::no_origdst;
         } else if (self_set_ && self_set_->contains(orig)) {
             outcome = StartOutcome::self_connect;
@@ -50,7 +50,7 @@ bool Worker::start_conn(uint32_t li, int fd) {
     } else {
         target = unmap_v4(lc.upstream_address);
         if (want_addrs || routed) {
-            original_destination(fd, lc, orig);
+            original_destination(fd, lc, orig, client);
         }
     }
     int up_fd = -1;
@@ -622,6 +622,16 @@ void Worker::check_lingering(bool force) {
 }
 
 namespace {
+uint16_t port_of(const plan::SockAddr& a) {
+    if (a.family() == AF_INET) {
+        return reinterpret_cast<const sockaddr_in*>(&a.storage)->sin_port;
+    }
+    if (a.family() == AF_INET6) {
+        return reinterpret_cast<const sockaddr_in6*>(&a.storage)->sin6_port;
+    }
+    return 0;
+}
+
 CloseReason reason_of(CloseCause cause, int first_eof, int connect_err) {
     switch (cause) {
         case CloseCause::normal:
@@ -669,20 +679,24 @@ void Worker::count_finish(uint32_t slot, Conn& c, CloseCause cause) {
     ListenerCounters::add(c.ctr->closed[static_cast<size_t>(r)], 1);
     ListenerCounters::sub(c.ctr->active, 1);
     if (cfg_.close_log != nullptr) {
+        // Copies only: the writer thread turns the monotonic stamp into wall-clock time.
         CloseRecord rec;
-        uint64_t dur = now_ms() - c.start_ms;
-        timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        rec.start_unix_ms = static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000 -
-                            static_cast<int64_t>(dur);
+        uint64_t dur = now_ - c.start_ms;
+        rec.end_mono_ms = epoch_ns_ / 1'000'000 + now_;
         rec.duration_ms = dur;
+        const plan::Listener& lc = listeners_[c.listener]->shared->cfg;
         if (slot < log_addrs_.size()) {
-            set_record_addr(rec.client, unmap_v4(log_addrs_[slot].client));
-            set_record_addr(rec.original, log_addrs_[slot].original);
+            const LogAddrs& a = log_addrs_[slot];
+            set_record_addr(rec.client, unmap_v4(a.client));
+            set_record_addr(rec.original, a.original);
+            // A connection to the listener's own port reached it directly, not through a rule.
+            if (!lc.rule.empty() && a.original.len != 0 &&
+                port_of(a.original) != port_of(lc.address)) {
+                set_record_name(rec.rule, lc.rule);
+            }
         }
         set_record_addr(rec.upstream, c.target);
-        const std::string& name = listeners_[c.listener]->shared->cfg.name;
-        std::snprintf(rec.listener, sizeof rec.listener, "%s", name.c_str());
+        set_record_name(rec.listener, lc.name);
         rec.bytes_up = c.bytes[idx(Side::upstream)];
         rec.bytes_down = c.bytes[idx(Side::client)];
         rec.reason = r;

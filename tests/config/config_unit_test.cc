@@ -818,6 +818,23 @@ rules:
     EXPECT_TRUE(c.intercepts_forwarded);
 }
 
+// Close records name a listener's rule only when exactly one TCP rule sends connections to it.
+TEST(ConfigValid, ListenerRuleOnlyWhenOneTcpRuleFeedsIt) {
+    auto c = load_ok(R"(listeners:
+  - {name: one, port: 8081, upstream: {to: original}}
+  - {name: two, port: 8082, upstream: {to: original}}
+  - {name: none, port: 8083, upstream: {to: original}}
+rules:
+  - {name: web, interfaces: [lan0], ports: [80], action: redirect, listener: one}
+  - {name: a, interfaces: [lan0], ports: [443], action: redirect, listener: two}
+  - {name: b, interfaces: [lan1], ports: [443], action: redirect, listener: two}
+)");
+    ASSERT_EQ(c.plan.listeners.size(), 3u);
+    EXPECT_EQ(c.plan.listeners[0].rule, "web");
+    EXPECT_EQ(c.plan.listeners[1].rule, "");  // two rules: which one matched is not known
+    EXPECT_EQ(c.plan.listeners[2].rule, "");
+}
+
 TEST(ConfigValid, LoopbackOnlyRulesDoNotInterceptForwarded) {
     auto c = load_ok(with_rule("", "").replace(with_rule("", "").find("[lan0]"), 6, "[lo]"));
     EXPECT_TRUE(c.uses_tproxy);

@@ -11,6 +11,7 @@ z_services
 x_no_forwarding
 tp_config redirect -v <<YAML
 nftables: {table: tpengine_e2e}
+log: {connections: true}
 listeners:
   - name: redir
     address: "::"
@@ -36,6 +37,31 @@ if conn_log "$cl" | grep -Fe "$Z_ADDR:8080" >/dev/null; then
     ok "redirect: original destination $Z_ADDR:8080 recovered and logged: $(conn_log "$cl" | head -1)"
 else
     fail "redirect: no log line with client $cl and original destination $Z_ADDR:8080: $(tail -5 "$TMP/redirect.log")"
+fi
+# Its close record names the rule that sent it: the listener's only rule (issue 11).
+close_rec() { norm <"$TMP/redirect.log" | grep -F "event=close" | grep -F "client=$1 " || true; }
+for _ in $(seq 30); do [ -n "$(close_rec "$cl")" ] && break; sleep 0.1; done
+if close_rec "$cl" | grep -F "original=$Z_ADDR:8080 " | grep -F " rule=lab-redirect " >/dev/null; then
+    ok "redirect: the close record names rule lab-redirect: $(close_rec "$cl" | head -1)"
+else
+    fail "redirect: no close record with client $cl, original $Z_ADDR:8080 and rule=lab-redirect: $(tail -5 "$TMP/redirect.log")"
+fi
+# A connection straight to the listener's port came through no rule: its record names none.
+direct=$(in_y timeout 10 python3 -c "
+import socket
+c = socket.create_connection(('$X_LAN', 50080), timeout=5)
+print('%s:%d' % c.getsockname(), flush=True)
+try:
+    c.recv(1)
+except OSError:
+    pass" 2>&1) || true
+for _ in $(seq 30); do [ -n "$direct" ] && [ -n "$(close_rec "$direct")" ] && break; sleep 0.1; done
+if [ -z "$direct" ] || [ -z "$(close_rec "$direct")" ]; then
+    fail "redirect: no close record for the direct connection ${direct:-(none made)}: $(tail -3 "$TMP/redirect.log")"
+elif close_rec "$direct" | grep -F " rule=" >/dev/null; then
+    fail "redirect: a direct connection's close record names a rule: $(close_rec "$direct")"
+else
+    ok "redirect: a direct connection's close record names no rule: $(close_rec "$direct" | head -1)"
 fi
 check_programs redirect "$Z_ADDR" 80 5201 9000
 # X's own address is never redirected (issue 13 item 2): X_WAN is inside the rule's

@@ -69,6 +69,74 @@ TEST(CloseRecord, UnknownAddressesAndOddNames) {
     EXPECT_NE(s.find(" listener=a_b_c "), std::string::npos) << s;
 }
 
+TEST(CloseRecord, RuleWhenKnown) {
+    CloseRecord r = sample(CloseReason::client_eof);
+    std::strcpy(r.rule, "lan-web");
+    EXPECT_EQ(format_close_record(r, false),
+              "event=close start=2023-11-14T22:13:20.123Z duration=2.500s "
+              "client=192.0.2.2:40000 original=[2001:db8::2]:443 upstream=198.51.100.2:80 "
+              "listener=web rule=lan-web bytes_up=120 bytes_down=34567 cause=client_eof "
+              "worker=1");
+    std::string j = format_close_record(r, true);
+    EXPECT_NE(j.find("\"listener\":\"web\",\"rule\":\"lan-web\",\"bytes_up\":120"),
+              std::string::npos)
+        << j;
+    r.rule[0] = '\0';  // not known for sure: no field at all
+    EXPECT_EQ(format_close_record(r, false).find("rule="), std::string::npos);
+    EXPECT_EQ(format_close_record(r, true).find("\"rule\""), std::string::npos);
+}
+
+TEST(CloseRecord, NumbersAndTimes) {
+    CloseRecord r = sample(CloseReason::client_eof);
+    r.duration_ms = 1'005;
+    r.bytes_up = 0;
+    r.bytes_down = UINT64_MAX;
+    r.worker = 65535;
+    std::string s = format_close_record(r, false);
+    EXPECT_NE(s.find(" duration=1.005s "), std::string::npos) << s;
+    EXPECT_NE(s.find(" bytes_up=0 bytes_down=18446744073709551615 "), std::string::npos) << s;
+    EXPECT_NE(s.find(" worker=65535"), std::string::npos) << s;
+    r.duration_ms = 0;
+    EXPECT_NE(format_close_record(r, false).find(" duration=0.000s "), std::string::npos);
+    r.duration_ms = 86'400'000;
+    EXPECT_NE(format_close_record(r, true).find("\"duration_s\":86400.000,"), std::string::npos);
+
+    // The formatter keeps the text of the last second: crossing seconds (and going back)
+    // must give the right text each time.
+    CloseFormatter f;
+    char b[24];
+    auto iso = [&](int64_t ms) {
+        f.iso_ms(ms, b);
+        return std::string(b, sizeof b);
+    };
+    EXPECT_EQ(iso(1'700'000'000'999), "2023-11-14T22:13:20.999Z");
+    EXPECT_EQ(iso(1'700'000'001'000), "2023-11-14T22:13:21.000Z");
+    EXPECT_EQ(iso(1'700'000'000'001), "2023-11-14T22:13:20.001Z");
+    EXPECT_EQ(iso(0), "1970-01-01T00:00:00.000Z");
+    EXPECT_EQ(iso(951'825'600'042), "2000-02-29T12:00:00.042Z");
+}
+
+TEST(CloseRecord, LongestLineFits) {
+    CloseRecord r = sample(CloseReason::half_closed_timeout);
+    for (sockaddr_in6* a : {&r.client, &r.original, &r.upstream}) {
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons(65535);
+        inet_pton(AF_INET6, "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255", &a->sin6_addr);
+    }
+    set_record_name(r.listener, std::string(60, 'l'));
+    set_record_name(r.rule, std::string(60, 'r'));
+    EXPECT_EQ(std::string(r.listener), std::string(47, 'l'));  // truncated, terminated
+    r.duration_ms = UINT64_MAX;
+    r.bytes_up = r.bytes_down = UINT64_MAX;
+    r.worker = 65535;
+    r.start_unix_ms = 253'402'300'799'999;  // 9999-12-31T23:59:59.999Z
+    for (bool json : {false, true}) {
+        std::string s = format_close_record(r, json);
+        EXPECT_LT(s.size(), CloseFormatter::kMaxLine) << s;
+        EXPECT_NE(s.find("9999-12-31T23:59:59.999Z"), std::string::npos) << s;
+    }
+}
+
 TEST(CloseRing, FullRingDropsAndCounts) {
     CloseRing ring(4);
     CloseRecord r = sample(CloseReason::client_eof);

@@ -62,6 +62,32 @@ TEST(Sock, SelfSetExactAndWildcard) {
 // tcprdr -T binds the client's address AND port. When that port is taken on the proxy itself
 // (here: a listener of ours, whose port lies inside the usual ephemeral range), the upstream
 // keeps the client's address with a kernel-chosen port instead of failing the connection.
+// Without NAT the original destination is the accepted socket's local address: the listener's
+// own on a listener bound to one address, the connected-to address on a wildcard listener.
+TEST(Sock, OriginalDestinationWithoutNat) {
+    for (const char* bind_ip : {"127.0.0.1", "0.0.0.0"}) {
+        UniqueFd l(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        ASSERT_TRUE(l.valid());
+        plan::SockAddr a = v4(bind_ip, 0);
+        ASSERT_EQ(bind(l.get(), a.get(), a.len), 0);
+        ASSERT_EQ(listen(l.get(), 8), 0);
+        plan::Listener lc;
+        lc.address = local_addr(l.get());  // with the port the kernel chose, as the engine has it
+        uint16_t port = ntohs(reinterpret_cast<const sockaddr_in*>(&lc.address.storage)->sin_port);
+        UniqueFd c(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        plan::SockAddr to = v4("127.0.0.1", port);
+        ASSERT_EQ(connect(c.get(), to.get(), to.len), 0);
+        UniqueFd s(accept4(l.get(), nullptr, nullptr, SOCK_CLOEXEC));
+        ASSERT_TRUE(s.valid());
+        plan::SockAddr orig;
+        ASSERT_TRUE(original_destination(s.get(), lc, orig, peer_addr(s.get()))) << bind_ip;
+        EXPECT_EQ(format_addr(orig), "127.0.0.1:" + std::to_string(port)) << bind_ip;
+        plan::SockAddr again;
+        ASSERT_TRUE(original_destination(s.get(), lc, again)) << bind_ip;  // peer not known
+        EXPECT_EQ(format_addr(again), format_addr(orig)) << bind_ip;
+    }
+}
+
 TEST(Sock, ClientPortTakenFallsBackToClientAddress) {
     if (geteuid() != 0) {
         GTEST_SKIP() << "IP_TRANSPARENT needs root";

@@ -83,6 +83,10 @@ run conn connrate --target 127.0.0.1:$ECHO --concurrency 4 --duration 1 --size 3
 check "$WORK/conn.json" 'r["ok"] > 0' 'r["attempts"] == r["ok"]' 'r["errors_total"] == 0' \
     'r["bytes_sent"] == r["bytes_received"] == r["ok"] * 32' \
     '0 < r["latency_us"]["p50"] <= r["latency_us"]["max"]'
+# --count: exactly that many connections over all threads, well before --duration.
+run count connrate --target 127.0.0.1:$ECHO --concurrency 4 --count 1000 --duration 60 --size 32 --threads 2
+check "$WORK/count.json" 'r["ok"] == r["attempts"] == 1000' 'r["errors_total"] == 0' \
+    'r["duration_s"] < 30'
 
 # A refused target: an error with its cause, exit status 1, no crash.
 FREE=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')

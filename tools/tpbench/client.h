@@ -28,6 +28,7 @@ struct ClientOptions {
     std::vector<int> cpus;
     int timeout_ms = 3000;  // connect, and waiting for a response
     bool progress = false;  // live line on stderr
+    uint64_t count = 0;     // connrate: at most this many attempts in all (0 = --duration only)
 };
 
 using ErrorCounts = std::array<uint64_t, static_cast<size_t>(Cause::Count_)>;

@@ -3,6 +3,7 @@
 
 #include <sys/socket.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -23,9 +24,11 @@ struct Slot {
 
 class ConnrateWorker {
   public:
-    ConnrateWorker(const ClientOptions& o, int slots, LiveCounter& live)
+    ConnrateWorker(const ClientOptions& o, int slots, LiveCounter& live,
+                   std::atomic<int64_t>& budget)
         : o_(o),
           live_(live),
+          budget_(budget),
           slots_(static_cast<size_t>(slots)),
           req_(o.size, 'c'),
           scratch_(o.size) {
@@ -97,6 +100,10 @@ class ConnrateWorker {
         if (now_ns() >= deadline_) {
             return;
         }
+        // --count: the attempts left, shared by every thread.
+        if (o_.count != 0 && budget_.fetch_sub(1, std::memory_order_relaxed) <= 0) {
+            return;
+        }
         ++active_;
         ++attempts;
         s.t0 = now_ns();
@@ -105,6 +112,9 @@ class ConnrateWorker {
             // Out of descriptors: count it and retry after this batch (not recursively).
             count_error(errors, errno);
             --active_;
+            if (o_.count != 0) {
+                budget_.fetch_add(1, std::memory_order_relaxed);
+            }
             retry_.push_back(i);
             return;
         }
@@ -201,6 +211,7 @@ class ConnrateWorker {
 
     const ClientOptions& o_;
     LiveCounter& live_;
+    std::atomic<int64_t>& budget_;
     Ring ring_;
     std::vector<Slot> slots_;
     std::vector<char> req_;
@@ -219,10 +230,11 @@ ConnrateResult run_connrate(const ClientOptions& o) {
     eff.threads = std::min(o.threads, o.connections);
     std::vector<LiveCounter> live(static_cast<size_t>(eff.threads));
     std::vector<std::unique_ptr<ConnrateWorker>> workers;
+    std::atomic<int64_t> budget{static_cast<int64_t>(o.count)};
     for (int t = 0; t < eff.threads; ++t) {
         const int slots = static_cast<int>(share_of(o.connections, eff.threads, t).size());
         workers.push_back(
-            std::make_unique<ConnrateWorker>(eff, slots, live[static_cast<size_t>(t)]));
+            std::make_unique<ConnrateWorker>(eff, slots, live[static_cast<size_t>(t)], budget));
     }
     r.elapsed_s = run_threads(
         eff, [&](int t, StartGate& g) { workers[static_cast<size_t>(t)]->run(g); }, live, "conn/s",

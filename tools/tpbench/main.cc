@@ -38,6 +38,7 @@ constexpr char kUsage[] =
     "up|down|both]\n"
     "  tpbench rr --target ADDR:PORT --connections N --size BYTES --duration S [--rate R]\n"
     "  tpbench connrate --target ADDR:PORT --concurrency N --duration S [--size BYTES]\n"
+    "                   [--count N]   (stop after N connections, or at --duration)\n"
     "  tpbench hold --target ADDR:PORT --connections N --duration S\n"
     "  tpbench serve --listen ADDR:PORT --mode udp-echo|udp-sink [--threads N]\n"
     "  tpbench udp --target ADDR:PORT --flows N --size BYTES --duration S [--rate PPS]\n"
@@ -65,7 +66,7 @@ struct Args {
     std::string mode;
     std::string listen, target, serve_mode = "echo", direction = "up", cpus;
     double threads = 1, connections = -1, duration = 5, size = 128, rate = 0, timeout = 3000;
-    double flows = 1, window = 1;
+    double flows = 1, window = 1, count = 0;
     bool json = false;
     bool sink = false;
 };
@@ -121,6 +122,8 @@ int parse(int argc, char** argv, Args& a) {
             ok = parse_num(val, 1, 4096, a.window);
         } else if (key == "--rate") {
             ok = parse_num(val, 0, 1e9, a.rate);
+        } else if (key == "--count") {
+            ok = parse_num(val, 0, 1e12, a.count);
         } else if (key == "--timeout") {
             ok = parse_num(val, 1, 3'600'000, a.timeout);
         } else {
@@ -245,6 +248,7 @@ int main(int argc, char** argv) {
     o.threads = static_cast<int>(a.threads);
     o.cpus = cpus;
     o.timeout_ms = static_cast<int>(a.timeout);
+    o.count = static_cast<uint64_t>(a.count);
     o.progress = !a.json && isatty(STDERR_FILENO);
     if (a.direction == "up") {
         o.direction = Direction::Up;
