@@ -4,7 +4,7 @@
 # CONNECT, with and without Basic credentials), nginx and HAProxy expecting PROXY v1/v2 headers. Y's connections to Z are TPROXY'd in X and routed by sniffed name (Host, SNI)
 # or port: through danted (by address and by name), through tinyproxy, direct with a PROXY
 # header, a reject route, a SOCKS server that is down, a destination danted refuses, and the
-# default direct, a wrong SOCKS password. nginx's logs on Z prove which way each went (the proxies connect from Z's own
+# default direct, a wrong SOCKS password, a SOCKS server that closes mid-handshake. nginx's logs on Z prove which way each went (the proxies connect from Z's own
 # address, X directly from X_WAN; $proxy_protocol_addr is Y). A server that speaks first gets its
 # banner through a sniffing listener. HAProxy on X sends PROXY v2 to tpengine, which either
 # passes the client on in its own header or connects from it (source: client). Counters say why each failure closed, and X's tpengine
@@ -49,6 +49,11 @@ sed -e "s/port = 1080/port = 1082/" -e "s/^socksmethod: none/socksmethod: userna
 bg ip netns exec "$LAB_PREFIX-z" danted -f "$TMP/danted-auth.conf" -p "$TMP/danted-auth.pid"
 wait_listen in_z 1082 || die "danted (auth) did not start: $(cat "$TMP/danted-auth.log" 2>/dev/null)"
 echo tppass >"$TMP/socks.pass"
+# A "SOCKS server" that takes the greeting, answers half of the method reply and closes.
+printf 'head -c 3 >/dev/null\nprintf "\\005"\n' >"$TMP/half-socks.sh"
+bg ip netns exec "$LAB_PREFIX-z" socat "TCP-LISTEN:1083,bind=$Z_ADDR,fork,reuseaddr" \
+    "SYSTEM:sh $TMP/half-socks.sh"
+wait_listen in_z 1083 || die "the half SOCKS server did not start"
 echo wrongpass >"$TMP/socks-bad.pass"
 # A server that speaks first (SMTP-like banner) on Z:2525.
 bg ip netns exec "$LAB_PREFIX-z" socat "TCP-LISTEN:2525,bind=$Z_ADDR,fork,reuseaddr" \
@@ -158,6 +163,9 @@ upstreams:
     address: $Z_ADDR:1082
     username: tpsocks
     password_file: $TMP/socks-bad.pass
+  - name: socks-half
+    type: socks5
+    address: $Z_ADDR:1083
   - name: socks-down
     type: socks5
     address: $Z_ADDR:1081
@@ -224,6 +232,8 @@ listeners:
         upstream: socks-pipe
       - domains: [badpw.socks.example]
         upstream: socks-badpw
+      - domains: [half.socks.example]
+        upstream: socks-half
       - ports: [8443]
         upstream: pp-v2
       - ports: [8444]
@@ -374,13 +384,17 @@ banner=$(in_y timeout 5 socat -T 3 - "TCP:$Z_ADDR:2525" </dev/null 2>&1 | head -
     fail "server-first banner: got '$banner'"
 
 # Failures: each gets a reset (curl sees the connection fail), counted by cause.
-if in_y curl -sS -o /dev/null --max-time 5 --resolve "badpw.socks.example:80:$Z_ADDR" \
-    http://badpw.socks.example/ 2>"$TMP/fail-badpw.txt"; then
-    fail "wrong SOCKS password: the connection succeeded"
-else
-    grep -qi reset "$TMP/fail-badpw.txt" && ok "wrong SOCKS password: client reset ($(head -c 100 "$TMP/fail-badpw.txt"))" ||
-        fail "wrong SOCKS password: client failed without a reset: $(cat "$TMP/fail-badpw.txt")"
-fi
+for what in badpw:"wrong SOCKS password" half:"SOCKS server closed mid-handshake"; do
+    name=${what%%:*}
+    if in_y curl -sS -o /dev/null --max-time 5 --resolve "$name.socks.example:80:$Z_ADDR" \
+        "http://$name.socks.example/" 2>"$TMP/fail-$name.txt"; then
+        fail "${what#*:}: the connection succeeded"
+    elif grep -qi reset "$TMP/fail-$name.txt"; then
+        ok "${what#*:}: client reset ($(head -c 100 "$TMP/fail-$name.txt"))"
+    else
+        fail "${what#*:}: client failed without a reset: $(cat "$TMP/fail-$name.txt")"
+    fi
+done
 for port in 8081 8082 9999; do
     if in_y curl -sS -o /dev/null --max-time 5 "http://$Z_ADDR:$port/" 2>"$TMP/fail-$port.txt"; then
         fail "port $port: the connection succeeded"
@@ -396,6 +410,6 @@ kill -USR1 "$tp_pid"
 sleep 0.3
 tp_stop up || fail "tpengine -c exited non-zero at stop"
 stats=$(grep -E 'closed_by|handshake_failed_by' "$TMP/up.log" | head -2)
-for want in "rejected=1" "connect_failed=1" "handshake_failed=3" "socks_not_allowed=1" "socks_auth_refused=1" "http_407=1" "bad_proxy_header=1"; do
+for want in "rejected=1" "connect_failed=1" "handshake_failed=4" "socks_not_allowed=1" "socks_auth_refused=1" " closed=1" "http_407=1" "bad_proxy_header=1"; do
     grep -q "$want" <<<"$stats" && ok "counter $want" || fail "counter $want missing in: $stats"
 done
