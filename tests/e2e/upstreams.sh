@@ -300,6 +300,22 @@ code=$(curl_get byname.example)
     ok "Host byname.example: CONNECT by name, danted resolved it (nginx saw $Z_ADDR6)" ||
     fail "Host byname.example: code $code, nginx saw $(last_client), want $Z_ADDR6"
 
+# A request whose Host line comes in a second segment, 50 ms after the first: the first bytes
+# cannot decide, so they are held until the name is in; the request still arrives whole.
+split_host() {
+    in_y timeout 5 python3 -c '
+import socket, sys, time
+s = socket.create_connection((sys.argv[1], 80), timeout=3)
+s.sendall(b"GET / HTTP/1.1\r\nHo")
+time.sleep(0.05)
+s.sendall(b"st: www.proxied.example\r\nConnection: close\r\n\r\n")
+print(s.makefile("rb").readline().decode().strip())' "$Z_ADDR" 2>&1 || true
+}
+status=$(split_host)
+[[ "$status" == "HTTP/1.1 200"* ]] && [ "$(last_client)" = "$Z_ADDR" ] &&
+    ok "Host split over two segments went through danted (nginx saw $Z_ADDR)" ||
+    fail "Host split over two segments: '$status', nginx saw $(last_client), want $Z_ADDR via danted"
+
 # RFC 1929 username/password, and pipelining (greeting, credentials and request in one write),
 # against danted: the second danted logs the user it admitted.
 for name in auth.socks.example authpipe.socks.example pipe.socks.example; do
