@@ -7,7 +7,9 @@
 #                    (Z:9012 sink, Z:9013 echo; tpbench's bytes carry no name: the default route)
 #   redsocks:        REDIRECT to redsocks (type socks5) (Z:9020 sink, Z:9021 echo)
 # danted runs on Z. The relay (tpengine -c, one worker, or redsocks) is on CPU 1; danted, the
-# tpbench client and servers on CPU 0. Repetitions interleaved; median (min-max). Relay CPU from
+# tpbench client and servers on CPU 0. Repetitions interleaved, each starting with the next
+# method, so none always runs right after another (a later run meets more of the earlier runs'
+# TIME_WAIT sockets on X); median (min-max). Relay CPU from
 # the relay process's threads (/proc/PID/task/*/schedstat, in ns: the 10 ms ticks of
 # /proc/PID/stat are too coarse at a few hundred connections per run): Gbit/s per busy relay core
 # (bulk1), relay-core us per connection (connrate).
@@ -138,13 +140,15 @@ target() {  # RELAY KIND
     redsocks/sink) echo $Z:9020 ;; redsocks/echo) echo $Z:9021 ;;
     esac
 }
+METHODS=(tpengine tpengine+sniff redsocks)
 for rep in $(seq "$REPS"); do
     for wl in bulk1 connrate; do
         case $wl in
         bulk1) kind=sink; args="throughput --connections 1" ;;
         connrate) kind=echo; args="connrate --concurrency 16 --size 128" ;;
         esac
-        for m in tpengine tpengine+sniff redsocks; do
+        for i in 0 1 2; do
+            m=${METHODS[$(((i + rep) % 3))]}
             pid=$(relay_pid $m)
             before=$(cpu_ns "$pid")
             in_y "${RT[@]}" taskset -c 0 "$TPBENCH" $args --target "$(target $m $kind)" --duration "$DUR" --json \
