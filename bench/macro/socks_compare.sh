@@ -7,8 +7,12 @@
 #                    (Z:9012 sink, Z:9013 echo; tpbench's bytes carry no name: the default route)
 #   redsocks:        REDIRECT to redsocks (type socks5) (Z:9020 sink, Z:9021 echo)
 # danted runs on Z. The relay (tpengine -c, one worker, or redsocks) is on CPU 1; danted, the
-# tpbench client and servers on CPU 0. Repetitions interleaved; median (min-max). Relay CPU from
-# the relay process: Gbit/s per busy relay core (bulk1), relay-core us per connection (connrate).
+# tpbench client and servers on CPU 0. Repetitions interleaved, each starting with the next
+# method, so none always runs right after another (a later run meets more of the earlier runs'
+# TIME_WAIT sockets on X); median (min-max). Relay CPU from
+# the relay process's threads (/proc/PID/task/*/schedstat, in ns: the 10 ms ticks of
+# /proc/PID/stat are too coarse at a few hundred connections per run): Gbit/s per busy relay core
+# (bulk1), relay-core us per connection (connrate).
 #   bench/macro/socks_compare.sh [--reps N] [--duration S] [--rt PRIO]
 set -u
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
@@ -61,6 +65,11 @@ ready() {  # LOGFILE PID PATTERN
 "$LAB" up >/dev/null || exit 1
 Z=198.51.100.2
 for ns in y x z; do ip netns exec "$LAB_PREFIX-$ns" sysctl -qw net.ipv4.tcp_tw_reuse=1; done
+# danted binds each outgoing socket to port 0 of its external address (tcp_tw_reuse does not
+# apply to bind), so its TIME_WAIT sockets on Z used up the ephemeral ports after ~28k
+# connections and every later connection failed (socks_net_unreachable): the runs that came next
+# (tpengine+sniff, redsocks) counted errors and relay CPU without connections. Z keeps few.
+in_z sysctl -qw net.ipv4.tcp_max_tw_buckets=1024
 for p in 9010 9012 9020; do in_z "${RT[@]}" taskset -c 0 "$TPBENCH" serve --listen $Z:$p --mode sink 2>/dev/null & done
 for p in 9011 9013 9021; do in_z "${RT[@]}" taskset -c 0 "$TPBENCH" serve --listen $Z:$p --mode echo 2>/dev/null & done
 
@@ -122,7 +131,7 @@ PIDS+=($RS_PID)
 for _ in $(seq 50); do in_x ss -Htln | grep -q ':12345 ' && break; sleep 0.1; done
 sleep 0.5
 
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f\n", s}'; }
 relay_pid() { if [ "$1" = redsocks ]; then echo $RS_PID; else echo $TP_PID; fi; }
 target() {  # RELAY KIND
     case $1/$2 in
@@ -131,19 +140,21 @@ target() {  # RELAY KIND
     redsocks/sink) echo $Z:9020 ;; redsocks/echo) echo $Z:9021 ;;
     esac
 }
+METHODS=(tpengine tpengine+sniff redsocks)
 for rep in $(seq "$REPS"); do
     for wl in bulk1 connrate; do
         case $wl in
         bulk1) kind=sink; args="throughput --connections 1" ;;
         connrate) kind=echo; args="connrate --concurrency 16 --size 128" ;;
         esac
-        for m in tpengine tpengine+sniff redsocks; do
+        for i in 0 1 2; do
+            m=${METHODS[$(((i + rep) % 3))]}
             pid=$(relay_pid $m)
-            before=$(ticks "$pid")
+            before=$(cpu_ns "$pid")
             in_y "${RT[@]}" taskset -c 0 "$TPBENCH" $args --target "$(target $m $kind)" --duration "$DUR" --json \
                 >"$WORK/run.json" 2>"$WORK/run.err"
-            after=$(ticks "$pid")
-            python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); r["method"]=sys.argv[2]; r["workload"]=sys.argv[3]; r["relay_ticks"]=int(sys.argv[4]); print(json.dumps(r))' \
+            after=$(cpu_ns "$pid")
+            python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); r["method"]=sys.argv[2]; r["workload"]=sys.argv[3]; r["relay_ns"]=int(sys.argv[4]); print(json.dumps(r))' \
                 "$WORK/run.json" "$m" $wl $((after - before)) >>"$WORK/all.jsonl" 2>/dev/null ||
                 echo "{\"method\":\"$m\",\"workload\":\"$wl\",\"failed\":true}" >>"$WORK/all.jsonl"
         done
@@ -151,13 +162,12 @@ for rep in $(seq "$REPS"); do
 done
 [ -n "${KEEP_TMP:-}" ] && cp -r "$WORK" "$WORK.kept" && echo "kept $WORK.kept" >&2
 
-python3 - "$WORK/all.jsonl" "$(getconf CLK_TCK)" "$REPS" "$DUR" <<'PY'
+python3 - "$WORK/all.jsonl" "$REPS" "$DUR" <<'PY'
 import json, statistics, sys
 runs = [json.loads(l) for l in open(sys.argv[1])]
-tck = int(sys.argv[2])
 metric = {"bulk1": ("gbit_s", "Gbit/s"), "connrate": ("connections_per_s", "conn/s")}
 methods = ("tpengine", "tpengine+sniff", "redsocks")
-print(f"SOCKS5 through danted: tpengine vs redsocks, {sys.argv[3]} interleaved reps of {sys.argv[4]} s, median (min-max)")
+print(f"SOCKS5 through danted: tpengine vs redsocks, {sys.argv[2]} interleaved reps of {sys.argv[3]} s, median (min-max)")
 print("| workload | figure | " + " | ".join(methods) + " |")
 print("|---|---|" + "---|" * len(methods))
 for wl, (key, unit) in metric.items():
@@ -170,10 +180,10 @@ for wl, (key, unit) in metric.items():
         errs = sum(r.get("errors_total", 0) for r in ok)
         cells.append(f"{statistics.median(v):,.2f} ({min(v):,.2f}-{max(v):,.2f})" + (f" err {errs}" if errs else ""))
         if key == "gbit_s":
-            per = [r[key] / (r["relay_ticks"] / tck / r["duration_s"]) for r in ok if r["relay_ticks"]]
+            per = [r[key] / (r["relay_ns"] / 1e9 / r["duration_s"]) for r in ok if r["relay_ns"]]
             cost.append(f"{statistics.median(per):.2f} Gbit/s per busy core" if per else "-")
         else:
-            per = [r["relay_ticks"] / tck * 1e6 / r["ok"] for r in ok if r.get("ok")]
+            per = [r["relay_ns"] / 1e3 / r["ok"] for r in ok if r.get("ok")]
             cost.append(f"{statistics.median(per):.1f} us/conn" if per else "-")
     print(f"| {wl} | {unit} | " + " | ".join(cells) + " |")
     print(f"| {wl} | relay CPU | " + " | ".join(cost) + " |")
