@@ -32,9 +32,15 @@ in_z() { ip netns exec "$LAB_PREFIX-z" "$@"; }
 # earlier may have exited and been reused by an unrelated process since.
 ours() { [[ "$(ip netns identify "$1" 2>/dev/null)" == "$LAB_PREFIX-"? ]]; }
 
+# A test's own cleanup (files outside $TMP, say), run by e2e_cleanup after the exit status is
+# read: a trap of the test's own around e2e_cleanup would hide that status and turn a die into PASS.
+E2E_AT_EXIT=()
+at_exit() { E2E_AT_EXIT+=("$1"); }
+
 e2e_cleanup() {
-    local rc=$? pid
+    local rc=$? pid hook
     trap - EXIT INT TERM
+    for hook in "${E2E_AT_EXIT[@]}"; do eval "$hook" || true; done
     for pid in "${TP_PIDS[@]}"; do  # SIGTERM first: tpengine removes its rules on a clean stop
         ours "$pid" && kill -TERM "$pid" 2>/dev/null || true
     done

@@ -19,9 +19,7 @@ x_no_forwarding
 # danted checks usernames against the system's password database: Z's namespace gets its own
 # passwd and shadow (ip netns exec bind-mounts /etc/netns/NS/*), removed when the test ends.
 mkdir -p "/etc/netns/$LAB_PREFIX-z"
-# (The exit status is kept for e2e_cleanup, which reads $? first.)
-# shellcheck disable=SC2154  # rc_ is set inside the trap
-trap 'rc_=$?; rm -rf "/etc/netns/$LAB_PREFIX-z"; set +e; (exit $rc_); e2e_cleanup' EXIT
+at_exit 'rm -rf "/etc/netns/$LAB_PREFIX-z"'
 hash=$(openssl passwd -6 tppass)
 printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\ntpuser:x:4242:65534:tp:/nonexistent:/usr/sbin/nologin\n' \
     >"/etc/netns/$LAB_PREFIX-z/passwd"

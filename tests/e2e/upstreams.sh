@@ -31,6 +31,7 @@ EOF2
 # danted resolves names asked for by CONNECT-by-name: an /etc/hosts for Z's namespace only
 # (ip netns exec bind-mounts /etc/netns/NS/hosts), removed when the test ends.
 mkdir -p "/etc/netns/$LAB_PREFIX-z"
+at_exit 'rm -rf "/etc/netns/$LAB_PREFIX-z"'
 # byname.example is Z's IPv6 address there: nginx then sees danted come over IPv6, which only
 # a CONNECT by name can cause (Y dialed Z's IPv4 address).
 printf '127.0.0.1 localhost\n%s byname.example\n' "$Z_ADDR6" >"/etc/netns/$LAB_PREFIX-z/hosts"
@@ -40,7 +41,6 @@ printf '127.0.0.1 localhost\n%s byname.example\n' "$Z_ADDR6" >"/etc/netns/$LAB_P
     >"/etc/netns/$LAB_PREFIX-z/passwd"
 install -m 600 /dev/null "/etc/netns/$LAB_PREFIX-z/shadow"
 echo "tpsocks:$(openssl passwd -6 tppass):20000:0:99999:7:::" >"/etc/netns/$LAB_PREFIX-z/shadow"
-trap 'rm -rf "/etc/netns/$LAB_PREFIX-z"; e2e_cleanup' EXIT
 bg ip netns exec "$LAB_PREFIX-z" danted -f "$TMP/danted.conf" -p "$TMP/danted.pid"
 wait_listen in_z 1080 || die "danted did not start: $(cat "$TMP/danted.log" 2>/dev/null)"
 # A second danted on 1082 that wants a username and password (RFC 1929).
