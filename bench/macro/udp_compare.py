@@ -105,14 +105,16 @@ class Lab:
         self.server = port
         self.targets["direct"] = {"port": port, "pids": []}
 
-    def start_target(self, name):
+    def start_target(self, name, server=None, key=None, probe=True):
+        """A relay NAME in front of SERVER (default: the tpbench echo), known as KEY."""
         port = free_udp_port()
-        s = self.server
+        s = server or self.server
+        key = key or name
         if name == "tpengine":
-            p = self.spawn(name, [self.a.tpengine, "relay", "-u", "--workers", "1", "-L",
+            p = self.spawn(key, [self.a.tpengine, "relay", "-u", "--workers", "1", "-L",
                                   "127.0.0.1", str(port), "127.0.0.1", str(s)], RELAY_CPU)
         elif name == "nginx":
-            d = os.path.join(self.tmp, "nginx")
+            d = os.path.join(self.tmp, key)
             os.makedirs(d, exist_ok=True)
             cfg = os.path.join(d, "nginx.conf")
             with open(cfg, "w") as f:
@@ -122,16 +124,19 @@ class Lab:
                         "events { worker_connections 9500; }\nstream {\n"
                         f"  server {{ listen 127.0.0.1:{port} udp reuseport; "
                         f"proxy_pass 127.0.0.1:{s}; proxy_timeout 60s; }}\n}}\n")
-            p = self.spawn(name, [self.a.nginx, "-p", d, "-e", f"{d}/error.log", "-c", cfg],
+            p = self.spawn(key, [self.a.nginx, "-p", d, "-e", f"{d}/error.log", "-c", cfg],
                            RELAY_CPU)
         elif name == "socat":
             # One child per client address (fork): socat's usual UDP relay set-up.
-            p = self.spawn(name, [self.a.socat, f"UDP4-RECVFROM:{port},bind=127.0.0.1,reuseaddr,fork",
+            p = self.spawn(key, [self.a.socat, f"UDP4-RECVFROM:{port},bind=127.0.0.1,reuseaddr,fork",
                                   f"UDP4-SENDTO:127.0.0.1:{s}"], RELAY_CPU)
         else:
             raise ValueError(name)
-        wait_udp_echo(port, name)
-        self.targets[name] = {"port": port, "pids": [p.pid]}
+        if probe:
+            wait_udp_echo(port, name)
+        else:
+            time.sleep(0.5)
+        self.targets[key] = {"port": port, "pids": [p.pid]}
 
     def run(self, target, workload, duration):
         t = self.targets[target]
@@ -151,10 +156,25 @@ class Lab:
         return r
 
     def sockperf(self, target, duration):
+        """sockperf ping-pong through TARGET to a sockperf server: its client ignores replies not
+        marked by a sockperf server, so the tpbench echo cannot answer it; each relay gets a
+        second instance in front of the sockperf server."""
         if not self.a.sockperf:
             return None
+        if not getattr(self, "sockperf_server", None):
+            self.sockperf_server = free_udp_port()
+            self.spawn("sockperf-server", [self.a.sockperf, "server", "-i", "127.0.0.1", "-p",
+                                           str(self.sockperf_server)], CLIENT_CPU)
+            time.sleep(0.5)
+        key = target
+        if target == "direct":
+            port = self.sockperf_server
+        else:
+            key = target + "-sockperf"
+            self.start_target(target, self.sockperf_server, key, probe=False)
+            port = self.targets[key]["port"]
         out = subprocess.run(["taskset", "-c", CLIENT_CPU, self.a.sockperf, "ping-pong", "-i",
-                              "127.0.0.1", "-p", str(self.targets[target]["port"]), "-t",
+                              "127.0.0.1", "-p", str(port), "-t",
                               str(max(1, int(duration))), "--msg-size", "64"],
                              capture_output=True, text=True, timeout=duration + 60)
         res = {}
