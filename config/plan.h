@@ -20,6 +20,23 @@ struct SockAddr {
 
     int family() const { return len == 0 ? AF_UNSPEC : storage.ss_family; }
     const sockaddr* get() const { return reinterpret_cast<const sockaddr*>(&storage); }
+    // The port in host order; 0 when unset or not v4/v6.
+    uint16_t port() const {
+        if (family() == AF_INET) {
+            return ntohs(reinterpret_cast<const sockaddr_in*>(&storage)->sin_port);
+        }
+        if (family() == AF_INET6) {
+            return ntohs(reinterpret_cast<const sockaddr_in6*>(&storage)->sin6_port);
+        }
+        return 0;
+    }
+    void set_port(uint16_t host_order) {
+        if (family() == AF_INET) {
+            reinterpret_cast<sockaddr_in*>(&storage)->sin_port = htons(host_order);
+        } else if (family() == AF_INET6) {
+            reinterpret_cast<sockaddr_in6*>(&storage)->sin6_port = htons(host_order);
+        }
+    }
 };
 
 // Where a listener's connections go.

@@ -30,13 +30,6 @@ IpAddr ip_of(const plan::SockAddr& s) {
     return a;
 }
 
-uint16_t port_of(const plan::SockAddr& s) {
-    if (s.family() == AF_INET) {
-        return ntohs(reinterpret_cast<const sockaddr_in*>(s.get())->sin_port);
-    }
-    return ntohs(reinterpret_cast<const sockaddr_in6*>(s.get())->sin6_port);
-}
-
 bool is_zero(const IpAddr& a) {
     size_t n = a.family == AF_INET ? 4 : 16;
     for (size_t i = 0; i < n; ++i) {
@@ -161,9 +154,9 @@ void validate_model(Model& m, const ModelWhere& w, Diags& d) {
         }
         for (size_t j = 0; j < i; ++j) {
             const plan::Listener& o = m.listeners[j];
-            uint16_t port = port_of(l.address);
+            uint16_t port = l.address.port();
             // TCP and UDP ports are separate: a tcp and a udp listener may share one.
-            if (port == 0 || port != port_of(o.address) ||
+            if (port == 0 || port != o.address.port() ||
                 (protocol_bits(l.protocol) & protocol_bits(o.protocol)) == 0) {
                 continue;
             }

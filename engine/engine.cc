@@ -53,24 +53,6 @@ void raise_fd_limit() {
     }
 }
 
-uint16_t port_of(const plan::SockAddr& a) {
-    if (a.family() == AF_INET) {
-        return reinterpret_cast<const sockaddr_in*>(&a.storage)->sin_port;
-    }
-    if (a.family() == AF_INET6) {
-        return reinterpret_cast<const sockaddr_in6*>(&a.storage)->sin6_port;
-    }
-    return 0;
-}
-
-void set_port(plan::SockAddr& a, uint16_t port) {
-    if (a.family() == AF_INET) {
-        reinterpret_cast<sockaddr_in*>(&a.storage)->sin_port = port;
-    } else if (a.family() == AF_INET6) {
-        reinterpret_cast<sockaddr_in6*>(&a.storage)->sin6_port = port;
-    }
-}
-
 bool same_addr(const plan::SockAddr& a, const plan::SockAddr& b) {
     return a.len == b.len && std::memcmp(&a.storage, &b.storage, a.len) == 0;
 }
@@ -123,8 +105,8 @@ Result<std::vector<ListenerFds>> bind_all(plan::Listener& l, size_t workers, int
             e.listener = index;
             return e;
         }
-        if (port_of(l.address) == 0) {
-            set_port(l.address, port_of(local_addr(made.value().get())));
+        if (l.address.port() == 0) {
+            l.address.set_port(local_addr(made.value().get()).port());
         }
         into = std::move(made.value());
         return {};
@@ -279,8 +261,8 @@ Result<void> Engine::update(const plan::Plan& plan) {
         for (size_t j = 0; j < im.plan.listeners.size(); ++j) {
             const plan::Listener& old = im.plan.listeners[j];
             plan::Listener probe = l;
-            if (port_of(probe.address) == 0) {  // port 0 means "whatever it got last time"
-                set_port(probe.address, port_of(old.address));
+            if (probe.address.port() == 0) {  // port 0 means "whatever it got last time"
+                probe.address.set_port(old.address.port());
             }
             if (old.name == l.name && same_listener(old, probe)) {
                 keep = im.listeners[j];

@@ -18,19 +18,9 @@ using namespace worker_detail;
 namespace {
 constexpr uint32_t kSniffMax = 8192;  // bytes looked at; a ClientHello fits well within
 
-uint16_t port_of(const plan::SockAddr& a) {
-    if (a.family() == AF_INET) {
-        return ntohs(reinterpret_cast<const sockaddr_in*>(a.get())->sin_port);
-    }
-    if (a.family() == AF_INET6) {
-        return ntohs(reinterpret_cast<const sockaddr_in6*>(a.get())->sin6_port);
-    }
-    return 0;
-}
-
 // "192.0.2.1:443", "[2001:db8::1]:443" or "name:443" for HTTP CONNECT.
 bool authority(const plan::SockAddr& a, std::string_view name, char* out, size_t cap) {
-    uint16_t port = port_of(a);
+    uint16_t port = a.port();
     int n;
     if (!name.empty()) {
         n = std::snprintf(out, cap, "%.*s:%u", static_cast<int>(name.size()), name.data(), port);
@@ -93,7 +83,7 @@ StartOutcome Worker::route_conn(Conn& c, bool sniffed) {
                 source = plan::SourceMode::proxy;
                 hs::Socks5Target t{&r.orig, {}, 0};
                 if (u.by_domain && !name.empty()) {
-                    t = hs::Socks5Target{nullptr, name, port_of(r.orig)};
+                    t = hs::Socks5Target{nullptr, name, r.orig.port()};
                 }
                 ok = r.hs.socks5({u.username, u.password, u.pipeline}, t);
                 h = &r.hs;

@@ -622,16 +622,6 @@ void Worker::check_lingering(bool force) {
 }
 
 namespace {
-uint16_t port_of(const plan::SockAddr& a) {
-    if (a.family() == AF_INET) {
-        return reinterpret_cast<const sockaddr_in*>(&a.storage)->sin_port;
-    }
-    if (a.family() == AF_INET6) {
-        return reinterpret_cast<const sockaddr_in6*>(&a.storage)->sin6_port;
-    }
-    return 0;
-}
-
 CloseReason reason_of(CloseCause cause, int first_eof, int connect_err) {
     switch (cause) {
         case CloseCause::normal:
@@ -690,8 +680,7 @@ void Worker::count_finish(uint32_t slot, Conn& c, CloseCause cause) {
             set_record_addr(rec.client, unmap_v4(a.client));
             set_record_addr(rec.original, a.original);
             // A connection to the listener's own port reached it directly, not through a rule.
-            if (!lc.rule.empty() && a.original.len != 0 &&
-                port_of(a.original) != port_of(lc.address)) {
+            if (!lc.rule.empty() && a.original.len != 0 && a.original.port() != lc.address.port()) {
                 set_record_name(rec.rule, lc.rule);
             }
         }

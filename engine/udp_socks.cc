@@ -19,13 +19,8 @@
 namespace tp::engine {
 
 namespace {
-uint16_t port_of(const plan::SockAddr& a) {
-    return a.family() == AF_INET ? reinterpret_cast<const sockaddr_in*>(a.get())->sin_port
-                                 : reinterpret_cast<const sockaddr_in6*>(a.get())->sin6_port;
-}
-
 bool same_endpoint(const plan::SockAddr& a, const plan::SockAddr& b) {
-    if (a.family() != b.family() || port_of(a) != port_of(b)) {
+    if (a.family() != b.family() || a.port() != b.port()) {
         return false;
     }
     if (a.family() == AF_INET) {
