@@ -36,6 +36,8 @@ struct alignas(64) WorkerStats {
     Counter udp_bytes_up{0};
     Counter udp_bytes_down{0};
     Counter udp_reply_sockets{0};
+    Counter udp_gso_sends{0};
+    Counter udp_gso_dgrams{0};
     Counter udp_ended[static_cast<size_t>(UdpEnd::count_)]{};
     Counter udp_dropped[static_cast<size_t>(UdpDrop::count_)]{};
 
@@ -76,6 +78,8 @@ struct alignas(64) WorkerStats {
         s.udp.bytes_up = ld(udp_bytes_up);
         s.udp.bytes_down = ld(udp_bytes_down);
         s.udp.reply_sockets = ld(udp_reply_sockets);
+        s.udp.gso_sends = ld(udp_gso_sends);
+        s.udp.gso_dgrams = ld(udp_gso_dgrams);
         for (size_t i = 0; i < s.udp.ended.size(); ++i) {
             s.udp.ended[i] = ld(udp_ended[i]);
         }
