@@ -85,7 +85,7 @@ UdpFlows::UdpFlows(Ring& ring, WorkerStats& stats, const UdpConfig& cfg)
     listen_mh_.msg_namelen = kNameLen;
     listen_mh_.msg_controllen = kListenerControlLen;
     plain_mh_.msg_namelen = kNameLen;
-    plain_mh_.msg_controllen = 0;
+    plain_mh_.msg_controllen = kGroControlLen;
 }
 
 UdpFlows::~UdpFlows() {
@@ -168,6 +168,7 @@ void UdpFlows::set_listeners(const std::vector<std::shared_ptr<ListenerShared>>&
         auto l = std::make_unique<Listener>();
         l->shared = ls[i];
         l->fd = std::move(fds[i]);
+        enable_gro(l->fd.get());
         listeners_.push_back(std::move(l));
         if (accepting_) {
             arm_listener(static_cast<uint32_t>(listeners_.size() - 1));
@@ -290,7 +291,7 @@ void UdpFlows::on_listener(const UserData& u, const io_uring_cqe* cqe, void* buf
 
 void UdpFlows::relay_up(uint32_t li, const RecvView& v) {
     const plan::Listener& cfg = listeners_[li]->shared->cfg;
-    if (v.truncated || v.full_len > cfg.udp.max_datagram) {
+    if (v.truncated || v.dgram_max() > cfg.udp.max_datagram) {
         drop(UdpDrop::oversize);
         return;
     }
@@ -340,7 +341,7 @@ void UdpFlows::relay_up(uint32_t li, const RecvView& v) {
         f.dst_len = dst.len;
     }
     if (f.dns) {
-        ++f.dns_pending;  // before the send: its answer may be handled in the same pass
+        f.dns_pending += v.dgrams();  // before the send: its answer may come in the same pass
     }
     send_dgram(true, id, f.fd.get(), v, &f.dst, f.dst_len);
 }
@@ -348,15 +349,18 @@ void UdpFlows::relay_up(uint32_t li, const RecvView& v) {
 void UdpFlows::send_dgram(bool up, uint32_t id, int fd, const RecvView& v, const void* to,
                           socklen_t to_len, const sockaddr* from, socklen_t from_len) {
     uint32_t gen = flows_[id].gen;
-    if (cfg_.direct_send) {
-        ssize_t n =
-            ::sendto(fd, v.payload, v.len, MSG_DONTWAIT, static_cast<const sockaddr*>(to), to_len);
-        sent(up, id, gen, n < 0 ? -errno : static_cast<int>(n), v.len);
+    if (v.gro_size != 0) {
+        WorkerStats::add(stats_.udp_gro_recvs, 1);
+    }
+    bool batch = cfg_.gso && !cfg_.direct_send && v.len > 0 && !flows_[id].no_gso;
+    if (cfg_.direct_send || (v.gro_size != 0 && !batch)) {
+        gso_flush();  // whatever is open goes first
+        send_now(up, id, gen, fd, v.payload, v.len, v.gro_size, to, to_len);
         return;
     }
     keep_buf_ = true;
-    if (cfg_.gso && v.len > 0 && !flows_[id].no_gso) {
-        if (gso_append(up, id, fd, v, to, to_len)) {
+    if (batch) {
+        if (v.gro_size == 0 && gso_append(up, id, fd, v, to, to_len)) {
             return;
         }
         gso_flush();
@@ -370,12 +374,14 @@ void UdpFlows::send_dgram(bool up, uint32_t id, int fd, const RecvView& v, const
         }
         GsoBatch& b = *batches_[bi];
         b.n = 1;
-        b.bytes = b.seg = v.len;
+        b.dgrams = v.dgrams();
+        b.bytes = v.len;
+        b.seg = v.gro_size != 0 ? v.gro_size : v.len;
         b.flow = id;
         b.gen = gen;
         b.fd = fd;
         b.up = up;
-        b.full = false;
+        b.full = v.gro_size != 0;  // a GRO buffer goes as it came
         b.iov[0].iov_base = const_cast<uint8_t*>(v.payload);
         b.iov[0].iov_len = v.len;
         b.bids[0] = cur_bid_;
@@ -390,6 +396,28 @@ void UdpFlows::send_dgram(bool up, uint32_t id, int fd, const RecvView& v, const
     }
     gso_flush();  // whatever is open goes first
     send_one(up, id, gen, fd, cur_bid_, v.payload, v.len, to, to_len);
+}
+
+void UdpFlows::enable_gro(int fd) {
+    // Where the kernel coalesces a flow's datagrams (NIC GRO on the way down, a local sender's
+    // GSO), one receive then carries up to 64 of them; they leave as one UDP_SEGMENT send.
+    // Off with batching off: nothing else here would send such a buffer in one go.
+    if (cfg_.gro && cfg_.gso && !cfg_.direct_send) {
+        int one = 1;
+        setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof one);  // kernel < 5.0: no GRO, no harm
+    }
+}
+
+void UdpFlows::send_now(bool up, uint32_t id, uint32_t gen, int fd, const uint8_t* data,
+                        uint32_t len, uint32_t seg, const void* to, socklen_t to_len) {
+    uint32_t off = 0;
+    do {
+        uint32_t n = seg == 0 ? len : std::min(seg, len - off);
+        ssize_t r =
+            ::sendto(fd, data + off, n, MSG_DONTWAIT, static_cast<const sockaddr*>(to), to_len);
+        sent(up, id, gen, r < 0 ? -errno : static_cast<int>(r), n);
+        off += n;
+    } while (off < len);
 }
 
 void UdpFlows::send_one(bool up, uint32_t id, uint32_t gen, int fd, uint16_t bid,
@@ -418,14 +446,15 @@ bool UdpFlows::gso_append(bool up, uint32_t id, int fd, const RecvView& v, const
     }
     GsoBatch& b = *batches_[open_batch_];
     if (b.full || b.up != up || b.flow != id || b.gen != flows_[id].gen || b.fd != fd ||
-        b.n == kGsoSegs || v.len > b.seg || b.bytes + v.len > kGsoMaxBytes || b.to_len != to_len ||
-        std::memcmp(&b.to, to, to_len) != 0) {
+        b.dgrams == kGsoSegs || v.len > b.seg || b.bytes + v.len > kGsoMaxBytes ||
+        b.to_len != to_len || std::memcmp(&b.to, to, to_len) != 0) {
         return false;
     }
     b.iov[b.n].iov_base = const_cast<uint8_t*>(v.payload);
     b.iov[b.n].iov_len = v.len;
     b.bids[b.n] = cur_bid_;
     ++b.n;
+    ++b.dgrams;
     b.bytes += v.len;
     b.full = v.len < b.seg;  // only the last may be shorter
     return true;
@@ -438,7 +467,7 @@ void UdpFlows::gso_flush() {
     uint32_t bi = open_batch_;
     open_batch_ = UINT32_MAX;
     GsoBatch& b = *batches_[bi];
-    if (b.n == 1) {
+    if (b.dgrams == 1) {
         send_one(b.up, b.flow, b.gen, b.fd, b.bids[0],
                  static_cast<const uint8_t*>(b.iov[0].iov_base),
                  static_cast<uint32_t>(b.iov[0].iov_len), &b.to, b.to_len);
@@ -467,46 +496,45 @@ void UdpFlows::gso_done(uint32_t bi, int res) {
     GsoBatch& b = *batches_[bi];
     free_batches_.push_back(bi);
     if (res >= 0) {
-        WorkerStats::add(b.up ? stats_.udp_dgrams_up : stats_.udp_dgrams_down, b.n);
+        WorkerStats::add(b.up ? stats_.udp_dgrams_up : stats_.udp_dgrams_down, b.dgrams);
         WorkerStats::add(b.up ? stats_.udp_bytes_up : stats_.udp_bytes_down, b.bytes);
         WorkerStats::add(stats_.udp_gso_sends, 1);
-        WorkerStats::add(stats_.udp_gso_dgrams, b.n);
-        for (uint32_t i = 0; i < b.n; ++i) {
-            bufs_.release(b.bids[i]);
-        }
-        return;
-    }
-    bool live = table_.used(b.flow) && flows_[b.flow].gen == b.gen;
-    if (live && (res == -EINVAL || res == -EIO || res == -EMSGSIZE || res == -EOPNOTSUPP ||
-                 res == -ENOPROTOOPT)) {
-        // The path cannot take this batch (segment above the route's MTU, no checksum
-        // offload, ...): this flow sends one by one from now on, these datagrams included.
-        // The socket is looked up again: the batch's may have been closed meanwhile.
-        Flow& f = flows_[b.flow];
-        f.no_gso = true;
+        WorkerStats::add(stats_.udp_gso_dgrams, b.dgrams);
+    } else {
+        bool live = table_.used(b.flow) && flows_[b.flow].gen == b.gen;
         int fd = -1;
-        Listener& l = *listeners_[f.li];
-        if (b.up) {
-            fd = f.fd.get();
-        } else if (l.shared->cfg.transparent) {
-            bool raw = false;
-            fd = b.from_len > 0
-                     ? reply_fd(reinterpret_cast<const sockaddr*>(&b.from), b.from_len, raw)
-                     : -1;
-        } else {
-            fd = l.fd.get();
-        }
-        if (fd >= 0) {
-            for (uint32_t i = 0; i < b.n; ++i) {
-                send_one(b.up, b.flow, b.gen, fd, b.bids[i],
-                         static_cast<const uint8_t*>(b.iov[i].iov_base),
-                         static_cast<uint32_t>(b.iov[i].iov_len), &b.to, b.to_len);
+        if (live && (res == -EINVAL || res == -EIO || res == -EMSGSIZE || res == -EOPNOTSUPP ||
+                     res == -ENOPROTOOPT)) {
+            // The path cannot take this batch (segment above the route's MTU, no checksum
+            // offload, ...): this flow sends one by one from now on, these datagrams at once
+            // (rare). The socket is looked up again: the batch's may have been closed meanwhile.
+            Flow& f = flows_[b.flow];
+            f.no_gso = true;
+            Listener& l = *listeners_[f.li];
+            if (b.up) {
+                fd = f.fd.get();
+            } else if (l.shared->cfg.transparent) {
+                bool raw = false;
+                fd = b.from_len > 0
+                         ? reply_fd(reinterpret_cast<const sockaddr*>(&b.from), b.from_len, raw)
+                         : -1;
+            } else {
+                fd = l.fd.get();
             }
-            return;  // the buffers return when those sends complete
+        }
+        for (uint32_t i = 0; i < b.n; ++i) {
+            const auto* p = static_cast<const uint8_t*>(b.iov[i].iov_base);
+            auto len = static_cast<uint32_t>(b.iov[i].iov_len);
+            if (fd >= 0) {
+                send_now(b.up, b.flow, b.gen, fd, p, len, b.seg, &b.to, b.to_len);
+                continue;
+            }
+            for (uint32_t off = 0; off < len; off += b.seg) {
+                sent(b.up, b.flow, b.gen, res, std::min(b.seg, len - off));
+            }
         }
     }
     for (uint32_t i = 0; i < b.n; ++i) {
-        sent(b.up, b.flow, b.gen, res, static_cast<uint32_t>(b.iov[i].iov_len));
         bufs_.release(b.bids[i]);
     }
 }
@@ -582,6 +610,7 @@ uint32_t UdpFlows::new_flow(uint32_t li, const FlowKey& k, const RecvView& v,
     f = Flow{};
     f.gen = gen;
     f.fd = std::move(fd.value());
+    enable_gro(f.fd.get());
     f.li = li;
     f.dns = dns && cfg.udp.dns_close_after_answer;
     std::memcpy(&f.client, v.name, std::min<size_t>(v.namelen, sizeof f.client));
@@ -656,7 +685,7 @@ void UdpFlows::relay_down(uint32_t id, const RecvView& v) {
     Flow& f = flows_[id];
     Listener& l = *listeners_[f.li];
     const plan::Listener& cfg = l.shared->cfg;
-    if (v.truncated || v.full_len > cfg.udp.max_datagram) {
+    if (v.truncated || v.dgram_max() > cfg.udp.max_datagram) {
         drop(UdpDrop::oversize);
         return;
     }
@@ -687,15 +716,21 @@ void UdpFlows::relay_down(uint32_t id, const RecvView& v) {
             // ourselves (rare; a direct syscall, the buffer is free again right after).
             gso_flush();  // this flow's datagrams still in a batch go first
             int rfd = raw_fd(local.family());
-            int n = rfd < 0 ? -EPERM
-                            : send_udp_raw(rfd, local.get(), reinterpret_cast<sockaddr*>(&to),
-                                           v.payload, v.len);
-            if (n < 0) {
-                drop(UdpDrop::reply_socket);
-                return;
-            }
-            WorkerStats::add(stats_.udp_dgrams_down, 1);
-            WorkerStats::add(stats_.udp_bytes_down, v.len);
+            uint32_t seg = v.gro_size != 0 ? v.gro_size : v.len;
+            uint32_t off = 0;
+            do {  // a GRO buffer: one datagram per segment
+                uint32_t len = std::min(seg, v.len - off);
+                int n = rfd < 0 ? -EPERM
+                                : send_udp_raw(rfd, local.get(), reinterpret_cast<sockaddr*>(&to),
+                                               v.payload + off, len);
+                if (n < 0) {
+                    drop(UdpDrop::reply_socket);
+                } else {
+                    WorkerStats::add(stats_.udp_dgrams_down, 1);
+                    WorkerStats::add(stats_.udp_bytes_down, len);
+                }
+                off += len;
+            } while (off < v.len);
             if (f.dns && f.dns_pending > 0 && --f.dns_pending == 0) {
                 end_flow(id, UdpEnd::dns_answered);
             }

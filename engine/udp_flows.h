@@ -41,6 +41,8 @@ struct UdpConfig {
     // Consecutive datagrams of one flow and direction go out in one sendmsg with UDP_SEGMENT
     // (A/B switch: TPENGINE_UDP_NO_GSO=1 sends each with its own SENDMSG).
     bool gso = true;
+    // UDP_GRO on listener and upstream sockets (needs gso; A/B: TPENGINE_UDP_NO_GRO=1).
+    bool gro = true;
 };
 
 class UdpFlows {
@@ -122,7 +124,8 @@ class UdpFlows {
         alignas(cmsghdr) uint8_t ctrl[CMSG_SPACE(sizeof(uint16_t))]{};
         iovec iov[kGsoSegs];
         uint16_t bids[kGsoSegs];
-        uint32_t n = 0;
+        uint32_t n = 0;       // iovecs (buffers)
+        uint32_t dgrams = 0;  // datagrams: a GRO buffer is one iovec of several
         uint32_t bytes = 0;
         uint32_t seg = 0;
         uint32_t flow = 0;
@@ -147,6 +150,10 @@ class UdpFlows {
     void cancel(uint64_t target);
     void send_dgram(bool up, uint32_t id, int fd, const RecvView& v, const void* to,
                     socklen_t to_len, const sockaddr* from = nullptr, socklen_t from_len = 0);
+    // sendto(2) per datagram at once; `seg` != 0 cuts `data` at its GRO segment boundaries.
+    void send_now(bool up, uint32_t id, uint32_t gen, int fd, const uint8_t* data, uint32_t len,
+                  uint32_t seg, const void* to, socklen_t to_len);
+    void enable_gro(int fd);
     void send_one(bool up, uint32_t id, uint32_t gen, int fd, uint16_t bid, const uint8_t* data,
                   uint32_t len, const void* to, socklen_t to_len);
     bool gso_append(bool up, uint32_t id, int fd, const RecvView& v, const void* to,

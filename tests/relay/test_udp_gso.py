@@ -6,7 +6,9 @@ and unmerged (count, sizes and contents per flow on the receiving side). The rel
 on, gso_sends must then be > 0 (the test did exercise GSO), with TPENGINE_UDP_NO_GSO=1 zero.
 As root, also in a network namespace whose loopback has a 1,500-byte MTU: a burst of 3,000-byte
 replies cannot go out as one GSO send (segment above the MTU, EINVAL), so the relay sends them
-one by one (fragmented), and every one still arrives."""
+one by one (fragmented), and every one still arrives.
+GRO: senders that send with UDP_SEGMENT themselves (a client, then the upstream) hand the relay
+several datagrams in one receive (UDP_GRO); they too arrive unmerged, one by one, byte-exact."""
 import ctypes
 import os
 import signal
@@ -131,6 +133,53 @@ def run(ctx, family, host, gso):
 
 
 CLONE_NEWNET = 0x40000000
+UDP_SEGMENT = 103
+
+
+def gso_send(sock, msgs, to):
+    """One sendto of several datagrams: all of the first one's size, the last may be shorter."""
+    sock.setsockopt(socket.SOL_UDP, UDP_SEGMENT, len(msgs[0]))
+    sock.sendto(b"".join(msgs), to)
+    sock.setsockopt(socket.SOL_UDP, UDP_SEGMENT, 0)
+
+
+def gro(ctx, family, host):
+    srv = u.UdpServer(ctx, family=family, host=host, mode="sink")
+    port = u.free_udp_port(family, host)
+    r = ctx.relay(["-u", "--workers", "1", "--udp-idle-timeout", "1s", "-L", host, port, host,
+                   srv.port], family=family).start()
+    relay = (host, r.port)
+    c = u.client(family)
+    big_rcvbuf(c)
+    big_rcvbuf(srv.sock)
+    # Up: 20 x 1,200 + 7 bytes, then 3 x 1,472 (the last one full-size), in two sends.
+    ups = [[os.urandom(1200) for _ in range(20)] + [os.urandom(7)],
+           [os.urandom(1472) for _ in range(3)]]
+    for msgs in ups:
+        gso_send(c, msgs, relay)
+    n_up = sum(map(len, ups))
+    h.wait_until(lambda: srv.count() >= n_up, 10, f"{n_up} datagrams at the upstream")
+    time.sleep(0.2)
+    with srv.lock:
+        seen = list(srv.seen)
+    h.check(len(seen) == n_up, f"GRO up: upstream saw {len(seen)} datagrams, expected {n_up}")
+    same([d for _, d in seen], [m for msgs in ups for m in msgs], "GRO up")
+    mapping = seen[0][0]
+    # Down: 64 x 1,000 (the most one GRO receive holds), then 5 x 900 + 1.
+    downs = [[os.urandom(1000) for _ in range(64)], [os.urandom(900) for _ in range(5)] + [b"z"]]
+    for msgs in downs:
+        gso_send(srv.sock, msgs, mapping)
+    n_down = sum(map(len, downs))
+    got = recv_all(c, n_down, "GRO down")
+    same(got, [m for msgs in downs for m in msgs], "GRO down")
+    st = u.udp_stats(r)
+    h.check(st["dgrams_up"] == n_up and st["dgrams_down"] == n_down,
+            f"dgrams_up/down should be {n_up}/{n_down}: {st}")
+    h.check(st["gro_recvs"] > 0, f"the GSO sends should have reached the relay as GRO receives: {st}")
+    h.log(f"GRO: gro_recvs={st['gro_recvs']} gso_sends={st['gso_sends']} gso_dgrams={st['gso_dgrams']}")
+    c.close()
+    u.finish(r)
+    srv.close()
 
 
 def small_mtu(ctx):
@@ -177,6 +226,8 @@ def small_mtu(ctx):
 
 
 def test(ctx):
+    gro(ctx, *h.V4)
+    gro(ctx, *h.V6)
     small_mtu(ctx)
     run(ctx, *h.V4, True)
     run(ctx, *h.V6, True)
