@@ -354,7 +354,9 @@ void UdpFlows::send_dgram(bool up, uint32_t id, int fd, const RecvView& v, const
     }
     bool batch = cfg_.gso && !cfg_.direct_send && v.len > 0 && !flows_[id].no_gso;
     if (cfg_.direct_send || (v.gro_size != 0 && !batch)) {
-        gso_flush();  // whatever is open goes first
+        if (!cfg_.direct_send) {
+            submit_queued();
+        }
         send_now(up, id, gen, fd, v.payload, v.len, v.gro_size, to, to_len);
         return;
     }
@@ -396,6 +398,13 @@ void UdpFlows::send_dgram(bool up, uint32_t id, int fd, const RecvView& v, const
     }
     gso_flush();  // whatever is open goes first
     send_one(up, id, gen, fd, cur_bid_, v.payload, v.len, to, to_len);
+}
+
+void UdpFlows::submit_queued() {
+    // Before a datagram leaves with a direct syscall (rare paths): the sends queued in this
+    // pass, this flow's among them, go first, so its datagrams keep their order.
+    gso_flush();
+    io_uring_submit(ring_.get());
 }
 
 void UdpFlows::enable_gro(int fd) {
@@ -521,6 +530,9 @@ void UdpFlows::gso_done(uint32_t bi, int res) {
             } else {
                 fd = l.fd.get();
             }
+        }
+        if (fd >= 0) {
+            submit_queued();
         }
         for (uint32_t i = 0; i < b.n; ++i) {
             const auto* p = static_cast<const uint8_t*>(b.iov[i].iov_base);
@@ -714,7 +726,7 @@ void UdpFlows::relay_down(uint32_t id, const RecvView& v) {
         if (fd < 0) {
             // The port is held by a local service without SO_REUSEADDR: build the datagram
             // ourselves (rare; a direct syscall, the buffer is free again right after).
-            gso_flush();  // this flow's datagrams still in a batch go first
+            submit_queued();
             int rfd = raw_fd(local.family());
             uint32_t seg = v.gro_size != 0 ? v.gro_size : v.len;
             uint32_t off = 0;

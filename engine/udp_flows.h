@@ -154,6 +154,7 @@ class UdpFlows {
     void send_now(bool up, uint32_t id, uint32_t gen, int fd, const uint8_t* data, uint32_t len,
                   uint32_t seg, const void* to, socklen_t to_len);
     void enable_gro(int fd);
+    void submit_queued();
     void send_one(bool up, uint32_t id, uint32_t gen, int fd, uint16_t bid, const uint8_t* data,
                   uint32_t len, const void* to, socklen_t to_len);
     bool gso_append(bool up, uint32_t id, int fd, const RecvView& v, const void* to,
