@@ -1,7 +1,8 @@
-// Multishot recvmsg buffer layout and ORIGDSTADDR parsing.
+// Multishot recvmsg buffer layout, ORIGDSTADDR and UDP_GRO parsing.
 #include "engine/cmsg.h"
 
 #include <netinet/in.h>
+#include <netinet/udp.h>
 
 #include <cstring>
 
@@ -54,6 +55,11 @@ bool parse_recvmsg(void* buf, int res, const msghdr& mh, RecvView& out) {
              c = io_uring_recvmsg_cmsg_nexthdr(o, &m, c)) {
             if (origdst_from_cmsg(c, out.origdst)) {
                 out.has_origdst = true;
+            } else if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO &&
+                       c->cmsg_len >= CMSG_LEN(sizeof(int))) {
+                int seg = 0;
+                std::memcpy(&seg, CMSG_DATA(c), sizeof seg);
+                out.gro_size = seg > 0 ? static_cast<uint32_t>(seg) : 0;
             }
         }
     }
@@ -61,6 +67,9 @@ bool parse_recvmsg(void* buf, int res, const msghdr& mh, RecvView& out) {
     out.len = io_uring_recvmsg_payload_length(o, res, &m);
     out.full_len = o->payloadlen;
     out.truncated = (o->flags & MSG_TRUNC) != 0 || o->payloadlen > out.len;
+    if (out.gro_size >= out.len) {
+        out.gro_size = 0;  // one segment: an ordinary datagram
+    }
     return true;
 }
 

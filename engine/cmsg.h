@@ -1,7 +1,8 @@
 #pragma once
 // Reading one multishot recvmsg completion: the io_uring_recvmsg_out layout in a provided
-// buffer (header, source name, control messages, payload), and the original destination
-// carried by IP_ORIGDSTADDR / IPV6_ORIGDSTADDR. Pure parsing, testable without sockets.
+// buffer (header, source name, control messages, payload), the original destination
+// carried by IP_ORIGDSTADDR / IPV6_ORIGDSTADDR, and the UDP_GRO segment size. Pure parsing,
+// testable without sockets.
 
 #include <liburing.h>
 #include <sys/socket.h>
@@ -21,6 +22,12 @@ struct RecvView {
     bool truncated = false;  // the datagram did not fit the buffer
     bool has_origdst = false;
     plan::SockAddr origdst;  // v4-mapped IPv6 unmapped to IPv4
+    // UDP_GRO: the payload is several datagrams back to back, each `gro_size` bytes except the
+    // last, which may be shorter (0: one datagram).
+    uint32_t gro_size = 0;
+
+    uint32_t dgrams() const { return gro_size == 0 ? 1 : (len + gro_size - 1) / gro_size; }
+    uint32_t dgram_max() const { return gro_size == 0 ? full_len : gro_size; }
 };
 
 // Parses a completion of `res` bytes in `buf` received with the multishot template `mh`.
@@ -34,8 +41,11 @@ bool origdst_from_cmsg(const cmsghdr* c, plan::SockAddr& out);
 // kernel lays the control messages right after it in the buffer, and a cmsghdr must be aligned.
 constexpr socklen_t kNameLen = (sizeof(sockaddr_in6) + 7) & ~size_t{7};
 
-// Control space the listener's template reserves: both families' ORIGDSTADDR.
+// Control space for the UDP_GRO segment size (an int), which every template reserves.
+constexpr size_t kGroControlLen = CMSG_SPACE(sizeof(int));
+
+// Control space the listener's template reserves: both families' ORIGDSTADDR, and UDP_GRO.
 constexpr size_t kListenerControlLen =
-    CMSG_SPACE(sizeof(sockaddr_in6)) + CMSG_SPACE(sizeof(sockaddr_in));
+    CMSG_SPACE(sizeof(sockaddr_in6)) + CMSG_SPACE(sizeof(sockaddr_in)) + kGroControlLen;
 
 }  // namespace tp::engine

@@ -219,6 +219,8 @@ Result<std::unique_ptr<Engine>> Engine::start(const plan::Plan& plan) {
         wc.udp_reply_sockets = plan.udp_reply_sockets_per_worker;
         wc.udp_reply_mark = plan.udp_reply_mark != 0 ? plan.udp_reply_mark : plan.bypass_mark;
         wc.udp_direct_send = std::getenv("TPENGINE_UDP_DIRECT_SEND") != nullptr;  // A/B switch
+        wc.udp_gso = std::getenv("TPENGINE_UDP_NO_GSO") == nullptr;               // likewise
+        wc.udp_gro = std::getenv("TPENGINE_UDP_NO_GRO") == nullptr;               // likewise
         if (mem->enabled()) {
             wc.mem = mem;
         }

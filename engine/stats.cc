@@ -121,6 +121,9 @@ void UdpSnapshot::add(const UdpSnapshot& o) {
     bytes_up += o.bytes_up;
     bytes_down += o.bytes_down;
     reply_sockets += o.reply_sockets;
+    gso_sends += o.gso_sends;
+    gso_dgrams += o.gso_dgrams;
+    gro_recvs += o.gro_recvs;
     for (size_t i = 0; i < ended.size(); ++i)
         ended[i] += o.ended[i];
     for (size_t i = 0; i < dropped.size(); ++i)
@@ -214,7 +217,7 @@ uint64_t StatsSnapshot::closed_total() const {
 
 namespace {
 void append_block(std::string& out, const char* title, const StatsSnapshot& s) {
-    char line[256];
+    char line[512];  // the udp line alone can pass 256 with large counters
     std::snprintf(line, sizeof line,
                   "%s: accepted=%llu active=%llu closed=%llu bytes_up=%llu bytes_down=%llu "
                   "accept_paused=%llu\n",
@@ -264,12 +267,12 @@ void append_block(std::string& out, const char* title, const StatsSnapshot& s) {
     std::snprintf(line, sizeof line,
                   "  udp: flows_created=%llu flows_active=%llu expired=%llu evicted=%llu "
                   "shed=%llu dgrams_up=%llu dgrams_down=%llu bytes_up=%llu bytes_down=%llu "
-                  "reply_sockets=%llu\n",
+                  "reply_sockets=%llu gso_sends=%llu gso_dgrams=%llu gro_recvs=%llu\n",
                   ull(u.flows_created), ull(u.flows_active),
                   ull(u.ended[static_cast<size_t>(UdpEnd::expired)]),
                   ull(u.ended[static_cast<size_t>(UdpEnd::evicted)]), ull(u.flows_shed),
                   ull(u.dgrams_up), ull(u.dgrams_down), ull(u.bytes_up), ull(u.bytes_down),
-                  ull(u.reply_sockets));
+                  ull(u.reply_sockets), ull(u.gso_sends), ull(u.gso_dgrams), ull(u.gro_recvs));
     out += line;
     out += "  udp_ended_by:";
     for (size_t i = 0; i < u.ended.size(); ++i) {

@@ -146,6 +146,9 @@ struct UdpSnapshot {
     uint64_t bytes_up = 0;
     uint64_t bytes_down = 0;
     uint64_t reply_sockets = 0;  // open now
+    uint64_t gso_sends = 0;      // sends that carried several datagrams (UDP_SEGMENT)
+    uint64_t gso_dgrams = 0;     // the datagrams they carried
+    uint64_t gro_recvs = 0;      // receives that carried several datagrams (UDP_GRO)
     std::array<uint64_t, static_cast<size_t>(UdpEnd::count_)> ended{};
     std::array<uint64_t, static_cast<size_t>(UdpDrop::count_)> dropped{};
     uint64_t socks_flows = 0;           // flows relayed through a SOCKS5 UDP ASSOCIATE

@@ -7,6 +7,7 @@
 #include "engine/udp_flows.h"
 
 #include <netinet/in.h>
+#include <netinet/udp.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -67,6 +68,13 @@ bool in_family(const sockaddr* sa, socklen_t len, int family, sockaddr_in6& out,
     return true;
 }
 
+// Op::udp_send completions: the gen field tells a lone datagram (slot = its buffer id) from a
+// GSO batch (slot = batch id).
+constexpr uint32_t kSendOne = 0;
+constexpr uint32_t kSendBatch = 1;
+// A batch's payload stays below the 65,507 bytes one UDP send may carry (v4 and v6).
+constexpr uint32_t kGsoMaxBytes = 65'000;
+
 uint64_t ud(Op op, uint32_t gen, uint32_t slot) {
     return UserData{op, gen, slot}.pack();
 }
@@ -81,7 +89,7 @@ UdpFlows::UdpFlows(Ring& ring, WorkerStats& stats, const UdpConfig& cfg)
     listen_mh_.msg_namelen = kNameLen;
     listen_mh_.msg_controllen = kListenerControlLen;
     plain_mh_.msg_namelen = kNameLen;
-    plain_mh_.msg_controllen = 0;
+    plain_mh_.msg_controllen = kGroControlLen;
 }
 
 UdpFlows::~UdpFlows() {
@@ -164,6 +172,7 @@ void UdpFlows::set_listeners(const std::vector<std::shared_ptr<ListenerShared>>&
         auto l = std::make_unique<Listener>();
         l->shared = ls[i];
         l->fd = std::move(fds[i]);
+        enable_gro(l->fd.get());
         listeners_.push_back(std::move(l));
         if (accepting_) {
             arm_listener(static_cast<uint32_t>(listeners_.size() - 1));
@@ -233,6 +242,12 @@ void UdpFlows::arm_flow(uint32_t id) {
 void UdpFlows::handle(const UserData& u, const io_uring_cqe* cqe, uint64_t now_ms) {
     now_ = now_ms;
     if (u.op == Op::udp_send) {
+        if (u.gen == kSendBatch) {
+            if (u.slot < batches_.size()) {
+                gso_done(u.slot, cqe->res);
+            }
+            return;
+        }
         const SendSlot& s = slots_[u.slot];
         sent(s.up, s.flow, s.gen, cqe->res, static_cast<uint32_t>(s.iov.iov_len));
         bufs_.release(static_cast<uint16_t>(u.slot));
@@ -288,7 +303,7 @@ void UdpFlows::on_listener(const UserData& u, const io_uring_cqe* cqe, void* buf
 
 void UdpFlows::relay_up(uint32_t li, const RecvView& v) {
     const plan::Listener& cfg = listeners_[li]->shared->cfg;
-    if (v.truncated || v.full_len > cfg.udp.max_datagram) {
+    if (v.truncated || v.dgram_max() > cfg.udp.max_datagram) {
         drop(UdpDrop::oversize);
         return;
     }
@@ -350,7 +365,7 @@ void UdpFlows::relay_up(uint32_t li, const RecvView& v) {
         f.dst_len = dst.len;
     }
     if (f.dns) {
-        ++f.dns_pending;  // before the send: its answer may be handled in the same pass
+        f.dns_pending += v.dgrams();  // before the send: its answer may come in the same pass
     }
     if (f.socks) {
         socks_.send_up(id, dst, v.payload, v.len);
@@ -360,21 +375,97 @@ void UdpFlows::relay_up(uint32_t li, const RecvView& v) {
 }
 
 void UdpFlows::send_dgram(bool up, uint32_t id, int fd, const RecvView& v, const void* to,
-                          socklen_t to_len) {
+                          socklen_t to_len, const sockaddr* from, socklen_t from_len) {
     uint32_t gen = flows_[id].gen;
-    if (cfg_.direct_send) {
-        ssize_t n =
-            ::sendto(fd, v.payload, v.len, MSG_DONTWAIT, static_cast<const sockaddr*>(to), to_len);
-        sent(up, id, gen, n < 0 ? -errno : static_cast<int>(n), v.len);
+    if (v.gro_size != 0) {
+        WorkerStats::add(stats_.udp_gro_recvs, 1);
+    }
+    bool batch = cfg_.gso && !cfg_.direct_send && v.len > 0 && !flows_[id].no_gso;
+    if (cfg_.direct_send || (v.gro_size != 0 && !batch)) {
+        if (!cfg_.direct_send) {
+            submit_queued();
+        }
+        send_now(up, id, gen, fd, v.payload, v.len, v.gro_size, to, to_len);
         return;
     }
-    SendSlot& s = slots_[cur_bid_];
+    keep_buf_ = true;
+    if (batch) {
+        if (v.gro_size == 0 && gso_append(up, id, fd, v, to, to_len)) {
+            return;
+        }
+        gso_flush();
+        uint32_t bi;
+        if (free_batches_.empty()) {
+            bi = static_cast<uint32_t>(batches_.size());
+            batches_.push_back(std::make_unique<GsoBatch>());
+        } else {
+            bi = free_batches_.back();
+            free_batches_.pop_back();
+        }
+        GsoBatch& b = *batches_[bi];
+        b.n = 1;
+        b.dgrams = v.dgrams();
+        b.bytes = v.len;
+        b.seg = v.gro_size != 0 ? v.gro_size : v.len;
+        b.flow = id;
+        b.gen = gen;
+        b.fd = fd;
+        b.up = up;
+        b.full = v.gro_size != 0;  // a GRO buffer goes as it came
+        b.iov[0].iov_base = const_cast<uint8_t*>(v.payload);
+        b.iov[0].iov_len = v.len;
+        b.bids[0] = cur_bid_;
+        std::memcpy(&b.to, to, std::min<size_t>(to_len, sizeof b.to));
+        b.to_len = to_len;
+        b.from_len = from != nullptr ? from_len : 0;
+        if (from != nullptr) {
+            std::memcpy(&b.from, from, std::min<size_t>(from_len, sizeof b.from));
+        }
+        open_batch_ = bi;
+        return;
+    }
+    gso_flush();  // whatever is open goes first
+    send_one(up, id, gen, fd, cur_bid_, v.payload, v.len, to, to_len);
+}
+
+void UdpFlows::submit_queued() {
+    // Before a datagram leaves with a direct syscall (rare paths): the sends queued in this
+    // pass, this flow's among them, go first, so its datagrams keep their order.
+    gso_flush();
+    io_uring_submit(ring_.get());
+}
+
+void UdpFlows::enable_gro(int fd) {
+    // Where the kernel coalesces a flow's datagrams (NIC GRO on the way down, a local sender's
+    // GSO), one receive then carries up to 64 of them; they leave as one UDP_SEGMENT send.
+    // Off with batching off: nothing else here would send such a buffer in one go.
+    if (cfg_.gro && cfg_.gso && !cfg_.direct_send) {
+        int one = 1;
+        setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof one);  // kernel < 5.0: no GRO, no harm
+    }
+}
+
+void UdpFlows::send_now(bool up, uint32_t id, uint32_t gen, int fd, const uint8_t* data,
+                        uint32_t len, uint32_t seg, const void* to, socklen_t to_len) {
+    uint32_t off = 0;
+    do {
+        uint32_t n = seg == 0 ? len : std::min(seg, len - off);
+        ssize_t r =
+            ::sendto(fd, data + off, n, MSG_DONTWAIT, static_cast<const sockaddr*>(to), to_len);
+        sent(up, id, gen, r < 0 ? -errno : static_cast<int>(r), n);
+        off += n;
+    } while (off < len);
+}
+
+void UdpFlows::send_one(bool up, uint32_t id, uint32_t gen, int fd, uint16_t bid,
+                        const uint8_t* data, uint32_t len, const void* to, socklen_t to_len) {
+    SendSlot& s = slots_[bid];
     s.flow = id;
     s.gen = gen;
     s.up = up;
     std::memcpy(&s.to, to, std::min<size_t>(to_len, sizeof s.to));
-    s.iov.iov_base = const_cast<uint8_t*>(v.payload);
-    s.iov.iov_len = v.len;
+    s.iov.iov_base = const_cast<uint8_t*>(data);
+    s.iov.iov_len = len;
     s.mh = msghdr{};
     s.mh.msg_name = &s.to;
     s.mh.msg_namelen = to_len;
@@ -382,8 +473,110 @@ void UdpFlows::send_dgram(bool up, uint32_t id, int fd, const RecvView& v, const
     s.mh.msg_iovlen = 1;
     io_uring_sqe* sqe = ring_.get_sqe();
     io_uring_prep_sendmsg(sqe, fd, &s.mh, MSG_DONTWAIT);
-    io_uring_sqe_set_data64(sqe, ud(Op::udp_send, 0, cur_bid_));
-    keep_buf_ = true;
+    io_uring_sqe_set_data64(sqe, ud(Op::udp_send, kSendOne, bid));
+}
+
+bool UdpFlows::gso_append(bool up, uint32_t id, int fd, const RecvView& v, const void* to,
+                          socklen_t to_len) {
+    if (open_batch_ == UINT32_MAX) {
+        return false;
+    }
+    GsoBatch& b = *batches_[open_batch_];
+    if (b.full || b.up != up || b.flow != id || b.gen != flows_[id].gen || b.fd != fd ||
+        b.dgrams == kGsoSegs || v.len > b.seg || b.bytes + v.len > kGsoMaxBytes ||
+        b.to_len != to_len || std::memcmp(&b.to, to, to_len) != 0) {
+        return false;
+    }
+    b.iov[b.n].iov_base = const_cast<uint8_t*>(v.payload);
+    b.iov[b.n].iov_len = v.len;
+    b.bids[b.n] = cur_bid_;
+    ++b.n;
+    ++b.dgrams;
+    b.bytes += v.len;
+    b.full = v.len < b.seg;  // only the last may be shorter
+    return true;
+}
+
+void UdpFlows::gso_flush() {
+    if (open_batch_ == UINT32_MAX) {
+        return;
+    }
+    uint32_t bi = open_batch_;
+    open_batch_ = UINT32_MAX;
+    GsoBatch& b = *batches_[bi];
+    if (b.dgrams == 1) {
+        send_one(b.up, b.flow, b.gen, b.fd, b.bids[0],
+                 static_cast<const uint8_t*>(b.iov[0].iov_base),
+                 static_cast<uint32_t>(b.iov[0].iov_len), &b.to, b.to_len);
+        free_batches_.push_back(bi);
+        return;
+    }
+    b.mh = msghdr{};
+    b.mh.msg_name = &b.to;
+    b.mh.msg_namelen = b.to_len;
+    b.mh.msg_iov = b.iov;
+    b.mh.msg_iovlen = b.n;
+    b.mh.msg_control = b.ctrl;
+    b.mh.msg_controllen = sizeof b.ctrl;
+    cmsghdr* c = CMSG_FIRSTHDR(&b.mh);
+    c->cmsg_level = SOL_UDP;
+    c->cmsg_type = UDP_SEGMENT;
+    c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+    uint16_t seg = static_cast<uint16_t>(b.seg);
+    std::memcpy(CMSG_DATA(c), &seg, sizeof seg);
+    io_uring_sqe* sqe = ring_.get_sqe();
+    io_uring_prep_sendmsg(sqe, b.fd, &b.mh, MSG_DONTWAIT);
+    io_uring_sqe_set_data64(sqe, ud(Op::udp_send, kSendBatch, bi));
+}
+
+void UdpFlows::gso_done(uint32_t bi, int res) {
+    GsoBatch& b = *batches_[bi];
+    free_batches_.push_back(bi);
+    if (res >= 0) {
+        WorkerStats::add(b.up ? stats_.udp_dgrams_up : stats_.udp_dgrams_down, b.dgrams);
+        WorkerStats::add(b.up ? stats_.udp_bytes_up : stats_.udp_bytes_down, b.bytes);
+        WorkerStats::add(stats_.udp_gso_sends, 1);
+        WorkerStats::add(stats_.udp_gso_dgrams, b.dgrams);
+    } else {
+        bool live = table_.used(b.flow) && flows_[b.flow].gen == b.gen;
+        int fd = -1;
+        if (live && (res == -EINVAL || res == -EIO || res == -EMSGSIZE || res == -EOPNOTSUPP ||
+                     res == -ENOPROTOOPT)) {
+            // The path cannot take this batch (segment above the route's MTU, no checksum
+            // offload, ...): this flow sends one by one from now on, these datagrams at once
+            // (rare). The socket is looked up again: the batch's may have been closed meanwhile.
+            Flow& f = flows_[b.flow];
+            f.no_gso = true;
+            Listener& l = *listeners_[f.li];
+            if (b.up) {
+                fd = f.fd.get();
+            } else if (l.shared->cfg.transparent) {
+                bool raw = false;
+                fd = b.from_len > 0
+                         ? reply_fd(reinterpret_cast<const sockaddr*>(&b.from), b.from_len, raw)
+                         : -1;
+            } else {
+                fd = l.fd.get();
+            }
+        }
+        if (fd >= 0) {
+            submit_queued();
+        }
+        for (uint32_t i = 0; i < b.n; ++i) {
+            const auto* p = static_cast<const uint8_t*>(b.iov[i].iov_base);
+            auto len = static_cast<uint32_t>(b.iov[i].iov_len);
+            if (fd >= 0) {
+                send_now(b.up, b.flow, b.gen, fd, p, len, b.seg, &b.to, b.to_len);
+                continue;
+            }
+            for (uint32_t off = 0; off < len; off += b.seg) {
+                sent(b.up, b.flow, b.gen, res, std::min(b.seg, len - off));
+            }
+        }
+    }
+    for (uint32_t i = 0; i < b.n; ++i) {
+        bufs_.release(b.bids[i]);
+    }
 }
 
 void UdpFlows::sent(bool up, uint32_t id, uint32_t gen, int res, uint32_t len) {
@@ -460,6 +653,7 @@ uint32_t UdpFlows::new_flow(uint32_t li, const FlowKey& k, const RecvView& v,
     f = Flow{};
     f.gen = gen;
     f.fd = std::move(fd.value());
+    enable_gro(f.fd.get());
     f.li = li;
     f.dns = dns && cfg.udp.dns_close_after_answer;
     std::memcpy(&f.client, v.name, std::min<size_t>(v.namelen, sizeof f.client));
@@ -551,7 +745,7 @@ void UdpFlows::relay_down(uint32_t id, const RecvView& in) {
     const RecvView& v = *unwrapped;
     Listener& l = *listeners_[f.li];
     const plan::Listener& cfg = l.shared->cfg;
-    if (v.truncated || v.full_len > cfg.udp.max_datagram) {
+    if (v.truncated || v.dgram_max() > cfg.udp.max_datagram) {
         drop(UdpDrop::oversize);
         return;
     }
@@ -559,10 +753,12 @@ void UdpFlows::relay_down(uint32_t id, const RecvView& in) {
     int fd;
     sockaddr_in6 to;
     socklen_t to_len;
+    const sockaddr* from = nullptr;  // the reply socket's address (transparent listeners)
+    socklen_t from_len = 0;
     if (cfg.transparent) {
         // The reply must come from the address and port the client sent to.
-        const sockaddr* from = v.name;
-        socklen_t from_len = v.namelen;
+        from = v.name;
+        from_len = v.namelen;
         if (cfg.target == plan::UpstreamTarget::fixed) {
             from = reinterpret_cast<const sockaddr*>(&f.first_dst);
             from_len = f.first_dst_len;
@@ -578,16 +774,23 @@ void UdpFlows::relay_down(uint32_t id, const RecvView& in) {
         if (fd < 0) {
             // The port is held by a local service without SO_REUSEADDR: build the datagram
             // ourselves (rare; a direct syscall, the buffer is free again right after).
+            submit_queued();
             int rfd = raw_fd(local.family());
-            int n = rfd < 0 ? -EPERM
-                            : send_udp_raw(rfd, local.get(), reinterpret_cast<sockaddr*>(&to),
-                                           v.payload, v.len);
-            if (n < 0) {
-                drop(UdpDrop::reply_socket);
-                return;
-            }
-            WorkerStats::add(stats_.udp_dgrams_down, 1);
-            WorkerStats::add(stats_.udp_bytes_down, v.len);
+            uint32_t seg = v.gro_size != 0 ? v.gro_size : v.len;
+            uint32_t off = 0;
+            do {  // a GRO buffer: one datagram per segment
+                uint32_t len = std::min(seg, v.len - off);
+                int n = rfd < 0 ? -EPERM
+                                : send_udp_raw(rfd, local.get(), reinterpret_cast<sockaddr*>(&to),
+                                               v.payload + off, len);
+                if (n < 0) {
+                    drop(UdpDrop::reply_socket);
+                } else {
+                    WorkerStats::add(stats_.udp_dgrams_down, 1);
+                    WorkerStats::add(stats_.udp_bytes_down, len);
+                }
+                off += len;
+            } while (off < v.len);
             if (f.dns && f.dns_pending > 0 && --f.dns_pending == 0) {
                 end_flow(id, UdpEnd::dns_answered);
             }
@@ -598,7 +801,7 @@ void UdpFlows::relay_down(uint32_t id, const RecvView& in) {
         to = f.client;
         to_len = f.client_len;
     }
-    send_dgram(false, id, fd, v, &to, to_len);
+    send_dgram(false, id, fd, v, &to, to_len, from, from_len);
     if (f.dns && f.dns_pending > 0 && --f.dns_pending == 0) {
         end_flow(id, UdpEnd::dns_answered);
     }
@@ -674,6 +877,7 @@ int UdpFlows::reply_fd(const sockaddr* from, socklen_t len, bool& raw) {
 
 void UdpFlows::after_pass(uint64_t now_ms) {
     now_ = now_ms;
+    gso_flush();  // before the submit below: the batch may name a socket about to close
     if (!closing_.empty()) {
         io_uring_submit(ring_.get());  // the sends naming these sockets go first
         closing_.clear();

@@ -7,6 +7,7 @@
 #include <liburing.h>
 #include <sys/socket.h>
 
+#include <cstdint>
 #include <list>
 #include <memory>
 #include <unordered_map>
@@ -38,6 +39,11 @@ struct UdpConfig {
     // Sends with sendto(2) at once instead of IORING_OP_SENDMSG batched in the ring (A/B switch
     // for benchmarks: TPENGINE_UDP_DIRECT_SEND=1).
     bool direct_send = false;
+    // Consecutive datagrams of one flow and direction go out in one sendmsg with UDP_SEGMENT
+    // (A/B switch: TPENGINE_UDP_NO_GSO=1 sends each with its own SENDMSG).
+    bool gso = true;
+    // UDP_GRO on listener and upstream sockets (needs gso; A/B: TPENGINE_UDP_NO_GRO=1).
+    bool gro = true;
 };
 
 class UdpFlows {
@@ -89,6 +95,7 @@ class UdpFlows {
         sockaddr_in6 dst{};        // last destination, checked against SelfSet when it changes
         sockaddr_in6 first_dst{};  // reply source for a transparent listener with a fixed target
         socklen_t first_dst_len = 0;
+        bool no_gso = false;  // a batch of this flow failed (path MTU, no checksum offload)
     };
     struct Reply {
         UniqueFd fd;
@@ -104,6 +111,30 @@ class UdpFlows {
         uint32_t flow = 0;
         uint32_t gen = 0;
         bool up = false;
+    };
+    // Up to kGsoSegs datagrams sent with one IORING_OP_SENDMSG and a UDP_SEGMENT control
+    // message: one flow, one direction, one socket and destination, all `seg` bytes long except
+    // the last, which may be shorter. The kernel cuts the send back into exactly these
+    // datagrams (GSO keeps each one's boundary), so nothing is merged or split on the wire.
+    static constexpr uint32_t kGsoSegs = 64;  // UDP_MAX_SEGMENTS of older kernels
+    struct GsoBatch {
+        msghdr mh{};
+        sockaddr_in6 to{};
+        socklen_t to_len = 0;
+        sockaddr_in6 from{};  // down, transparent listener: the reply socket's address
+        socklen_t from_len = 0;
+        alignas(cmsghdr) uint8_t ctrl[CMSG_SPACE(sizeof(uint16_t))]{};
+        iovec iov[kGsoSegs];
+        uint16_t bids[kGsoSegs];
+        uint32_t n = 0;       // iovecs (buffers)
+        uint32_t dgrams = 0;  // datagrams: a GRO buffer is one iovec of several
+        uint32_t bytes = 0;
+        uint32_t seg = 0;
+        uint32_t flow = 0;
+        uint32_t gen = 0;
+        int fd = -1;
+        bool up = false;
+        bool full = false;  // a shorter datagram ended it
     };
     struct Starved {
         bool listener;
@@ -121,7 +152,18 @@ class UdpFlows {
                       const plan::Upstream* up);
     void cancel(uint64_t target);
     void send_dgram(bool up, uint32_t id, int fd, const RecvView& v, const void* to,
+                    socklen_t to_len, const sockaddr* from = nullptr, socklen_t from_len = 0);
+    // sendto(2) per datagram at once; `seg` != 0 cuts `data` at its GRO segment boundaries.
+    void send_now(bool up, uint32_t id, uint32_t gen, int fd, const uint8_t* data, uint32_t len,
+                  uint32_t seg, const void* to, socklen_t to_len);
+    void enable_gro(int fd);
+    void submit_queued();
+    void send_one(bool up, uint32_t id, uint32_t gen, int fd, uint16_t bid, const uint8_t* data,
+                  uint32_t len, const void* to, socklen_t to_len);
+    bool gso_append(bool up, uint32_t id, int fd, const RecvView& v, const void* to,
                     socklen_t to_len);
+    void gso_flush();
+    void gso_done(uint32_t bi, int res);
     void sent(bool up, uint32_t id, uint32_t gen, int res, uint32_t len);
     void close_later(UniqueFd fd) { closing_.push_back(std::move(fd)); }
     void retire(uint32_t li);
@@ -150,6 +192,9 @@ class UdpFlows {
     std::vector<uint16_t> inuse_logged_;  // ports whose EADDRINUSE was explained once
     std::vector<Starved> starved_;
     std::vector<SendSlot> slots_;
+    std::vector<std::unique_ptr<GsoBatch>> batches_;  // indexed by batch id; reused
+    std::vector<uint32_t> free_batches_;
+    uint32_t open_batch_ = UINT32_MAX;  // the batch the next datagram may join
     std::vector<UniqueFd>
         closing_;  // closed after the pass's SQEs that may name them are submitted
     uint16_t cur_bid_ = 0;

@@ -118,7 +118,7 @@ Result<void> Worker::setup() {
     udp_ = std::make_unique<UdpFlows>(
         ring_, stats_,
         UdpConfig{cfg_.index, cfg_.bypass_mark, cfg_.udp_reply_sockets, cfg_.log_connections,
-                  cfg_.udp_reply_mark, cfg_.udp_direct_send});
+                  cfg_.udp_reply_mark, cfg_.udp_direct_send, cfg_.udp_gso, cfg_.udp_gro});
     Command c{CommandType::set_listeners, std::move(initial_), self_set_, nullptr};
     apply(c);
     return {};

@@ -84,6 +84,8 @@ struct WorkerConfig {
     uint32_t udp_reply_sockets = 4096;
     uint32_t udp_reply_mark = 0;          // SO_MARK of UDP reply sockets (0 = bypass_mark)
     bool udp_direct_send = false;         // sendto(2) per datagram instead of ring SENDMSG
+    bool udp_gso = true;                  // runs of one flow's datagrams in one UDP_SEGMENT send
+    bool udp_gro = true;                  // UDP_GRO on UDP sockets (with udp_gso)
     std::shared_ptr<const MemGuard> mem;  // null or disabled: no memory limit
 };
 

@@ -36,6 +36,9 @@ struct alignas(64) WorkerStats {
     Counter udp_bytes_up{0};
     Counter udp_bytes_down{0};
     Counter udp_reply_sockets{0};
+    Counter udp_gso_sends{0};
+    Counter udp_gso_dgrams{0};
+    Counter udp_gro_recvs{0};
     Counter udp_ended[static_cast<size_t>(UdpEnd::count_)]{};
     Counter udp_dropped[static_cast<size_t>(UdpDrop::count_)]{};
     Counter udp_socks_flows{0};
@@ -79,6 +82,9 @@ struct alignas(64) WorkerStats {
         s.udp.bytes_up = ld(udp_bytes_up);
         s.udp.bytes_down = ld(udp_bytes_down);
         s.udp.reply_sockets = ld(udp_reply_sockets);
+        s.udp.gso_sends = ld(udp_gso_sends);
+        s.udp.gso_dgrams = ld(udp_gso_dgrams);
+        s.udp.gro_recvs = ld(udp_gro_recvs);
         for (size_t i = 0; i < s.udp.ended.size(); ++i) {
             s.udp.ended[i] = ld(udp_ended[i]);
         }

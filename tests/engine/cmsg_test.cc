@@ -1,10 +1,12 @@
 // Parsing a multishot recvmsg buffer without sockets: the io_uring_recvmsg_out header, the
-// sender's name, IP_ORIGDSTADDR / IPV6_ORIGDSTADDR (v4, v6 and v4-mapped) and truncation.
+// sender's name, IP_ORIGDSTADDR / IPV6_ORIGDSTADDR (v4, v6 and v4-mapped), UDP_GRO and
+// truncation.
 #include "engine/cmsg.h"
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 
 #include <cstring>
 #include <vector>
@@ -117,6 +119,34 @@ TEST(Cmsg, OtherControlMessagesAreNotOrigDst) {
     Built none = build(&from, sizeof from, 0, 0, nullptr, 0, "x", 1, false);
     ASSERT_TRUE(parse_recvmsg(none.buf.data(), none.res, none.mh, v));
     EXPECT_FALSE(v.has_origdst);
+}
+
+TEST(Cmsg, GroSegmentSize) {
+    sockaddr_in from = sin4("192.0.2.10", 40000);
+    int seg = 4;
+    // Three datagrams of 4 bytes and a last one of 2, back to back.
+    Built b =
+        build(&from, sizeof from, SOL_UDP, UDP_GRO, &seg, sizeof seg, "aaaabbbbccccdd", 14, false);
+    RecvView v;
+    ASSERT_TRUE(parse_recvmsg(b.buf.data(), b.res, b.mh, v));
+    EXPECT_FALSE(v.has_origdst);
+    EXPECT_EQ(v.gro_size, 4u);
+    EXPECT_EQ(v.len, 14u);
+    EXPECT_EQ(v.dgrams(), 4u);
+    EXPECT_EQ(v.dgram_max(), 4u);
+    EXPECT_FALSE(v.truncated);
+    // A GRO buffer of one segment is an ordinary datagram.
+    seg = 20;
+    Built one = build(&from, sizeof from, SOL_UDP, UDP_GRO, &seg, sizeof seg, "short", 5, false);
+    ASSERT_TRUE(parse_recvmsg(one.buf.data(), one.res, one.mh, v));
+    EXPECT_EQ(v.gro_size, 0u);
+    EXPECT_EQ(v.dgrams(), 1u);
+    EXPECT_EQ(v.dgram_max(), 5u);
+    // Without the control message: one datagram whatever its length.
+    Built none = build(&from, sizeof from, 0, 0, nullptr, 0, "aaaabbbb", 8, false);
+    ASSERT_TRUE(parse_recvmsg(none.buf.data(), none.res, none.mh, v));
+    EXPECT_EQ(v.gro_size, 0u);
+    EXPECT_EQ(v.dgrams(), 1u);
 }
 
 TEST(Cmsg, TruncationIsReported) {

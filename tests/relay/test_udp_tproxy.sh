@@ -8,6 +8,9 @@
 #  - a flow to port 53 ends once its query is answered (dns_answered);
 #  - a datagram that fills the 1,500-byte MTU passes; a larger one (it reached X fragmented and
 #    was reassembled) is not fragmented again: IP_PMTUDISC_DO, dropped, counted emsgsize;
+#  - a burst of 31 replies (30 of one size, a shorter last one) that reaches the relay while it is
+#    stopped (read in one pass, so sent in UDP_SEGMENT batches through the reply socket) arrives
+#    whole, unmerged and from Z's address and port;
 #  - a local service on X holding [::]:53 without SO_REUSEADDR (the dnsmasq case) does not break
 #    DNS through the relay: the reply socket cannot be bound, the cause is logged once, and the
 #    answers go out through the raw fallback, still from Z's address and port 53.
@@ -64,9 +67,10 @@ table inet t {
 }
 NFT
 
-# Z: on ports 9998 and 9999 (v4 and v6), answers "PAYLOAD|SRC_IP|SRC_PORT".
+# Z: on ports 9998 and 9999 (v4 and v6), answers "PAYLOAD|SRC_IP|SRC_PORT"; "burst" is answered,
+# half a second later, by 30 datagrams of 1,003 bytes and one of 5.
 ip netns exec $Z python3 -c '
-import selectors, socket
+import selectors, socket, time
 sel = selectors.DefaultSelector()
 for fam, host in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
     for port in (53, 9998, 9999):
@@ -78,6 +82,12 @@ print("ready", flush=True)
 while True:
     for k, _ in sel.select():
         d, a = k.fileobj.recvfrom(70000)
+        if d == b"burst":
+            time.sleep(0.5)
+            for i in range(30):
+                k.fileobj.sendto(b"r%02d" % i + b"x" * 1000, a)
+            k.fileobj.sendto(b"last!", a)
+            continue
         k.fileobj.sendto(d + b"|" + a[0].encode() + b"|" + str(a[1]).encode(), a)
 ' >"$WORK/z.out" 2>"$WORK/z.err" &
 PIDS+=($!)
@@ -91,9 +101,9 @@ run_mode() {  # run_mode NAME RELAY-FLAGS
     local rp=$!
     PIDS+=($rp)
     for _ in $(seq 100); do grep -q "listening" "$WORK/relay-$name.err" && break; sleep 0.05; done
-    ip netns exec $C python3 - "$name" <<'PY' || { kill $rp; fail "mode $name"; }
-import socket, sys
-name = sys.argv[1]
+    ip netns exec $C python3 - "$name" "$rp" <<'PY' || { kill $rp; fail "mode $name"; }
+import os, signal, socket, sys, time
+name, relay_pid = sys.argv[1], int(sys.argv[2])
 cases = ((socket.AF_INET, "192.0.2.2", "198.51.100.7", "198.51.100.1"),
          (socket.AF_INET6, "2001:db8:1::2", "2001:db8:2::7", "2001:db8:2::1"))
 for fam, me, z, x in cases:
@@ -128,11 +138,24 @@ for fam, me, z, x in cases:
     dns.settimeout(3)
     dns.sendto(b"query", (z, 53))
     assert dns.recvfrom(100)[0].startswith(b"query|"), f"{name}: no DNS answer"
+    # The burst's replies queue up at the relay while it is stopped (they leave Z 0.5 s after
+    # "burst"); whatever the timing, all 31 must arrive, each whole and from Z's address and port.
+    s.settimeout(5)
+    s.sendto(b"burst", (z, 9998))
+    time.sleep(0.2)
+    os.kill(relay_pid, signal.SIGSTOP)
+    time.sleep(0.8)
+    os.kill(relay_pid, signal.SIGCONT)
+    want = [b"r%02d" % i + b"x" * 1000 for i in range(30)] + [b"last!"]
+    got = [s.recvfrom(70000) for _ in want]
+    assert all(src[:2] == (z, 9998) for _, src in got), f"{name}: burst reply from elsewhere"
+    assert sorted(d for d, _ in got) == sorted(want), f"{name}: burst merged, split or changed"
     print(f"ok {name} {fam.name}: replies from Z's addr:port, Z saw {want_ip}:{seen.pop()}")
 PY
     kill -USR1 $rp; sleep 0.3
     local u
     u=$(grep -A3 "^total:" "$WORK/relay-$name.err" | tail -4)
+    echo "$name: $(echo "$u" | grep -o "gso_sends=[0-9]* gso_dgrams=[0-9]*")"
     echo "$u" | grep -q "reply_sockets=6" || fail "$name: expected 6 reply sockets (2 families x 3 ports): $u"
     echo "$u" | grep -q "dns_answered=2" || fail "$name: expected 2 DNS flows ended by their answer: $u"
     echo "$u" | grep -q "emsgsize=2" || fail "$name: expected 2 emsgsize drops: $u"

@@ -107,7 +107,8 @@ def udp_stats(r, timeout=10):
         elif l.startswith("  udp_dropped:"):
             out["dropped"] = kv
     for k in ("flows_created", "flows_active", "expired", "evicted", "shed", "dgrams_up",
-              "dgrams_down", "bytes_up", "bytes_down", "reply_sockets"):
+              "dgrams_down", "bytes_up", "bytes_down", "reply_sockets", "gso_sends", "gso_dgrams",
+              "gro_recvs"):
         out.setdefault(k, 0)
     return out
 
