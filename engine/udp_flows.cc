@@ -368,7 +368,14 @@ void UdpFlows::relay_up(uint32_t li, const RecvView& v) {
         f.dns_pending += v.dgrams();  // before the send: its answer may come in the same pass
     }
     if (f.socks) {
-        socks_.send_up(id, dst, v.payload, v.len);
+        // One SOCKS header per datagram: a GRO buffer is cut at its segments first.
+        uint32_t seg = v.gro_size != 0 ? v.gro_size : v.len;
+        uint32_t off = 0;
+        do {
+            uint32_t n = std::min(seg, v.len - off);
+            socks_.send_up(id, dst, v.payload + off, n);
+            off += n;
+        } while (off < v.len);
         return;
     }
     send_dgram(true, id, f.fd.get(), v, &f.dst, f.dst_len);
@@ -653,7 +660,11 @@ uint32_t UdpFlows::new_flow(uint32_t li, const FlowKey& k, const RecvView& v,
     f = Flow{};
     f.gen = gen;
     f.fd = std::move(fd.value());
-    enable_gro(f.fd.get());
+    if (up == nullptr) {
+        // Not on a SOCKS relay's socket: each of its datagrams has a header of its own, which a
+        // GRO buffer would hide behind the first.
+        enable_gro(f.fd.get());
+    }
     f.li = li;
     f.dns = dns && cfg.udp.dns_close_after_answer;
     std::memcpy(&f.client, v.name, std::min<size_t>(v.namelen, sizeof f.client));

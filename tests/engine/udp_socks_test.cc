@@ -11,6 +11,7 @@
 #include <dirent.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -93,6 +94,27 @@ void send_split(int fd, const Bytes& b, size_t at) {
     send(fd, b.data() + at, b.size() - at, MSG_NOSIGNAL);
 }
 
+// One sendmsg with UDP_SEGMENT: the kernel sends `b` as datagrams of `seg` bytes (the last may
+// be shorter); on loopback a receiver with UDP_GRO gets them in one read.
+void send_gso(int fd, const Bytes& b, size_t seg, const sockaddr* to, socklen_t to_len) {
+    iovec iov{const_cast<uint8_t*>(b.data()), b.size()};
+    alignas(cmsghdr) char ctl[CMSG_SPACE(sizeof(uint16_t))] = {};
+    msghdr mh{};
+    mh.msg_name = const_cast<sockaddr*>(to);
+    mh.msg_namelen = to_len;
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = ctl;
+    mh.msg_controllen = sizeof ctl;
+    cmsghdr* cm = CMSG_FIRSTHDR(&mh);
+    cm->cmsg_level = SOL_UDP;
+    cm->cmsg_type = UDP_SEGMENT;
+    cm->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+    uint16_t s16 = static_cast<uint16_t>(seg);
+    std::memcpy(CMSG_DATA(cm), &s16, sizeof s16);
+    EXPECT_EQ(sendmsg(fd, &mh, 0), static_cast<ssize_t>(b.size())) << std::strerror(errno);
+}
+
 // A scripted SOCKS5 server: one control connection, one UDP relay socket.
 struct FakeSocks {
     bool auth = false;                // expect username "u" / password "pw"
@@ -101,6 +123,11 @@ struct FakeSocks {
     std::atomic<bool> release{true};  // answer the ASSOCIATE request only once set
     std::atomic<bool> close_ctl{false};
     std::atomic<int> relayed{0};  // datagrams received on the relay
+    // GSO mode: no fragment/malformed noise; each received datagram's size is recorded, and once
+    // `gso_after` have come, their answers go back in one UDP_SEGMENT send (one segment each).
+    int gso_after = 0;
+    std::vector<size_t> sizes;
+    std::vector<Bytes> held;
     std::atomic<bool> request_ok{false};
     std::string last_payload;
     Bytes last_header;
@@ -179,6 +206,23 @@ struct FakeSocks {
                 continue;
             }
             ++relayed;
+            if (gso_after > 0) {
+                sizes.push_back(static_cast<size_t>(n));
+                Bytes answer(buf, buf + 10);
+                std::string text = "pong:";
+                answer.insert(answer.end(), text.begin(), text.end());
+                answer.insert(answer.end(), buf + 10, buf + n);
+                held.push_back(answer);
+                if (held.size() == static_cast<size_t>(gso_after)) {
+                    Bytes all;
+                    for (const Bytes& h : held) {
+                        all.insert(all.end(), h.begin(), h.end());
+                    }
+                    send_gso(udp, all, held[0].size(), reinterpret_cast<sockaddr*>(&from), len);
+                    held.clear();
+                }
+                continue;
+            }
             last_header.assign(buf, buf + 10);
             last_payload.assign(reinterpret_cast<char*>(buf) + 10, static_cast<size_t>(n) - 10);
             // First a fragment and a malformed header (both dropped), then the answer from the
@@ -303,6 +347,36 @@ TEST(UdpSocks, RelaysThroughTheAssociationAndEndsWithItsControlConnection) {
     // connection (closed on its side) is gone as well.
     EXPECT_TRUE(eventually([&] { return open_fds() <= fds0; }))
         << open_fds() << " descriptors, " << fds0 << " before the flow";
+    close(c);
+    eng.drain(std::chrono::milliseconds(1000));
+}
+
+// Datagrams that travel in GSO batches (a client sending with UDP_SEGMENT, a relay answering so)
+// each keep their own SOCKS header both ways: never one header for the batch, never merged.
+TEST(UdpSocks, GsoBatchesKeepOneHeaderPerDatagram) {
+    FakeSocks fs;
+    fs.gso_after = 5;  // the warm-up and the four
+    fs.start();
+    const uint16_t dst = 5394;
+    auto e = Engine::start(socks_plan(dst, fs.port(), false));
+    ASSERT_TRUE(e) << e.error().what;
+    Engine& eng = *e.value();
+    int c = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    send_text(c, listener_port(eng), "warm-up-..");  // 10 bytes, as the four
+    // Then four 10-byte datagrams in one UDP_SEGMENT send.
+    std::string four = "aaaaaaaaaabbbbbbbbbbccccccccccdddddddddd";
+    plan::SockAddr to = loopback(listener_port(eng));
+    send_gso(c, Bytes(four.begin(), four.end()), 10, to.get(), to.len);
+    std::vector<std::string> got;
+    for (int i = 0; i < 5; ++i) {
+        got.push_back(recv_text(c));
+    }
+    EXPECT_EQ(fs.sizes, std::vector<size_t>(5, 20u)) << "header (10) + 10 bytes each";
+    EXPECT_EQ(got,
+              (std::vector<std::string>{"pong:warm-up-..", "pong:aaaaaaaaaa", "pong:bbbbbbbbbb",
+                                        "pong:cccccccccc", "pong:dddddddddd"}));
+    EXPECT_EQ(eng.stats().udp.dgrams_up, 5u);
+    EXPECT_EQ(eng.stats().udp.dgrams_down, 5u);
     close(c);
     eng.drain(std::chrono::milliseconds(1000));
 }
