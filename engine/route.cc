@@ -1,17 +1,66 @@
-// Route lookups (see route.h). Suffix lists are matched by looking up the name and each of its
-// parent names in a hash set, so a long list costs one lookup per label, not per entry.
+// Route lookups (see route.h). Destination lists are searched as sorted intervals (a binary
+// search: country-sized lists made a linear scan cost microseconds per connection). Suffix lists
+// are matched by looking up the name and each of its parent names in a hash set, so a long list
+// costs one lookup per label, not per entry.
 #include "engine/route.h"
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <cstring>
 
 namespace tp::engine {
 
+namespace {
+// The prefix as the interval [first, last] of `bits`-bit host-order addresses.
+template <class T>
+std::pair<T, T> interval(const uint8_t* addr, unsigned len, unsigned bits) {
+    T a = 0;
+    for (unsigned i = 0; i < bits / 8; ++i) {
+        a = static_cast<T>(a << 8) | addr[i];
+    }
+    len = len < bits ? len : bits;
+    const T host = len == 0 ? static_cast<T>(~T{0}) : static_cast<T>((T{1} << (bits - len)) - 1);
+    return {static_cast<T>(a & ~host), static_cast<T>(a | host)};
+}
+
+// Sorts the intervals and merges overlapping and adjacent ones.
+template <class T>
+void normalize(std::vector<std::pair<T, T>>& v) {
+    std::sort(v.begin(), v.end());
+    size_t out = 0;
+    for (size_t i = 0; i < v.size(); ++i) {
+        if (out > 0 && (v[i].first <= v[out - 1].second || v[i].first - 1 == v[out - 1].second)) {
+            v[out - 1].second = std::max(v[out - 1].second, v[i].second);
+        } else {
+            v[out++] = v[i];
+        }
+    }
+    v.resize(out);
+    v.shrink_to_fit();
+}
+
+template <class T>
+bool contains(const std::vector<std::pair<T, T>>& v, T x) {
+    auto it = std::upper_bound(v.begin(), v.end(), x,
+                               [](T key, const std::pair<T, T>& r) { return key < r.first; });
+    return it != v.begin() && x <= std::prev(it)->second;
+}
+}  // namespace
+
 RouteTable::RouteTable(const plan::Listener& l) {
     for (const plan::Route& pr : l.routes) {
         R r;
-        r.dst = pr.destinations;
+        r.has_dst = !pr.destinations.empty();
+        for (const plan::Prefix& p : pr.destinations) {
+            if (p.family == AF_INET) {
+                r.v4.push_back(interval<V4>(p.addr, p.len, 32));
+            } else if (p.family == AF_INET6) {
+                r.v6.push_back(interval<V6>(p.addr, p.len, 128));
+            }
+        }
+        normalize(r.v4);
+        normalize(r.v6);
         r.ports = pr.ports;
         r.exact.insert(pr.domains.begin(), pr.domains.end());
         r.suffix.insert(pr.suffixes.begin(), pr.suffixes.end());
@@ -108,16 +157,20 @@ int RouteTable::match(const plan::SockAddr& dst, bool sniffed, std::string_view 
     const uint8_t* bytes = nullptr;
     uint16_t port = 0;
     bool have_dst = split(dst, family, bytes, port);
+    V4 v4 = 0;
+    V6 v6 = 0;
+    if (have_dst && family == AF_INET) {
+        v4 = interval<V4>(bytes, 32, 32).first;
+    } else if (have_dst) {
+        v6 = interval<V6>(bytes, 128, 128).first;
+    }
     for (size_t i = 0; i < routes_.size(); ++i) {
         const R& r = routes_[i];
-        if (!r.dst.empty()) {
-            bool hit = false;
-            for (const plan::Prefix& p : r.dst) {
-                if (have_dst && in_prefix(p, family, bytes)) {
-                    hit = true;
-                    break;
-                }
+        if (r.has_dst) {
+            if (!have_dst) {
+                continue;
             }
+            bool hit = family == AF_INET ? contains(r.v4, v4) : contains(r.v6, v6);
             if (!hit) {
                 continue;
             }

@@ -1,7 +1,8 @@
 #pragma once
 // A listener's routes, ready for per-connection lookups: first match wins over the original
 // destination, its port and (for sniffed connections) the domain name. Built once per listener
-// set-up from the plan; lookups allocate nothing.
+// set-up from the plan; lookups allocate nothing. A route's destination prefixes become sorted,
+// merged address intervals per family, so a list of n prefixes costs O(log n) per lookup.
 
 #include <cstdint>
 #include <string>
@@ -31,8 +32,12 @@ class RouteTable {
     int match(const plan::SockAddr& dst, bool sniffed, std::string_view name) const;
 
   private:
+    using V4 = uint32_t;           // host order
+    using V6 = unsigned __int128;  // host order
     struct R {
-        std::vector<plan::Prefix> dst;
+        bool has_dst = false;               // destinations given (either list may be empty)
+        std::vector<std::pair<V4, V4>> v4;  // [first, last], sorted, disjoint, not adjacent
+        std::vector<std::pair<V6, V6>> v6;
         std::vector<std::pair<uint16_t, uint16_t>> ports;
         std::unordered_set<std::string> exact;
         std::unordered_set<std::string> suffix;

@@ -1,22 +1,26 @@
 // Micro-benchmarks of the engine's hot-path pieces: user_data encode/decode, the relay state
 // machine's steady-state step (one chunk received and forwarded), provided-buffer recycling, the
-// timer wheel, and connection-slot reuse.
+// timer wheel, connection-slot reuse, and a route lookup over a long destination list.
 
+#include <arpa/inet.h>
 #include <benchmark/benchmark.h>
 #include <liburing.h>
 
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "engine/buf_ring.h"
 #include "engine/conn_pool.h"
 #include "engine/relay.h"
+#include "engine/route.h"
 #include "engine/timer_wheel.h"
 #include "engine/user_data.h"
 
 namespace {
 
 using namespace tp::engine;
+namespace plan = tp::plan;
 
 void BM_UserDataRoundTrip(benchmark::State& state) {
     uint32_t slot = 0;
@@ -173,6 +177,40 @@ void BM_ConnPoolAcquireRelease(benchmark::State& state) {
     state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(BM_ConnPoolAcquireRelease);
+
+// A route whose destinations are Arg(0) separate /24s (a country list, say), looked up for
+// addresses spread over the list's span: half fall in the gaps between its entries.
+void BM_RouteMatchBigList(benchmark::State& state) {
+    plan::Listener l;
+    plan::Route r;
+    const uint32_t n = static_cast<uint32_t>(state.range(0));
+    for (uint32_t i = 0; i < n; ++i) {
+        plan::Prefix p;
+        p.family = AF_INET;
+        const uint32_t net = htonl((i * 2u + 1u) << 8);  // every other /24 from 0.0.1.0
+        std::memcpy(p.addr, &net, 4);
+        p.len = 24;
+        r.destinations.push_back(p);
+    }
+    l.routes = {r};
+    RouteTable t(l);
+    plan::SockAddr a;
+    auto* sin = reinterpret_cast<sockaddr_in*>(&a.storage);
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons(443);
+    a.len = sizeof *sin;
+    uint32_t x = 0x9E3779B9u;
+    int64_t hits = 0;
+    for (auto _ : state) {
+        x = x * 1664525u + 1013904223u;
+        const uint32_t net = (x >> 8) % (2 * n);  // inside the list's span: half hit, half miss
+        sin->sin_addr.s_addr = htonl(net << 8 | (x & 0xFF));
+        hits += t.match(a, false, "") == 0;
+    }
+    benchmark::DoNotOptimize(hits);
+    state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_RouteMatchBigList)->Arg(1)->Arg(100)->Arg(10000);
 
 }  // namespace
 
