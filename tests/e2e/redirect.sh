@@ -47,11 +47,16 @@ else
     fail "redirect: no close record with client $cl, original $Z_ADDR:8080 and rule=lab-redirect: $(tail -5 "$TMP/redirect.log")"
 fi
 # A connection straight to the listener's port came through no rule: its record names none.
+# (Bound first, so its address is known even when the relay's reset, a loop refused, comes
+# before connect() returns.)
 direct=$(in_y timeout 10 python3 -c "
 import socket
-c = socket.create_connection(('$X_LAN', 50080), timeout=5)
+c = socket.socket()
+c.settimeout(5)
+c.bind(('$Y_ADDR', 0))
 print('%s:%d' % c.getsockname(), flush=True)
 try:
+    c.connect(('$X_LAN', 50080))
     c.recv(1)
 except OSError:
     pass" 2>&1) || true
