@@ -30,39 +30,9 @@ done
 export LAB_PREFIX=bn$$
 WORK=$(mktemp -d /tmp/tpbench-sniff.XXXXXX)
 chmod 755 "$WORK"
-PIDS=()
-cleanup() {
-    trap - EXIT INT TERM
-    for p in "${PIDS[@]}"; do  # SIGTERM: tpengine removes its rules on a clean stop
-        kill -TERM "$p" 2>/dev/null
-        timeout 15 tail --pid="$p" -f /dev/null || kill -9 "$p" 2>/dev/null
-    done
-    "$LAB" down >/dev/null 2>&1   # also kills the servers in the namespaces
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-in_y() { ip netns exec "$LAB_PREFIX-y" "$@"; }
-in_z() { ip netns exec "$LAB_PREFIX-z" "$@"; }
-
-"$LAB" up >/dev/null || exit 1
-Z=198.51.100.2
-for ns in y x z; do ip netns exec "$LAB_PREFIX-$ns" sysctl -qw net.ipv4.tcp_tw_reuse=1; done
-in_z sysctl -qw net.ipv4.tcp_max_tw_buckets=1024  # danted's bind to port 0: see socks_compare.sh
+source "$(dirname "$0")/socks_lab.sh"
+socks_lab_up
 for p in 9011 9013; do in_z taskset -c 0 "$TPBENCH" serve --listen $Z:$p --mode echo 2>/dev/null & done
-cat >"$WORK/danted.conf" <<DANTED
-logoutput: /dev/null
-internal: $Z port = 1080
-external: $Z
-clientmethod: none
-socksmethod: none
-user.privileged: root
-user.unprivileged: nobody
-client pass { from: 0/0 to: 0/0 }
-socks pass { from: 0/0 to: 0/0 }
-DANTED
-in_z taskset -c 0 danted -f "$WORK/danted.conf" -p "$WORK/danted.pid" >"$WORK/danted.log" 2>&1 &
-PIDS+=($!)
 cat >"$WORK/tp.yaml" <<YAML
 workers: 1
 nftables: {table: tpbench_sniff}
