@@ -2,7 +2,8 @@
 """Side-by-side UDP relay comparison on loopback (run through udp_compare.sh).
 
 Targets: direct (no relay), tpengine (`relay -u`, one worker), nginx (stream, `listen ... udp`),
-socat (UDP4-RECVFROM,fork). Relays pinned to CPU 1, the tpbench client and servers to CPU 0.
+socat (UDP4-RECVFROM,fork); tpengine-nogso (TPENGINE_UDP_NO_GSO=1: one send per datagram, no GRO)
+only when named in --only. Relays pinned to CPU 1, the tpbench client and servers to CPU 0.
 Workloads (tpbench udp, closed loop with a window per flow):
   small64 / small512  64 flows x 64 / 512-byte datagrams: packets/s and relay CPU us/datagram
   pingpong            1 flow, 64 bytes, one in flight: round-trip p50/p99
@@ -73,10 +74,11 @@ class Lab:
         self.procs = []
         self.targets = {}
 
-    def spawn(self, name, argv, cpu):
+    def spawn(self, name, argv, cpu, env=None):
         log = open(os.path.join(self.tmp, name + ".log"), "w")
         p = subprocess.Popen(["taskset", "-c", cpu] + argv, stdout=log, stderr=subprocess.STDOUT,
-                             stdin=subprocess.DEVNULL, start_new_session=True)
+                             stdin=subprocess.DEVNULL, start_new_session=True,
+                             env=dict(os.environ, **env) if env else None)
         self.procs.append((name, p))
         return p
 
@@ -110,9 +112,11 @@ class Lab:
         port = free_udp_port()
         s = server or self.server
         key = key or name
-        if name == "tpengine":
+        if name in ("tpengine", "tpengine-nogso"):
+            # tpengine-nogso: the A/B of send batching (one send per datagram, no GRO).
             p = self.spawn(key, [self.a.tpengine, "relay", "-u", "--workers", "1", "-L",
-                                  "127.0.0.1", str(port), "127.0.0.1", str(s)], RELAY_CPU)
+                                  "127.0.0.1", str(port), "127.0.0.1", str(s)], RELAY_CPU,
+                           {"TPENGINE_UDP_NO_GSO": "1"} if name == "tpengine-nogso" else None)
         elif name == "nginx":
             d = os.path.join(self.tmp, key)
             os.makedirs(d, exist_ok=True)
