@@ -405,6 +405,7 @@ StatsSnapshot Engine::stats() const {
     for (const auto& l : impl_->listeners) {
         total.listeners.push_back(l->counters ? l->counters->snapshot(l->cfg.name)
                                               : ListenerSnapshot{});
+        total.listeners.back().udp = l->cfg.protocol != plan::Protocol::tcp;
     }
     return total;
 }

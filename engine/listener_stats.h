@@ -25,6 +25,9 @@ struct alignas(64) ListenerCounters {
     Counter connect_errors[kConnectErrnoSlots]{};
     Counter connect_time[kConnectBuckets]{};
     Counter connect_time_sum_us{0};
+    // UDP listeners: flows made and open now (per flow, never per datagram).
+    Counter udp_flows{0};
+    Counter udp_active{0};
 
     static void add(Counter& c, uint64_t n) {
         c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
@@ -52,6 +55,8 @@ struct alignas(64) ListenerCounters {
             s.connect_time[i] += get(connect_time[i]);
         }
         s.connect_time_sum_us += get(connect_time_sum_us);
+        s.udp_flows += get(udp_flows);
+        s.udp_active += get(udp_active);
     }
 };
 

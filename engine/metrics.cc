@@ -45,8 +45,8 @@ constexpr Family kFamilies[] = {
      "Time of the last successful (re)load, Unix seconds."},
     {"tpengine_log_records_dropped_total", "counter",
      "Connection close records dropped because the log queue was full."},
-    {"tpengine_udp_flows_created_total", "counter", "UDP flows created (all listeners)."},
-    {"tpengine_udp_flows_active", "gauge", "UDP flows open now."},
+    {"tpengine_udp_flows_created_total", "counter", "UDP flows created per listener."},
+    {"tpengine_udp_flows_active", "gauge", "UDP flows open now per listener."},
     {"tpengine_udp_datagrams_total", "counter",
      "UDP datagrams relayed; direction up is client to upstream."},
     {"tpengine_udp_bytes_total", "counter", "UDP payload bytes relayed per direction."},
@@ -245,10 +245,19 @@ std::string render_prometheus(const MetricsInput& in) {
     w.sample("tpengine_log_records_dropped_total", {}, in.log_records_dropped);
 
     const UdpSnapshot& u = st.udp;
+    // Flows per listener (those serving UDP); the totals are their sums.
     w.head("tpengine_udp_flows_created_total");
-    w.sample("tpengine_udp_flows_created_total", {}, u.flows_created);
+    for (const auto& l : ls) {
+        if (l.udp) {
+            w.sample("tpengine_udp_flows_created_total", {"listener", l.name}, l.udp_flows);
+        }
+    }
     w.head("tpengine_udp_flows_active");
-    w.sample("tpengine_udp_flows_active", {}, u.flows_active);
+    for (const auto& l : ls) {
+        if (l.udp) {
+            w.sample("tpengine_udp_flows_active", {"listener", l.name}, l.udp_active);
+        }
+    }
     w.head("tpengine_udp_datagrams_total");
     w.sample("tpengine_udp_datagrams_total", {"direction", "up"}, u.dgrams_up);
     w.sample("tpengine_udp_datagrams_total", {"direction", "down"}, u.dgrams_down);

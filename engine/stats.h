@@ -88,6 +88,9 @@ struct ListenerSnapshot {
     std::array<uint64_t, kConnectErrnoSlots> connect_errors{};
     std::array<uint64_t, kConnectBuckets> connect_time{};  // per bucket, not cumulative
     uint64_t connect_time_sum_us = 0;
+    bool udp = false;  // serves UDP: the two below are exported for it
+    uint64_t udp_flows = 0;
+    uint64_t udp_active = 0;
 
     uint64_t closed_total() const;
 };

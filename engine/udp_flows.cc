@@ -442,6 +442,11 @@ void UdpFlows::submit_queued() {
     io_uring_submit(ring_.get());
 }
 
+ListenerCounters* UdpFlows::counters(uint32_t li) {
+    const auto& set = listeners_[li]->shared->counters;
+    return set ? &set->of(cfg_.worker) : nullptr;
+}
+
 void UdpFlows::enable_gro(int fd) {
     // Where the kernel coalesces a flow's datagrams (NIC GRO on the way down, a local sender's
     // GSO), one receive then carries up to 64 of them; they leave as one UDP_SEGMENT send.
@@ -672,6 +677,10 @@ uint32_t UdpFlows::new_flow(uint32_t li, const FlowKey& k, const RecvView& v,
     std::memcpy(&f.first_dst, &dst.storage, dst.len);
     f.first_dst_len = dst.len;
     ++listeners_[li]->flows;
+    if (ListenerCounters* lc = counters(li)) {
+        ListenerCounters::add(lc->udp_flows, 1);
+        ListenerCounters::add(lc->udp_active, 1);
+    }
     WorkerStats::add(stats_.udp_created, 1);
     WorkerStats::add(stats_.udp_active, 1);
     arm_flow(id);
@@ -705,6 +714,9 @@ void UdpFlows::end_flow(uint32_t id, UdpEnd why) {
     }
     f.gen = (f.gen + 1) & UserData::gen_mask;  // late completions of this flow are stale
     --listeners_[f.li]->flows;
+    if (ListenerCounters* lc = counters(f.li)) {
+        ListenerCounters::sub(lc->udp_active, 1);
+    }
     table_.remove(id);
     WorkerStats::sub(stats_.udp_active, 1);
     WorkerStats::add(stats_.udp_ended[static_cast<size_t>(why)], 1);

@@ -27,6 +27,7 @@
 namespace tp::engine {
 
 struct ListenerShared;
+struct ListenerCounters;
 
 struct UdpConfig {
     unsigned worker = 0;
@@ -157,6 +158,7 @@ class UdpFlows {
     void send_now(bool up, uint32_t id, uint32_t gen, int fd, const uint8_t* data, uint32_t len,
                   uint32_t seg, const void* to, socklen_t to_len);
     void enable_gro(int fd);
+    ListenerCounters* counters(uint32_t li);  // this worker's block of listener li, if any
     void submit_queued();
     void send_one(bool up, uint32_t id, uint32_t gen, int fd, uint16_t bid, const uint8_t* data,
                   uint32_t len, const void* to, socklen_t to_len);

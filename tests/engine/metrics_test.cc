@@ -106,6 +106,12 @@ MetricsInput known_state() {
     ListenerSnapshot quoted;
     quoted.name = "odd\"name\\x";
     st.listeners.push_back(quoted);
+    ListenerSnapshot dns;  // a UDP listener: its flows are exported, a TCP one's are not
+    dns.name = "dns";
+    dns.udp = true;
+    dns.udp_flows = 9;
+    dns.udp_active = 2;
+    st.listeners.push_back(dns);
     in.rules = {{"lan-web", 120, 9000}, {"private", 3, 180}};
     return in;
 }
@@ -124,6 +130,14 @@ TEST(Metrics, RendersKnownStateAsGolden) {
         std::ofstream(path) << got;
     }
     EXPECT_EQ(got, read_file(path)) << "regenerate with TP_UPDATE_GOLDEN=1 if intended";
+}
+
+TEST(Metrics, UdpFlowsPerListenerServingUdp) {
+    std::string got = render_prometheus(known_state());
+    EXPECT_NE(got.find("tpengine_udp_flows_created_total{listener=\"dns\"} 9\n"),
+              std::string::npos);
+    EXPECT_NE(got.find("tpengine_udp_flows_active{listener=\"dns\"} 2\n"), std::string::npos);
+    EXPECT_EQ(got.find("tpengine_udp_flows_created_total{listener=\"web\"}"), std::string::npos);
 }
 
 TEST(Metrics, EveryFamilyHasHelpAndType) {

@@ -174,6 +174,11 @@ TEST(UdpEngine, ReloadKeepsFlowsOfAnUnchangedListener) {
     EXPECT_EQ(first.substr(2), second.substr(2)) << "the upstream mapping changed across reload";
     EXPECT_EQ(eng.stats().udp.flows_created, 1u);
     EXPECT_EQ(eng.stats().udp.flows_active, 1u);
+    // The listener's own counters (metrics by listener) say the same, across the reload.
+    ASSERT_EQ(eng.stats().listeners.size(), 1u);
+    EXPECT_TRUE(eng.stats().listeners[0].udp);
+    EXPECT_EQ(eng.stats().listeners[0].udp_flows, 1u);
+    EXPECT_EQ(eng.stats().listeners[0].udp_active, 1u);
 
     // New UDP settings only: changed in place, the flow and its mapping stay.
     p.listeners[0].udp.idle_ms = 30'000;
