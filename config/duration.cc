@@ -20,13 +20,9 @@ std::optional<uint32_t> parse_duration(std::string_view v, bool none_ok, std::st
                      : unit == "h" ? 3'600'000
                                    : 0;
     if (digits == 0 || digits > 9 || scale == 0) {
-        // Appended, not "..." + std::string(v): g++ 12 at -O3 warns falsely (-Wrestrict) on
-        // the latter (GCC bug 105651), which -Werror turns into a failed Release build.
-        why->assign(1, '"');
-        why->append(v);
-        why->append(
-            "\" is not a duration: write a whole number with a unit, e.g. 500ms, 5s, 5m, 1h");
-        why->append(none_hint);
+        *why = "\"" + std::string(v) +
+               "\" is not a duration: write a whole number with a unit, e.g. 500ms, 5s, 5m, 1h" +
+               none_hint;
         return std::nullopt;
     }
     uint64_t n = 0;
