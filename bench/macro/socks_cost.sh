@@ -72,21 +72,7 @@ TP_PID=$!
 PIDS+=($TP_PID)
 ready "$WORK/tpengine.log" $TP_PID 'running \('
 
-cat >"$WORK/redsocks.conf" <<REDSOCKS
-base { log_debug = off; log_info = off; log = "file:/dev/null"; daemon = off; redirector = iptables; }
-redsocks { local_ip = 0.0.0.0; local_port = 12345; ip = $Z; port = 1080; type = socks5; }
-REDSOCKS
-# REDIRECT for redsocks: a table of this benchmark's own, inside X's namespace only.
-in_x nft -f - <<NFT
-table ip tpbench_redsocks {
-    chain pre { type nat hook prerouting priority dstnat; iifname "lan0" ip daddr $Z tcp dport { 9020, 9021 } redirect to :12345; }
-}
-NFT
-ip netns exec "$LAB_PREFIX-x" taskset -c 1 redsocks -c "$WORK/redsocks.conf" >"$WORK/redsocks.log" 2>&1 &
-RS_PID=$!
-PIDS+=($RS_PID)
-for _ in $(seq 50); do in_x ss -Htln | grep -q ':12345 ' && break; sleep 0.1; done
-sleep 0.5
+start_redsocks
 
 relay_pid() { if [ "$1" = redsocks ]; then echo $RS_PID; else echo $TP_PID; fi; }
 target() {  # RELAY KIND

@@ -52,3 +52,24 @@ DANTED
         >"$WORK/danted.log" 2>&1 &
     PIDS+=($!)
 }
+
+# redsocks in X (CPU 1) in front of the same danted, reached by REDIRECT of Z:9020 and Z:9021
+# from lan0 (a table of the benchmark's own, in X's namespace only). Sets RS_PID. Extra
+# arguments run redsocks under them (e.g. chrt -f PRIO).
+start_redsocks() {
+    cat >"$WORK/redsocks.conf" <<REDSOCKS
+base { log_debug = off; log_info = off; log = "file:/dev/null"; daemon = off; redirector = iptables; }
+redsocks { local_ip = 0.0.0.0; local_port = 12345; ip = $Z; port = 1080; type = socks5; }
+REDSOCKS
+    in_x nft -f - <<NFT
+table ip tpbench_redsocks {
+    chain pre { type nat hook prerouting priority dstnat; iifname "lan0" ip daddr $Z tcp dport { 9020, 9021 } redirect to :12345; }
+}
+NFT
+    ip netns exec "$LAB_PREFIX-x" "$@" taskset -c 1 redsocks -c "$WORK/redsocks.conf" \
+        >"$WORK/redsocks.log" 2>&1 &
+    RS_PID=$!
+    PIDS+=($RS_PID)
+    for _ in $(seq 50); do in_x ss -Htln | grep -q ':12345 ' && break; sleep 0.1; done
+    sleep 0.5
+}
