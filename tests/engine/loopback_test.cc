@@ -16,23 +16,11 @@
 #include <vector>
 
 #include "engine/engine.h"
+#include "tests/engine/test_util.h"
 
 namespace tp::engine {
 namespace {
-
-plan::SockAddr loopback(uint16_t port) {
-    plan::SockAddr a;
-    auto* s = reinterpret_cast<sockaddr_in*>(&a.storage);
-    s->sin_family = AF_INET;
-    s->sin_port = htons(port);
-    s->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.len = sizeof(sockaddr_in);
-    return a;
-}
-
-uint16_t port_of(const plan::SockAddr& a) {
-    return ntohs(reinterpret_cast<const sockaddr_in*>(&a.storage)->sin_port);
-}
+using namespace test;
 
 // Echo server: every connection echoes until EOF, then half-closes.
 class EchoServer {
@@ -44,7 +32,7 @@ class EchoServer {
         EXPECT_EQ(listen(fd_, 128), 0);
         socklen_t len = sizeof a.storage;
         getsockname(fd_, reinterpret_cast<sockaddr*>(&a.storage), &len);
-        port_ = port_of(a);
+        port_ = a.port();
         thread_ = std::thread([this] { run(); });
     }
     ~EchoServer() {
@@ -177,7 +165,7 @@ TEST(EngineLoopback, ByteExactConcurrentWithADryBufferRing) {
                      << started.error().what << ")";
     }
     Engine& e = *started.value();
-    uint16_t port = port_of(e.listening_addresses()[0]);
+    uint16_t port = e.listening_addresses()[0].port();
     ASSERT_NE(port, 0);
     constexpr int kConns = 16;
     std::vector<std::thread> clients;
@@ -221,7 +209,7 @@ TEST(EngineLoopback, FixedUpstreamOnOwnListenerIsRefused) {
         GTEST_SKIP() << "engine could not start";
     }
     Engine& e = *started.value();
-    uint16_t port = port_of(e.listening_addresses()[0]);
+    uint16_t port = e.listening_addresses()[0].port();
     // Reload: the same listener now relays to itself.
     plan::Plan self = p;
     self.listeners[0].address = loopback(port);
@@ -255,7 +243,7 @@ TEST(EngineLoopback, ReloadAddsAndRemovesListeners) {
         GTEST_SKIP() << "engine could not start";
     }
     Engine& e = *started.value();
-    uint16_t port_a = port_of(e.listening_addresses()[0]);
+    uint16_t port_a = e.listening_addresses()[0].port();
     plan::Plan p2 = p;
     plan::Listener b = p.listeners[0];
     b.name = "b";
@@ -263,8 +251,8 @@ TEST(EngineLoopback, ReloadAddsAndRemovesListeners) {
     ASSERT_TRUE(e.update(p2).has_value());
     auto addrs = e.listening_addresses();
     ASSERT_EQ(addrs.size(), 2u);
-    EXPECT_EQ(port_of(addrs[0]), port_a) << "an unchanged listener keeps its socket";
-    uint16_t port_b = port_of(addrs[1]);
+    EXPECT_EQ(addrs[0].port(), port_a) << "an unchanged listener keeps its socket";
+    uint16_t port_b = addrs[1].port();
     std::vector<uint8_t> msg = {1, 2, 3, 4, 5};
     int s = connect_to(port_b);
     ASSERT_GE(s, 0);
@@ -318,7 +306,7 @@ TEST(EngineLoopback, DrainTimeoutClosesLiveConnections) {
         GTEST_SKIP() << "engine could not start";
     }
     Engine& e = *started.value();
-    uint16_t port = port_of(e.listening_addresses()[0]);
+    uint16_t port = e.listening_addresses()[0].port();
     int s = connect_to(port);
     ASSERT_GE(s, 0);
     ASSERT_EQ(send(s, "x", 1, 0), 1);

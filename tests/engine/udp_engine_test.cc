@@ -17,19 +17,11 @@
 #include <thread>
 
 #include "engine/engine.h"
+#include "tests/engine/test_util.h"
 
 namespace tp::engine {
 namespace {
-
-plan::SockAddr loopback(uint16_t port) {
-    plan::SockAddr a;
-    auto* s = reinterpret_cast<sockaddr_in*>(&a.storage);
-    s->sin_family = AF_INET;
-    s->sin_port = htons(port);
-    s->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.len = sizeof(sockaddr_in);
-    return a;
-}
+using namespace test;
 
 uint16_t port_of(const sockaddr_in& s) {
     return ntohs(s.sin_port);
@@ -110,17 +102,6 @@ plan::Plan udp_plan(uint16_t upstream_port, plan::Protocol proto) {
     l.upstream_address = loopback(upstream_port);
     p.listeners.push_back(l);
     return p;
-}
-
-template <typename F>
-bool eventually(F&& f) {
-    for (int i = 0; i < 300; ++i) {
-        if (f()) {
-            return true;
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    return false;
 }
 
 TEST(UdpEngine, BothServesTcpAndUdpOnOnePort) {

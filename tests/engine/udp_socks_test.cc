@@ -24,50 +24,13 @@
 #include <vector>
 
 #include "engine/engine.h"
+#include "tests/engine/test_util.h"
 
 namespace tp::engine {
 namespace {
+using namespace test;
 
 using Bytes = std::vector<uint8_t>;
-
-plan::SockAddr loopback(uint16_t port) {
-    plan::SockAddr a;
-    auto* s = reinterpret_cast<sockaddr_in*>(&a.storage);
-    s->sin_family = AF_INET;
-    s->sin_port = htons(port);
-    s->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.len = sizeof(sockaddr_in);
-    return a;
-}
-
-uint16_t local_port(int fd) {
-    sockaddr_in s{};
-    socklen_t len = sizeof s;
-    getsockname(fd, reinterpret_cast<sockaddr*>(&s), &len);
-    return ntohs(s.sin_port);
-}
-
-template <typename F>
-bool eventually(F&& f) {
-    for (int i = 0; i < 500; ++i) {
-        if (f()) {
-            return true;
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    return false;
-}
-
-size_t open_fds() {
-    size_t n = 0;
-    if (DIR* d = opendir("/proc/self/fd")) {
-        while (readdir(d) != nullptr) {
-            ++n;
-        }
-        closedir(d);
-    }
-    return n;
-}
 
 // Reads exactly n bytes (bounded wait); false on EOF or timeout.
 bool read_n(int fd, uint8_t* p, size_t n) {
