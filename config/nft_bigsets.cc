@@ -122,6 +122,33 @@ void append_without_elements(std::string& out, const std::string& batch, const O
     out.append(batch, o.elems_close_end, o.end - o.elems_close_end);
 }
 
+// A big set as the running process keeps it: its declaration, its element lines replaced by
+// their count and hash.
+std::string compact_object(const std::string& batch, const Object& o) {
+    std::string_view elems(batch.data() + o.elems_begin, o.elems_end - o.elems_begin);
+    std::string out(batch, o.begin, o.elems_begin - o.begin);
+    out += "\t\t\t# " + std::to_string(o.elements) + " elements, hash " + text_hash(elems) + "\n";
+    out.append(batch, o.elems_end, o.end - o.elems_end);
+    return out;
+}
+
+// The batch again, each top-level object passed through `each(object, out)`, which appends
+// what stays of it; a text that is not a generator batch comes back unchanged.
+template <typename Each>
+std::string rewrite_objects(const std::string& batch, Each&& each) {
+    std::string table;
+    std::vector<Object> objects;
+    size_t body = 0;
+    if (!scan(batch, &table, &objects, &body)) {
+        return batch;
+    }
+    std::string out(batch, 0, body);
+    for (const Object& o : objects) {
+        each(o, out);
+    }
+    return out + "}\n";
+}
+
 }  // namespace
 
 std::optional<SplitBatch> split_big_sets(const std::string& batch, size_t min_elements) {
@@ -155,54 +182,28 @@ std::optional<SplitBatch> split_big_sets(const std::string& batch, size_t min_el
 }
 
 std::string compact_batch(const std::string& batch, size_t min_elements) {
-    std::string table;
-    std::vector<Object> objects;
-    size_t body = 0;
-    if (!scan(batch, &table, &objects, &body)) {
-        return batch;
-    }
-    std::string out(batch, 0, body);
-    for (const Object& o : objects) {
-        if (!is_big(o, min_elements)) {
+    return rewrite_objects(batch, [&](const Object& o, std::string& out) {
+        if (is_big(o, min_elements)) {
+            out += compact_object(batch, o);
+        } else {
             out.append(batch, o.begin, o.end - o.begin);
-            continue;
         }
-        out.append(batch, o.begin, o.elems_begin - o.begin);
-        std::string_view elems(batch.data() + o.elems_begin, o.elems_end - o.elems_begin);
-        out +=
-            "\t\t\t# " + std::to_string(o.elements) + " elements, hash " + text_hash(elems) + "\n";
-        out.append(batch, o.elems_end, o.end - o.elems_end);
-    }
-    return out + "}\n";
+    });
 }
 
 std::string without_unchanged_sets(const std::string& compact_current,
                                    const std::string& next_batch,
                                    std::vector<std::string>* unchanged, size_t min_elements) {
-    std::string table;
-    std::vector<Object> objects;
-    size_t body = 0;
-    if (!scan(next_batch, &table, &objects, &body)) {
-        return next_batch;
-    }
-    std::string out(next_batch, 0, body);
-    for (const Object& o : objects) {
-        if (is_big(o, min_elements)) {
-            std::string_view elems(next_batch.data() + o.elems_begin, o.elems_end - o.elems_begin);
-            std::string compact = next_batch.substr(o.begin, o.elems_begin - o.begin) + "\t\t\t# " +
-                                  std::to_string(o.elements) + " elements, hash " +
-                                  text_hash(elems) + "\n" +
-                                  next_batch.substr(o.elems_end, o.end - o.elems_end);
-            if (compact_current.find(compact) != std::string::npos) {
-                // Not even declared: for an auto-merge set, libnftables would read all its
-                // elements back from the kernel first (seconds and ~1 KiB an element).
-                unchanged->push_back(o.name);
-                continue;
-            }
+    return rewrite_objects(next_batch, [&](const Object& o, std::string& out) {
+        if (is_big(o, min_elements) &&
+            compact_current.find(compact_object(next_batch, o)) != std::string::npos) {
+            // Not even declared: for an auto-merge set, libnftables would read all its
+            // elements back from the kernel first (seconds and ~1 KiB an element).
+            unchanged->push_back(o.name);
+            return;
         }
         out.append(next_batch, o.begin, o.end - o.begin);
-    }
-    return out + "}\n";
+    });
 }
 
 namespace {
@@ -252,19 +253,11 @@ std::string rename_sets(const std::string& batch, const std::map<std::string, st
 }
 
 std::string without_sets(const std::string& batch, const std::vector<std::string>& names) {
-    std::string table;
-    std::vector<Object> objects;
-    size_t body = 0;
-    if (!scan(batch, &table, &objects, &body)) {
-        return batch;
-    }
-    std::string out(batch, 0, body);
-    for (const Object& o : objects) {
+    return rewrite_objects(batch, [&](const Object& o, std::string& out) {
         if (o.kind != "set" || !listed(names, o.name)) {
             out.append(batch, o.begin, o.end - o.begin);
         }
-    }
-    return out + "}\n";
+    });
 }
 
 std::string add_set_commands(const std::string& batch,
