@@ -52,6 +52,13 @@ constexpr Family kFamilies[] = {
     {"tpengine_udp_bytes_total", "counter", "UDP payload bytes relayed per direction."},
     {"tpengine_udp_flows_ended_total", "counter", "UDP flows ended per reason."},
     {"tpengine_udp_datagrams_dropped_total", "counter", "UDP datagrams dropped per reason."},
+    {"tpengine_udp_reply_sockets", "gauge",
+     "Transparent reply sockets open now (bound to original destinations, cached)."},
+    {"tpengine_udp_gso_sends_total", "counter",
+     "UDP sends that carried several datagrams (UDP_SEGMENT)."},
+    {"tpengine_udp_gso_datagrams_total", "counter", "The datagrams those sends carried."},
+    {"tpengine_udp_gro_receives_total", "counter",
+     "UDP receives that carried several datagrams (UDP_GRO)."},
     {"tpengine_udp_socks_flows_total", "counter",
      "UDP flows relayed through a SOCKS5 UDP ASSOCIATE."},
     {"tpengine_udp_socks_failures_total", "counter",
@@ -274,6 +281,14 @@ std::string render_prometheus(const MetricsInput& in) {
         w.sample("tpengine_udp_datagrams_dropped_total",
                  {"reason", udp_drop_name(static_cast<UdpDrop>(i))}, u.dropped[i]);
     }
+    w.head("tpengine_udp_reply_sockets");
+    w.sample("tpengine_udp_reply_sockets", {}, u.reply_sockets);
+    w.head("tpengine_udp_gso_sends_total");
+    w.sample("tpengine_udp_gso_sends_total", {}, u.gso_sends);
+    w.head("tpengine_udp_gso_datagrams_total");
+    w.sample("tpengine_udp_gso_datagrams_total", {}, u.gso_dgrams);
+    w.head("tpengine_udp_gro_receives_total");
+    w.sample("tpengine_udp_gro_receives_total", {}, u.gro_recvs);
     w.head("tpengine_udp_socks_flows_total");
     w.sample("tpengine_udp_socks_flows_total", {}, u.socks_flows);
     w.head("tpengine_udp_socks_failures_total");

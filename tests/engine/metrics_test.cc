@@ -102,6 +102,10 @@ MetricsInput known_state() {
     st.udp.bytes_down = 9000;
     st.udp.ended[static_cast<size_t>(UdpEnd::dns_answered)] = 7;
     st.udp.dropped[static_cast<size_t>(UdpDrop::oversize)] = 1;
+    st.udp.reply_sockets = 3;
+    st.udp.gso_sends = 5;
+    st.udp.gso_dgrams = 17;
+    st.udp.gro_recvs = 2;
     st.listeners.push_back(web_from_two_workers());
     ListenerSnapshot quoted;
     quoted.name = "odd\"name\\x";
