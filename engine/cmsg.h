@@ -7,11 +7,24 @@
 #include <liburing.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cstdint>
 
 #include "config/plan.h"
 
 namespace tp::engine {
+
+// Calls f(data, n) for each datagram of `len` bytes cut at `seg` (0: one datagram, which may be
+// empty): the datagrams of a GRO buffer, each keeping its boundary.
+template <typename F>
+inline void for_each_segment(const uint8_t* data, uint32_t len, uint32_t seg, F&& f) {
+    uint32_t off = 0;
+    do {
+        uint32_t n = seg == 0 ? len : std::min(seg, len - off);
+        f(data + off, n);
+        off += n;
+    } while (off < len);
+}
 
 struct RecvView {
     const sockaddr* name = nullptr;  // the sender; nullptr when the name was cut short
@@ -28,6 +41,10 @@ struct RecvView {
 
     uint32_t dgrams() const { return gro_size == 0 ? 1 : (len + gro_size - 1) / gro_size; }
     uint32_t dgram_max() const { return gro_size == 0 ? full_len : gro_size; }
+    template <typename F>
+    void for_each_dgram(F&& f) const {
+        for_each_segment(payload, len, gro_size, f);
+    }
 };
 
 // Parses a completion of `res` bytes in `buf` received with the multishot template `mh`.

@@ -369,13 +369,7 @@ void UdpFlows::relay_up(uint32_t li, const RecvView& v) {
     }
     if (f.socks) {
         // One SOCKS header per datagram: a GRO buffer is cut at its segments first.
-        uint32_t seg = v.gro_size != 0 ? v.gro_size : v.len;
-        uint32_t off = 0;
-        do {
-            uint32_t n = std::min(seg, v.len - off);
-            socks_.send_up(id, dst, v.payload + off, n);
-            off += n;
-        } while (off < v.len);
+        v.for_each_dgram([&](const uint8_t* d, uint32_t n) { socks_.send_up(id, dst, d, n); });
         return;
     }
     send_dgram(true, id, f.fd.get(), v, &f.dst, f.dst_len);
@@ -459,14 +453,10 @@ void UdpFlows::enable_gro(int fd) {
 
 void UdpFlows::send_now(bool up, uint32_t id, uint32_t gen, int fd, const uint8_t* data,
                         uint32_t len, uint32_t seg, const void* to, socklen_t to_len) {
-    uint32_t off = 0;
-    do {
-        uint32_t n = seg == 0 ? len : std::min(seg, len - off);
-        ssize_t r =
-            ::sendto(fd, data + off, n, MSG_DONTWAIT, static_cast<const sockaddr*>(to), to_len);
+    for_each_segment(data, len, seg, [&](const uint8_t* d, uint32_t n) {
+        ssize_t r = ::sendto(fd, d, n, MSG_DONTWAIT, static_cast<const sockaddr*>(to), to_len);
         sent(up, id, gen, r < 0 ? -errno : static_cast<int>(r), n);
-        off += n;
-    } while (off < len);
+    });
 }
 
 void UdpFlows::send_one(bool up, uint32_t id, uint32_t gen, int fd, uint16_t bid,
@@ -581,9 +571,9 @@ void UdpFlows::gso_done(uint32_t bi, int res) {
                 send_now(b.up, b.flow, b.gen, fd, p, len, b.seg, &b.to, b.to_len);
                 continue;
             }
-            for (uint32_t off = 0; off < len; off += b.seg) {
-                sent(b.up, b.flow, b.gen, res, std::min(b.seg, len - off));
-            }
+            for_each_segment(p, len, b.seg, [&](const uint8_t*, uint32_t n) {
+                sent(b.up, b.flow, b.gen, res, n);
+            });
         }
     }
     for (uint32_t i = 0; i < b.n; ++i) {
@@ -799,21 +789,17 @@ void UdpFlows::relay_down(uint32_t id, const RecvView& in) {
             // ourselves (rare; a direct syscall, the buffer is free again right after).
             submit_queued();
             int rfd = raw_fd(local.family());
-            uint32_t seg = v.gro_size != 0 ? v.gro_size : v.len;
-            uint32_t off = 0;
-            do {  // a GRO buffer: one datagram per segment
-                uint32_t len = std::min(seg, v.len - off);
+            v.for_each_dgram([&](const uint8_t* d, uint32_t len) {  // a GRO buffer: each one
                 int n = rfd < 0 ? -EPERM
                                 : send_udp_raw(rfd, local.get(), reinterpret_cast<sockaddr*>(&to),
-                                               v.payload + off, len);
+                                               d, len);
                 if (n < 0) {
                     drop(UdpDrop::reply_socket);
                 } else {
                     WorkerStats::add(stats_.udp_dgrams_down, 1);
                     WorkerStats::add(stats_.udp_bytes_down, len);
                 }
-                off += len;
-            } while (off < v.len);
+            });
             if (f.dns && f.dns_pending > 0 && --f.dns_pending == 0) {
                 end_flow(id, UdpEnd::dns_answered);
             }
